@@ -1,0 +1,17 @@
+//! What the host offers a plugin: one module per interface of the
+//! `sparrow:service` world, each implementing its generated `Host` trait on
+//! the request's store data.
+//!
+//! A plugin reaches only the services it declared it requires; the checks
+//! live here, next to each capability, not in the plugin.
+
+mod log;
+mod registry;
+mod services;
+mod state;
+
+use crate::plugin::bindings::sparrow::service::types;
+use crate::plugin::context::RequestCtx;
+
+// `types` declares no functions, but the linker still asks for its trait.
+impl types::Host for RequestCtx {}

@@ -1,0 +1,60 @@
+//! `call-service`: a request to another service, sent by the host, so that a
+//! plugin never needs a socket and reaches only what it declared.
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::outbound::{Call, CallFailure, header_map};
+use crate::plugin::bindings::sparrow::service::services::Host;
+use crate::plugin::bindings::{CallError, Header, Request, Response};
+use crate::plugin::context::RequestCtx;
+
+impl Host for RequestCtx {
+    async fn call_service(
+        &mut self,
+        name: String,
+        request: Request,
+    ) -> Result<Response, CallError> {
+        if !self.env.may_call(&name) {
+            return Err(CallError::NotAllowed);
+        }
+        let method = Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| CallError::InvalidRequest(format!("bad method '{}'", request.method)))?;
+        if !request.path.starts_with('/') {
+            return Err(CallError::InvalidRequest(format!(
+                "path '{}' does not start with '/'",
+                request.path
+            )));
+        }
+        let call = Call {
+            method,
+            path: request.path,
+            headers: header_map(
+                request
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.as_str(), h.value.as_str())),
+            ),
+            body: Bytes::from(request.body),
+        };
+        match self.env.outbound.call(&name, &call).await {
+            Ok(answer) => Ok(Response {
+                status: answer.status,
+                headers: answer
+                    .headers
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        Some(Header {
+                            name: name.as_str().to_owned(),
+                            value: value.to_str().ok()?.to_owned(),
+                        })
+                    })
+                    .collect(),
+                body: answer.body.to_vec(),
+            }),
+            Err(CallFailure::NoInstance) => Err(CallError::NoInstance),
+            Err(CallFailure::Timeout) => Err(CallError::Timeout),
+            Err(CallFailure::Unreachable(why)) => Err(CallError::Unreachable(why)),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The command line of `host`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Runs one Sparrow service: serves HTTP on `--addr`, registers with the
+/// registry, and hands every request to a WebAssembly component (the plugin)
+/// in a fresh instance.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Cli {
+    /// The plugin: a WebAssembly component of the `sparrow:service` world.
+    #[arg(long)]
+    pub plugin: PathBuf,
+
+    /// Where to listen, and the address registered for this instance
+    /// (HOST:PORT; port 0 picks a free port).
+    #[arg(long)]
+    pub addr: SocketAddr,
+
+    /// The registry's base URL.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:20000",
+        env = "SPARROW_REGISTRY"
+    )]
+    pub registry: String,
+
+    /// The service name to register; defaults to the name the plugin
+    /// describes.
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// The services this one may call, comma-separated (`*` for every
+    /// service); defaults to what the plugin describes.
+    #[arg(long, value_delimiter = ',')]
+    pub requires: Option<Vec<String>>,
+
+    /// A directory the plugin may read and write, seen by it as `.`; without
+    /// it the plugin sees no file at all.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+
+    /// How long one request may run in the plugin before it is stopped (504).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How long a call to another service may take (the plugin's
+    /// `call-service` and `log-println`).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub call_timeout: Duration,
+
+    /// The most linear memory one instance may use, e.g. `64MiB`.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub memory_limit: usize,
+
+    /// The largest request body accepted (413 above it), e.g. `16MiB`.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    pub max_body: usize,
+
+    /// How many instances may run at once; further requests wait for a slot.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_instances: u32,
+
+    /// How long to keep trying to register at start before giving up.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub registry_wait: Duration,
+}
+
+impl Cli {
+    /// `--requires` as given, without the empty names that `--requires ""`
+    /// yields.
+    pub fn requires(&self) -> Option<Vec<String>> {
+        self.requires.as_ref().map(|names| {
+            names
+                .iter()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+    }
+}
+
+/// Parses sizes like `65536`, `512KiB`, `64MiB`, `1GiB` (also `KB`/`MB`/`GB`,
+/// read as binary units).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size like 64MiB"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512kib"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+}

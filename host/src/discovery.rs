@@ -1,0 +1,103 @@
+//! The host's side of the registry protocol: register at start (retrying
+//! until the registry answers), keep the instance cache from the answer and
+//! from the registry's notifications, answer heartbeats, deregister at the
+//! end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use registry::body::{MAX_BODY, read_record, text_response};
+use registry::cache::InstanceCache;
+use registry::client::RegistryClient;
+use registry::record::{Instances, ServiceRecord};
+
+/// The first pause between registration attempts; it doubles up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+pub struct Discovery {
+    client: RegistryClient,
+    cache: Arc<InstanceCache>,
+    record: ServiceRecord,
+}
+
+impl Discovery {
+    pub fn new(client: RegistryClient, cache: Arc<InstanceCache>, record: ServiceRecord) -> Self {
+        Discovery {
+            client,
+            cache,
+            record,
+        }
+    }
+
+    /// Registers this instance and fills the cache from the answer, retrying
+    /// with backoff for at most `wait`.
+    pub async fn register(&self, wait: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.client.register(&self.record).await {
+                Ok(instances) => {
+                    self.cache.replace_all(self.required_only(instances));
+                    tracing::info!(
+                        registry = self.client.base_url(),
+                        name = %self.record.name,
+                        addr = %self.record.addr,
+                        "registered"
+                    );
+                    return Ok(());
+                }
+                Err(e) if started.elapsed() + backoff > wait => bail!(
+                    "registry {} did not accept the registration within {}: {e}",
+                    self.client.base_url(),
+                    humantime::format_duration(wait)
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "registration failed; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Tells the registry this instance is going away. Failure is logged, not
+    /// fatal: the registry's heartbeat will find out anyway.
+    pub async fn deregister(&self) {
+        match self.client.deregister(&self.record).await {
+            Ok(()) => tracing::info!(name = %self.record.name, "deregistered"),
+            Err(e) => tracing::warn!(error = %e, "deregistration failed"),
+        }
+    }
+
+    /// `POST` / `DELETE /services` from the registry: an instance of some
+    /// service appeared or went away.
+    pub async fn notification(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let method = request.method().clone();
+        let record = match read_record(request.into_body(), MAX_BODY).await {
+            Ok(record) => record,
+            Err(e) => return text_response(e.status(), e.to_string()),
+        };
+        if self.record.requires(&record.name) {
+            if method == Method::POST {
+                tracing::info!(name = %record.name, addr = %record.addr, "instance added");
+                self.cache.add(record);
+            } else {
+                tracing::info!(name = %record.name, addr = %record.addr, "instance removed");
+                self.cache.remove(&record);
+            }
+        }
+        text_response(StatusCode::OK, "")
+    }
+
+    fn required_only(&self, mut instances: Instances) -> Instances {
+        instances.retain(|name, _| self.record.requires(name));
+        instances
+    }
+}

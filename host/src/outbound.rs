@@ -1,0 +1,218 @@
+//! HTTP calls from this host to other services, on behalf of the plugin.
+//!
+//! One place decides which instance gets a call, what is retried, how long a
+//! call may take and which headers never cross a hop, so that every
+//! capability that talks to another service (`call-service`, `log-println`)
+//! behaves the same.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use registry::cache::InstanceCache;
+use registry::client::HttpClient;
+
+/// How many instances one call tries when connections are refused.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Headers that describe one connection, not the message: a proxy must not
+/// forward them (RFC 9110, section 7.6.1).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// A request to send to some instance of a service.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// What an instance answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Why a call gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallFailure {
+    /// No live instance of the service is known.
+    NoInstance,
+    /// Every instance tried refused or broke the connection.
+    Unreachable(String),
+    /// The instance did not answer within the call timeout.
+    Timeout,
+}
+
+/// Sends calls to instances picked from the instance cache.
+#[derive(Clone)]
+pub struct Outbound {
+    http: HttpClient,
+    cache: Arc<InstanceCache>,
+    timeout: Duration,
+    max_body: usize,
+}
+
+impl Outbound {
+    pub fn new(cache: Arc<InstanceCache>, timeout: Duration, max_body: usize) -> Self {
+        Outbound {
+            http: registry::client::http_client(),
+            cache,
+            timeout,
+            max_body,
+        }
+    }
+
+    /// Sends `call` to a random instance of `service`. A refused connection
+    /// means the request was never sent, so it is safe to try another
+    /// instance whatever the method; anything else is final.
+    pub async fn call(&self, service: &str, call: &Call) -> Result<Answer, CallFailure> {
+        let mut tried: Vec<String> = Vec::new();
+        let mut last_error = String::new();
+        while tried.len() < MAX_ATTEMPTS {
+            let Some(addr) = self.cache.pick_excluding(service, &tried) else {
+                break;
+            };
+            match tokio::time::timeout(self.timeout, self.send(&addr, call)).await {
+                Err(_elapsed) => return Err(CallFailure::Timeout),
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(SendError::Refused(e))) => {
+                    tracing::warn!(service, %addr, error = %e, "instance refused the connection");
+                    last_error = format!("{addr}: {e}");
+                    tried.push(addr);
+                }
+                Ok(Err(SendError::Broken(e))) => {
+                    return Err(CallFailure::Unreachable(format!("{addr}: {e}")));
+                }
+            }
+        }
+        if tried.is_empty() {
+            Err(CallFailure::NoInstance)
+        } else {
+            Err(CallFailure::Unreachable(last_error))
+        }
+    }
+
+    async fn send(&self, addr: &str, call: &Call) -> Result<Answer, SendError> {
+        let uri = format!("http://{addr}{}", call.path);
+        let mut request = Request::builder()
+            .method(call.method.clone())
+            .uri(&uri)
+            .body(Full::new(call.body.clone()))
+            .map_err(|e| SendError::Broken(format!("cannot build request for {uri}: {e}")))?;
+        let headers = request.headers_mut();
+        *headers = end_to_end(&call.headers);
+        // The client sets Host and Content-Length for the message it sends.
+        headers.remove(HOST);
+        headers.remove(CONTENT_LENGTH);
+
+        let response = self.http.request(request).await.map_err(|e| {
+            if e.is_connect() {
+                SendError::Refused(error_chain(&e))
+            } else {
+                SendError::Broken(error_chain(&e))
+            }
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, self.max_body)
+            .collect()
+            .await
+            .map_err(|e| SendError::Broken(format!("reading the answer: {e}")))?
+            .to_bytes();
+        Ok(Answer {
+            status: parts.status.as_u16(),
+            headers: end_to_end(&parts.headers),
+            body,
+        })
+    }
+}
+
+enum SendError {
+    /// The connection was refused: the request never left.
+    Refused(String),
+    /// The request may have been sent and got no usable answer.
+    Broken(String),
+}
+
+/// `headers` without the hop-by-hop ones, including those that `Connection`
+/// names.
+pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let mut kept = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) && !named.contains(name) {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
+}
+
+/// An error with its causes on one line: hyper's top-level messages alone
+/// ("client error (Connect)") do not say what went wrong.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Converts `name: value` pairs (the plugin's view) to a header map, skipping
+/// pairs that are not valid HTTP.
+pub fn header_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
+        let headers = header_map([
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("x-secret", "1"),
+            ("x-kept", "2"),
+        ]);
+        let kept = end_to_end(&headers);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept["x-kept"], "2");
+    }
+}

@@ -1,0 +1,48 @@
+//! What a store holds while one request runs: WASI's state (no environment,
+//! no sockets, at most one directory) and the service's environment, through
+//! which the capabilities reach the host.
+
+use std::sync::Arc;
+
+use registry::cache::InstanceCache;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::kv::KvStore;
+use crate::outbound::Outbound;
+
+/// Everything requests of one plugin version share.
+pub struct ServiceEnv {
+    /// The registered name, used as the source of log lines.
+    pub name: String,
+    /// The services the plugin may reach (`*`: every service).
+    pub requires: Vec<String>,
+    pub cache: Arc<InstanceCache>,
+    pub outbound: Outbound,
+    pub kv: Arc<KvStore>,
+}
+
+impl ServiceEnv {
+    /// Whether the plugin declared that it calls `service`.
+    pub fn may_call(&self, service: &str) -> bool {
+        self.requires
+            .iter()
+            .any(|r| r == service || r == registry::record::EVERY_SERVICE)
+    }
+}
+
+/// The data of one request's store.
+pub struct RequestCtx {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub env: Arc<ServiceEnv>,
+}
+
+impl WasiView for RequestCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

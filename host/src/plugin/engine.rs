@@ -1,0 +1,131 @@
+//! One wasmtime engine per host, configured for many short-lived instances.
+//!
+//! Every request gets a fresh instance, so instantiation and teardown are the
+//! hot path: the pooling allocator keeps pre-reserved slots for instances,
+//! memories and tables, sized to what the host will run at once. Request
+//! timeouts use epoch interruption driven by one ticker thread for the whole
+//! engine, never a timer per request.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::Service;
+use super::context::RequestCtx;
+
+/// How often the epoch advances: the granularity of request timeouts and of
+/// how long a busy plugin may hold a runtime thread before yielding.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits that every request's sandbox gets.
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    pub request_timeout: Duration,
+    pub memory_limit: usize,
+    pub max_instances: u32,
+    /// The directory the plugin may use, seen by it as `.`.
+    pub dir: Option<PathBuf>,
+}
+
+/// The engine, the linker with every host capability, and the bound on
+/// concurrent instances.
+pub struct PluginEngine {
+    pub(super) engine: Engine,
+    pub(super) linker: Linker<RequestCtx>,
+    pub(super) settings: SandboxSettings,
+    /// One permit per pool slot: a request waits for a slot instead of
+    /// failing when every slot is busy.
+    pub(super) slots: Arc<Semaphore>,
+    _ticker: EpochTicker,
+}
+
+impl PluginEngine {
+    pub fn new(settings: SandboxSettings) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(&settings))
+            .map_err(anyhow::Error::from)
+            .context("configuring wasmtime")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        Service::add_to_linker::<_, HasSelf<RequestCtx>>(&mut linker, |ctx| ctx)
+            .map_err(anyhow::Error::from)
+            .context("linking Sparrow's capabilities")?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(PluginEngine {
+            slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
+            engine,
+            linker,
+            settings,
+            _ticker: ticker,
+        })
+    }
+}
+
+fn engine_config(settings: &SandboxSettings) -> Config {
+    let instances = settings.max_instances;
+    let mut pool = PoolingAllocationConfig::default();
+    // A component built by wasm-component-ld holds the program's core module
+    // plus a few small shims; languages with big runtimes hold more.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 16)
+        .total_memories(instances * 2)
+        .total_tables(instances * 16)
+        .total_stacks(instances)
+        .max_memories_per_component(2)
+        .max_memory_size(settings.memory_limit)
+        // Returning memory to the kernel in batches halves teardown cost.
+        .decommit_batch_size(64);
+
+    let mut config = Config::new();
+    config
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        // The reservation bounds the virtual address space of each memory
+        // slot; the defaults (4 GiB and more per slot) add up to terabytes.
+        .memory_reservation(settings.memory_limit as u64)
+        .memory_reservation_for_growth(0)
+        .epoch_interruption(true);
+    config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch ticker thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

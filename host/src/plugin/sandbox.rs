@@ -1,0 +1,107 @@
+//! One request in a fresh instance: its own store, its own memory, its own
+//! WASI context, bounded in time and memory, and gone when the request ends.
+//! Whatever the plugin does (trap, spin, grow without end) costs this request
+//! only.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx};
+
+use super::bindings::{Description, Request, Response, ServicePre};
+use super::context::{RequestCtx, ServiceEnv};
+use super::engine::PluginEngine;
+use super::loader::Plugin;
+use super::stdio::PluginOutput;
+
+/// Why a request got no response from the plugin.
+#[derive(Debug)]
+pub enum Failure {
+    /// It ran past the request timeout and was stopped.
+    Timeout,
+    /// It trapped (a panic, `unreachable`, a stack overflow, memory
+    /// exhausted ...); the message says which.
+    Trap(String),
+    /// The host could not set up an instance for it.
+    Setup(String),
+}
+
+impl PluginEngine {
+    /// Runs `request` through `plugin` in a fresh instance.
+    pub async fn handle(
+        &self,
+        plugin: &Plugin,
+        env: Arc<ServiceEnv>,
+        request: Request,
+    ) -> Result<Response, Failure> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Failure::Setup("the host is shutting down".into()))?;
+        let mut store = self.new_store(env).map_err(Failure::Setup)?;
+        let call = async {
+            let service = plugin.pre.instantiate_async(&mut store).await?;
+            service.call_handle_request(&mut store, &request).await
+        };
+        // The epoch deadline stops code that spins; this timer stops a plugin
+        // that waits on the host (a slow call to another service) too.
+        match tokio::time::timeout(self.settings.request_timeout, call).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(classify(error)),
+            Err(_elapsed) => Err(Failure::Timeout),
+        }
+    }
+
+    /// Asks a freshly loaded plugin who it is.
+    pub(super) async fn describe(
+        &self,
+        pre: &ServicePre<RequestCtx>,
+        env: Arc<ServiceEnv>,
+    ) -> anyhow::Result<Description> {
+        let mut store = self.new_store(env).map_err(anyhow::Error::msg)?;
+        let service = pre.instantiate_async(&mut store).await?;
+        Ok(service.call_describe(&mut store).await?)
+    }
+
+    fn new_store(&self, env: Arc<ServiceEnv>) -> Result<Store<RequestCtx>, String> {
+        let service_name: Arc<str> = Arc::from(env.name.as_str());
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(PluginOutput::stdout(service_name.clone()))
+            .stderr(PluginOutput::stderr(service_name));
+        if let Some(dir) = &self.settings.dir {
+            wasi.preopened_dir(dir, ".", FsPerms::ReadWrite)
+                .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+        }
+        let ctx = RequestCtx {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            env,
+        };
+        let mut store = Store::new(&self.engine, ctx);
+
+        // Check the clock at every tick: yield to other requests while there
+        // is time left, so that a spinning plugin never holds a runtime
+        // thread for long, and interrupt it once time is up.
+        let deadline = Instant::now() + self.settings.request_timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        Ok(store)
+    }
+}
+
+fn classify(error: wasmtime::Error) -> Failure {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Failure::Timeout,
+        Some(trap) => Failure::Trap(format!("{trap}: {error:?}")),
+        None => Failure::Trap(format!("{error:?}")),
+    }
+}

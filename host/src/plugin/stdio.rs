@@ -1,0 +1,106 @@
+//! The plugin's stdout and stderr, turned into lines of the host's log tagged
+//! with the service name, so that a plugin's `println!` or a panic message
+//! shows up next to the request it belongs to.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// A line longer than this is logged in pieces rather than buffered without
+/// bound.
+const MAX_LINE: usize = 8 * 1024;
+
+/// One of the plugin's output streams.
+#[derive(Clone)]
+pub struct PluginOutput {
+    service: Arc<str>,
+    stream: &'static str,
+}
+
+impl PluginOutput {
+    pub fn stdout(service: Arc<str>) -> Self {
+        PluginOutput {
+            service,
+            stream: "stdout",
+        }
+    }
+
+    pub fn stderr(service: Arc<str>) -> Self {
+        PluginOutput {
+            service,
+            stream: "stderr",
+        }
+    }
+}
+
+impl IsTerminal for PluginOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for PluginOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineWriter {
+            output: self.clone(),
+            pending: Vec::new(),
+        })
+    }
+}
+
+/// Collects bytes into lines and logs each complete one.
+struct LineWriter {
+    output: PluginOutput,
+    pending: Vec<u8>,
+}
+
+impl LineWriter {
+    fn emit(&self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line);
+        tracing::info!(
+            target: "plugin",
+            service = %self.output.service,
+            stream = self.output.stream,
+            "{}",
+            line.trim_end_matches('\r')
+        );
+    }
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.pending.extend_from_slice(buf);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            self.emit(&line[..end]);
+        }
+        if self.pending.len() >= MAX_LINE {
+            let line = std::mem::take(&mut self.pending);
+            self.emit(&line);
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            self.emit(&self.pending);
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The HTTP server: protocol endpoints (`/heart-beat`, `/services`) are
+//! answered by the host itself, everything else goes to the plugin. On
+//! shutdown it stops accepting and lets in-flight requests finish.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use registry::body::{read_body, text_response};
+use tokio::net::TcpListener;
+
+use crate::discovery::Discovery;
+use crate::outbound::{end_to_end, header_map};
+use crate::plugin::bindings::{self, Header};
+use crate::plugin::{Failure, Plugin, PluginEngine, ServiceEnv};
+
+/// A client gets this long to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The plugin version that serves requests, with its environment.
+pub struct Active {
+    pub plugin: Plugin,
+    pub env: Arc<ServiceEnv>,
+}
+
+/// Everything a request handler needs.
+pub struct App {
+    pub engine: PluginEngine,
+    pub active: Active,
+    pub discovery: Discovery,
+    pub max_body: usize,
+}
+
+/// Serves `listener` until `shutdown` completes, then drains connections for
+/// at most `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut accept_backoff = Duration::from_millis(5);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Usually out of file descriptors: wait for some to free.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(accept_backoff).await;
+                    accept_backoff = (accept_backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        accept_backoff = Duration::from_millis(5);
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |request| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(route(&app, request).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after {drain:?}; closing anyway");
+    }
+}
+
+async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method();
+    match request.uri().path() {
+        "/heart-beat" if method == Method::GET || method == Method::HEAD => {
+            text_response(StatusCode::OK, "ok")
+        }
+        "/services" if method == Method::POST || method == Method::DELETE => {
+            app.discovery.notification(request).await
+        }
+        "/heart-beat" | "/services" => {
+            text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => to_plugin(app, request).await,
+    }
+}
+
+async fn to_plugin(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body, app.max_body).await {
+        Ok(body) => body,
+        Err(e) => return text_response(e.status(), e.to_string()),
+    };
+    let request = bindings::Request {
+        method: parts.method.as_str().to_owned(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some(Header {
+                    name: name.as_str().to_owned(),
+                    value: value.to_str().ok()?.to_owned(),
+                })
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    let active = &app.active;
+    let service = &active.env.name;
+    match app
+        .engine
+        .handle(&active.plugin, active.env.clone(), request)
+        .await
+    {
+        Ok(response) => from_plugin(response),
+        Err(Failure::Timeout) => {
+            tracing::warn!(service, "request stopped at the request timeout");
+            text_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("service '{service}' did not answer in time"),
+            )
+        }
+        Err(Failure::Trap(why)) => {
+            tracing::error!(service, "plugin trapped: {why}");
+            text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("service '{service}' failed on this request"),
+            )
+        }
+        Err(Failure::Setup(why)) => {
+            tracing::error!(service, "cannot run the plugin: {why}");
+            text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("service '{service}' cannot run: {why}"),
+            )
+        }
+    }
+}
+
+fn from_plugin(response: bindings::Response) -> Response<Full<Bytes>> {
+    let Ok(status) = StatusCode::from_u16(response.status) else {
+        tracing::error!(
+            status = response.status,
+            "plugin answered an invalid status"
+        );
+        return text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the service answered an invalid status",
+        );
+    };
+    let mut headers = end_to_end(&header_map(
+        response
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str())),
+    ));
+    headers.remove(http::header::CONTENT_LENGTH);
+    let mut answer = Response::new(Full::new(Bytes::from(response.body)));
+    *answer.status_mut() = status;
+    *answer.headers_mut() = headers;
+    answer
+}

@@ -1,0 +1,102 @@
+//! The log service: `POST /log` appends one line to `services.log` in the
+//! directory the host grants (`host --dir`).
+//!
+//! Each line is `TIMESTAMP SOURCE: MESSAGE`, where SOURCE is the calling
+//! service as the host names it in `x-sparrow-source`. Line breaks inside the
+//! message are escaped so that one request is always one line.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sparrow_plugin::{Description, Guest, Request, Response};
+
+const LOG_FILE: &str = "services.log";
+
+struct Log;
+
+impl Guest for Log {
+    fn describe() -> Description {
+        Description {
+            name: "log".into(),
+            requires: Vec::new(),
+        }
+    }
+
+    fn handle_request(request: Request) -> Response {
+        if request.path_only() != "/log" {
+            return Response::text(404, "not found: the log service answers POST /log");
+        }
+        if request.method != "POST" {
+            return Response::text(405, "method not allowed: use POST /log");
+        }
+        if request.body.is_empty() {
+            return Response::text(400, "empty body: nothing to log");
+        }
+        let source = request.header("x-sparrow-source").unwrap_or("-");
+        let line = format!(
+            "{} {}: {}\n",
+            timestamp(),
+            escape(source),
+            escape(&String::from_utf8_lossy(&request.body))
+        );
+        match append(&line) {
+            Ok(()) => Response::empty(200),
+            Err(e) => Response::text(500, format!("cannot write {LOG_FILE}: {e}")),
+        }
+    }
+}
+
+/// Appends the line with one write on a file opened for appending, so lines of
+/// concurrent requests (each in its own instance) never interleave.
+fn append(line: &str) -> std::io::Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(LOG_FILE)?;
+    let written = file.write(line.as_bytes())?;
+    if written != line.len() {
+        return Err(std::io::Error::other("short write"));
+    }
+    Ok(())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+/// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`, without a date crate.
+fn timestamp() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// well-known algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+sparrow_plugin::export!(Log);

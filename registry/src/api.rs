@@ -1,0 +1,115 @@
+//! The registry's HTTP API: routing and one handler per operation.
+//!
+//! - `POST /services` registers (upsert by `Name`+`Addr`) and answers the
+//!   instances of every required service;
+//! - `DELETE /services` deregisters (an unknown instance is not an error);
+//! - `GET /services` and `GET /services/{name}` show the table with health.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::body::{MAX_BODY, json_response, read_record, text_response};
+use crate::notify::Notifier;
+use crate::record::ServiceRecord;
+use crate::table::Table;
+
+pub(crate) struct Api {
+    pub(crate) table: Arc<Table>,
+    pub(crate) notifier: Notifier,
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+impl Api {
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<HttpResponse, Infallible> {
+        let (parts, body) = request.into_parts();
+        let method = parts.method;
+        let response = match parts.uri.path() {
+            "/services" => match method {
+                Method::POST => self.register(body).await,
+                Method::DELETE => self.deregister(body).await,
+                Method::GET => json_response(StatusCode::OK, &self.table.view()),
+                _ => not_allowed("GET, POST, DELETE"),
+            },
+            path => match path.strip_prefix("/services/") {
+                Some(name) if !name.is_empty() && !name.contains('/') => match method {
+                    Method::GET => self.view_service(name),
+                    _ => not_allowed("GET"),
+                },
+                _ => text_response(StatusCode::NOT_FOUND, format!("no route for {path}")),
+            },
+        };
+        Ok(response)
+    }
+
+    async fn register(&self, body: Incoming) -> HttpResponse {
+        let record = match decode(body).await {
+            Ok(record) => record,
+            Err(response) => return response,
+        };
+        let registered = self.table.register(record);
+        let record = &registered.change.record;
+        tracing::info!(
+            name = record.name,
+            addr = record.addr,
+            required = ?record.required_services,
+            updated = registered.updated,
+            "registered"
+        );
+        self.notifier.notify(Method::POST, registered.change);
+        json_response(StatusCode::OK, &registered.answer)
+    }
+
+    async fn deregister(&self, body: Incoming) -> HttpResponse {
+        let record = match decode(body).await {
+            Ok(record) => record,
+            Err(response) => return response,
+        };
+        match self.table.deregister(&record) {
+            Some(change) => {
+                tracing::info!(name = record.name, addr = record.addr, "deregistered");
+                self.notifier.notify(Method::DELETE, change);
+            }
+            None => tracing::debug!(
+                name = record.name,
+                addr = record.addr,
+                "deregistered unknown instance"
+            ),
+        }
+        Response::new(Full::default())
+    }
+
+    fn view_service(&self, name: &str) -> HttpResponse {
+        match self.table.view_service(name) {
+            Some(instances) => json_response(StatusCode::OK, &instances),
+            None => text_response(
+                StatusCode::NOT_FOUND,
+                format!("no instance of service {name:?} is registered"),
+            ),
+        }
+    }
+}
+
+/// Reads a record, or the error answer to send instead.
+async fn decode(body: Incoming) -> Result<ServiceRecord, HttpResponse> {
+    read_record(body, MAX_BODY).await.map_err(|e| {
+        tracing::debug!(error = %e, "rejected a service record");
+        text_response(e.status(), e.to_string())
+    })
+}
+
+fn not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}

@@ -1,0 +1,123 @@
+//! The client-side cache of the instances of the services a service requires:
+//! filled from the registration answer, kept current by the registry's
+//! notifications, and asked for one instance at random (the original's
+//! load balancing).
+
+use std::sync::RwLock;
+
+use rand::seq::IndexedRandom;
+
+use crate::record::{Instances, ServiceRecord};
+use crate::sync::{read, write};
+
+/// Shared by reference (put it in an `Arc`); the lock is only held for map
+/// operations, never across an await.
+#[derive(Debug, Default)]
+pub struct InstanceCache {
+    instances: RwLock<Instances>,
+}
+
+impl InstanceCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces everything, e.g. with a registration answer.
+    pub fn replace_all(&self, instances: Instances) {
+        *write(&self.instances) = instances;
+    }
+
+    /// Adds an instance, or updates it if (`Name`, `Addr`) is already known.
+    pub fn add(&self, record: ServiceRecord) {
+        let mut instances = write(&self.instances);
+        let list = instances.entry(record.name.clone()).or_default();
+        match list.iter_mut().find(|r| r.same_instance(&record)) {
+            Some(known) => *known = record,
+            None => list.push(record),
+        }
+    }
+
+    /// Removes the instance with the same (`Name`, `Addr`), if any.
+    pub fn remove(&self, record: &ServiceRecord) {
+        let mut instances = write(&self.instances);
+        if let Some(list) = instances.get_mut(&record.name) {
+            list.retain(|r| !r.same_instance(record));
+            if list.is_empty() {
+                instances.remove(&record.name);
+            }
+        }
+    }
+
+    /// The `Addr` of a random instance of `name`.
+    pub fn pick(&self, name: &str) -> Option<String> {
+        self.pick_excluding(name, &[])
+    }
+
+    /// The `Addr` of a random instance of `name` whose address is not in
+    /// `exclude` (e.g. those that already failed for this request).
+    pub fn pick_excluding(&self, name: &str, exclude: &[String]) -> Option<String> {
+        let instances = read(&self.instances);
+        let candidates: Vec<&str> = instances
+            .get(name)?
+            .iter()
+            .map(|r| r.addr.as_str())
+            .filter(|addr| !exclude.iter().any(|e| e == addr))
+            .collect();
+        candidates
+            .choose(&mut rand::rng())
+            .map(|addr| addr.to_string())
+    }
+
+    pub fn instances(&self, name: &str) -> Vec<ServiceRecord> {
+        read(&self.instances).get(name).cloned().unwrap_or_default()
+    }
+
+    pub fn snapshot(&self) -> Instances {
+        read(&self.instances).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn log(addr: &str) -> ServiceRecord {
+        ServiceRecord::new("log", addr, vec![])
+    }
+
+    #[test]
+    fn upserts_and_removes_by_name_and_addr() {
+        let cache = InstanceCache::new();
+        cache.add(log("h:1"));
+        cache.add(ServiceRecord::new("log", "h:1", vec!["x".into()]));
+        cache.add(log("h:2"));
+        assert_eq!(cache.instances("log").len(), 2);
+        assert_eq!(cache.instances("log")[0].required_services, vec!["x"]);
+        cache.remove(&log("h:1"));
+        cache.remove(&ServiceRecord::new("other", "h:2", vec![]));
+        assert_eq!(cache.instances("log"), vec![log("h:2")]);
+        cache.remove(&log("h:2"));
+        assert!(cache.snapshot().is_empty());
+    }
+
+    #[test]
+    fn picks_every_instance_at_random() {
+        let cache = InstanceCache::new();
+        cache.replace_all(Instances::from([(
+            "log".to_string(),
+            vec![log("h:1"), log("h:2"), log("h:3")],
+        )]));
+        let seen: HashSet<String> = (0..200).filter_map(|_| cache.pick("log")).collect();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(cache.pick("visit"), None);
+        let excluded = ["h:1".to_string(), "h:2".to_string()];
+        assert_eq!(
+            cache.pick_excluding("log", &excluded).as_deref(),
+            Some("h:3")
+        );
+        let all = ["h:1", "h:2", "h:3"].map(String::from);
+        assert_eq!(cache.pick_excluding("log", &all), None);
+    }
+}

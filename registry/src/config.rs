@@ -1,0 +1,72 @@
+//! The registry's tunables, parsed from the command line (durations are
+//! written like `500ms` or `30s`). The defaults are the original's.
+
+use std::time::Duration;
+
+use clap::{Args, Parser};
+
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// Time between two heartbeat sweeps over every registered instance
+    #[arg(long, default_value = "30s", value_parser = positive_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Failed `GET /heart-beat` attempts in a row after which an instance is
+    /// evicted and its dependents are notified
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub heartbeat_attempts: u32,
+
+    /// Pause between two heartbeat attempts on the same instance
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub heartbeat_retry_delay: Duration,
+
+    /// Heartbeat requests in flight at once, at most
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub heartbeat_concurrency: u32,
+
+    /// Deadline of every request the registry sends: each notification
+    /// attempt and each heartbeat attempt
+    #[arg(long, default_value = "2s", value_parser = positive_duration)]
+    pub notify_timeout: Duration,
+}
+
+impl Default for Config {
+    /// The defaults written on the flags above, so they live in one place.
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        Defaults::parse_from(["registry"]).config
+    }
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let c = Config::default();
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(30));
+        assert_eq!(c.heartbeat_attempts, 3);
+        assert_eq!(c.heartbeat_retry_delay, Duration::from_secs(1));
+        assert_eq!(c.heartbeat_concurrency, 64);
+        assert_eq!(c.notify_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn rejects_zero_interval() {
+        assert!(positive_duration("0s").is_err());
+        assert_eq!(positive_duration("500ms"), Ok(Duration::from_millis(500)));
+    }
+}

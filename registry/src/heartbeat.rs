@@ -1,0 +1,121 @@
+//! Heartbeats: every interval, `GET http://{Addr}/heart-beat` on every
+//! registered instance; an instance that fails every attempt is evicted and
+//! its dependents are notified with `DELETE`.
+//!
+//! The original held the table's read lock while feeding a channel of size
+//! one to workers that took the write lock to evict: it deadlocked. Here a
+//! sweep copies the targets out under a short lock, each instance is checked
+//! by its own task, a semaphore bounds the requests in flight, and the table
+//! is only touched between requests.
+//!
+//! The semaphore is held only during a request, not during the pause between
+//! two attempts, so many dead instances are all evicted about
+//! `(attempts - 1) × retry-delay` after the sweep finds them, not one batch
+//! after another. Each attempt is bounded by the notify timeout.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::client::{HttpClient, send};
+use crate::config::Config;
+use crate::notify::Notifier;
+use crate::table::{RegistrationId, Table, Target};
+
+/// Everything a check needs, shared by all checks.
+struct Checker {
+    table: Arc<Table>,
+    notifier: Notifier,
+    http: HttpClient,
+    config: Config,
+    permits: Semaphore,
+}
+
+/// Runs sweeps forever; stop it by dropping (aborting) the future, which
+/// also aborts the checks in flight.
+pub async fn run(table: Arc<Table>, notifier: Notifier, http: HttpClient, config: Config) {
+    let interval = config.heartbeat_interval;
+    let checker = Arc::new(Checker {
+        permits: Semaphore::new(config.heartbeat_concurrency as usize),
+        table,
+        notifier,
+        http,
+        config,
+    });
+    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut checks = JoinSet::new();
+    // A check can outlast the interval (an instance that never answers);
+    // the next sweep skips it rather than checking it twice at once.
+    let mut in_flight: HashSet<RegistrationId> = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let targets = checker.table.targets();
+                tracing::debug!(instances = targets.len(), "heartbeat sweep");
+                for target in targets {
+                    if in_flight.insert(target.id) {
+                        checks.spawn(Arc::clone(&checker).check(target));
+                    }
+                }
+            }
+            Some(done) = checks.join_next() => match done {
+                Ok(id) => { in_flight.remove(&id); }
+                Err(e) => tracing::error!(error = %e, "heartbeat check failed"),
+            },
+        }
+    }
+}
+
+impl Checker {
+    async fn check(self: Arc<Self>, target: Target) -> RegistrationId {
+        let attempts = self.config.heartbeat_attempts;
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                tokio::time::sleep(self.config.heartbeat_retry_delay).await;
+            }
+            let alive = self.probe(&target).await;
+            self.table.record_heartbeat(&target, alive);
+            if alive {
+                return target.id;
+            }
+            tracing::debug!(
+                name = target.name,
+                addr = target.addr,
+                attempt,
+                "heartbeat failed"
+            );
+        }
+        if let Some(change) = self.table.evict(&target) {
+            tracing::info!(
+                name = target.name,
+                addr = target.addr,
+                "evicted after {attempts} failed heartbeats"
+            );
+            self.notifier.notify(Method::DELETE, change);
+        }
+        target.id
+    }
+
+    async fn probe(&self, target: &Target) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        let url = format!("http://{}/heart-beat", target.addr);
+        matches!(
+            send(
+                &self.http,
+                Method::GET,
+                &url,
+                Default::default(),
+                self.config.notify_timeout
+            )
+            .await,
+            Ok((StatusCode::OK, _))
+        )
+    }
+}

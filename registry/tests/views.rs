@@ -1,0 +1,62 @@
+//! The read-only views the original lacks: `GET /services` and
+//! `GET /services/{name}`, with each instance's health.
+
+mod common;
+
+use common::{Behaviour, FAST, FakeService, NO_HEARTBEAT, RegistryProcess, eventually};
+use http::{Method, StatusCode, header};
+use registry::client::http_client;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn views_show_every_instance_with_its_health() {
+    let registry = RegistryProcess::start(FAST);
+    let log = FakeService::start(Behaviour::Healthy).await;
+    let visit = FakeService::start(Behaviour::Healthy).await;
+    registry.register(&log.record("log", &[])).await;
+    registry.register(&visit.record("visit", &["log"])).await;
+
+    let all = registry.services().await;
+    assert_eq!(
+        all["visit"],
+        json!([{
+            "Name": "visit",
+            "Addr": visit.addr,
+            "RequiredServices": ["log"],
+            "health": "unchecked",
+            "last_heartbeat_unix_ms": null,
+        }])
+    );
+    assert_eq!(all.as_object().unwrap().len(), 2);
+
+    eventually("both instances passing", || async {
+        let all = registry.services().await;
+        ["log", "visit"]
+            .iter()
+            .all(|name| all[name][0]["health"] == "passing")
+    })
+    .await;
+
+    let (status, body) = registry.request(Method::GET, "/services/log", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let instances: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(instances.as_array().unwrap().len(), 1);
+    assert_eq!(instances[0]["Addr"], log.addr.as_str());
+    assert_eq!(instances[0]["health"], "passing");
+    assert!(instances[0]["last_heartbeat_unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
+
+    let (status, body) = registry.request(Method::GET, "/services/cache", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn views_are_json() {
+    let registry = RegistryProcess::start(NO_HEARTBEAT);
+    let request = http::Request::get(format!("{}/services", registry.url))
+        .body(Default::default())
+        .unwrap();
+    let response = http_client().request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    assert_eq!(registry.services().await, json!({}));
+}

@@ -1,0 +1,200 @@
+//! One host and stub plugins: what a plugin sees, what it cannot reach, what
+//! a faulty one costs, and how bad start-up input is reported.
+
+use std::time::{Duration, Instant};
+
+use sparrow_tests::{Proc, TempDir, binary, get, post, send, stub};
+
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn echo_host(extra: &[&str]) -> (Proc, Proc) {
+    let registry = Proc::registry(&[]);
+    let host = Proc::host(&stub("echo"), &registry, extra);
+    (registry, host)
+}
+
+#[test]
+fn echo_sees_method_path_query_headers_and_body() {
+    let (_registry, host) = echo_host(&[]);
+    let reply = send(
+        "PUT",
+        &host.url("/some/path?x=1&y=2"),
+        &[("x-test-color", "blue")],
+        b"hello",
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "hello");
+    assert_eq!(reply.headers["x-echo-method"], "PUT");
+    assert_eq!(reply.headers["x-echo-path"], "/some/path?x=1&y=2");
+    assert_eq!(reply.headers["x-test-color"], "blue");
+}
+
+#[test]
+fn a_plugin_reads_its_directory_and_nothing_else() {
+    let dir = TempDir::new("fs");
+    std::fs::write(dir.path().join("inside.txt"), "granted").unwrap();
+    let outside = TempDir::new("fs-outside");
+    std::fs::write(outside.path().join("secret.txt"), "secret").unwrap();
+    let (_registry, host) = echo_host(&["--dir", dir.path().to_str().unwrap()]);
+
+    let inside = get(&host.url("/read?path=inside.txt"));
+    assert_eq!((inside.status, inside.text().as_str()), (200, "granted"));
+
+    let secret = outside.path().join("secret.txt");
+    for path in [secret.to_str().unwrap(), "../secret.txt", "/etc/hostname"] {
+        let reply = get(&host.url(&format!("/read?path={path}")));
+        assert_eq!(reply.status, 500, "{path} was readable: {}", reply.text());
+        assert!(reply.text().starts_with("read failed"), "{}", reply.text());
+    }
+}
+
+#[test]
+fn without_dir_a_plugin_sees_no_file_and_no_environment() {
+    let (_registry, host) = echo_host(&[]);
+    let reply = get(&host.url("/read?path=Cargo.toml"));
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    let env = get(&host.url("/env"));
+    assert_eq!((env.status, env.text().as_str()), (200, "0"));
+}
+
+#[test]
+fn heartbeat_is_answered_by_the_host() {
+    let (_registry, host) = echo_host(&[]);
+    assert_eq!(get(&host.url("/heart-beat")).status, 200);
+    assert_eq!(post(&host.url("/heart-beat"), b"").status, 405);
+}
+
+/// Starts a host that must refuse to start, and returns its last log line.
+fn refused_start(args: &[&str]) -> String {
+    let mut host = Proc::start("host", &binary("host"), args);
+    let status = host.wait_exit(EXIT_TIMEOUT).expect("host exits");
+    assert!(!status.success(), "host started with {args:?}");
+    let log = host.log();
+    let last = log.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("error: "), "{log}");
+    last
+}
+
+#[test]
+fn bad_start_up_input_exits_with_one_line_naming_the_problem() {
+    let dir = TempDir::new("bad-input");
+    let text_file = dir.path().join("notes.wasm");
+    std::fs::write(&text_file, "not wasm at all").unwrap();
+    let core_module = dir.path().join("core.wasm");
+    std::fs::write(&core_module, b"\0asm\x01\0\0\0").unwrap();
+    let missing = dir.path().join("missing.wasm");
+    let echo = stub("echo");
+    let other = stub("other-world");
+    let plugin_args = |plugin: &std::path::Path| -> Vec<String> {
+        vec![
+            "--plugin".into(),
+            plugin.to_str().unwrap().into(),
+            "--addr".into(),
+            "127.0.0.1:0".into(),
+            "--registry-wait".into(),
+            "1s".into(),
+            "--registry".into(),
+            // Nothing listens on port 9 of loopback in a test machine.
+            "http://127.0.0.1:9".into(),
+        ]
+    };
+    let run =
+        |args: Vec<String>| refused_start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let line = run(plugin_args(&missing));
+    assert!(
+        line.contains("cannot read plugin") && line.contains("missing.wasm"),
+        "{line}"
+    );
+    let line = run(plugin_args(&text_file));
+    assert!(line.contains("not a WebAssembly file"), "{line}");
+    let line = run(plugin_args(&core_module));
+    assert!(line.contains("core WebAssembly module"), "{line}");
+    let line = run(plugin_args(&other));
+    assert!(
+        line.contains("is not a component of the sparrow:service"),
+        "{line}"
+    );
+    let line = run(plugin_args(&echo));
+    assert!(line.contains("did not accept the registration"), "{line}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut args = plugin_args(&echo);
+    args[3] = taken.local_addr().unwrap().to_string();
+    let line = run(args);
+    assert!(line.contains("cannot listen on"), "{line}");
+
+    let mut args = plugin_args(&echo);
+    args.extend(["--memory-limit".into(), "lots".into()]);
+    let mut host = Proc::start(
+        "host",
+        &binary("host"),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let status = host.wait_exit(EXIT_TIMEOUT).expect("host exits");
+    assert!(!status.success());
+    assert!(host.log().contains("--memory-limit"), "{}", host.log());
+}
+
+#[test]
+fn a_trap_costs_one_request() {
+    let (_registry, host) = echo_host(&[]);
+    let reply = get(&host.url("/trap"));
+    assert_eq!(reply.status, 500);
+    assert!(
+        reply.text().contains("failed on this request"),
+        "{}",
+        reply.text()
+    );
+    assert!(
+        host.wait_for_log("stub trap requested", Duration::from_secs(10)),
+        "{}",
+        host.log()
+    );
+    assert_eq!(post(&host.url("/after"), b"fine").text(), "fine");
+}
+
+#[test]
+fn an_endless_loop_ends_at_the_request_timeout_and_others_are_served_meanwhile() {
+    let (_registry, host) = echo_host(&["--request-timeout", "2s"]);
+    let looping = {
+        let url = host.url("/loop");
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            (get(&url), started.elapsed())
+        })
+    };
+    // While the loop spins, the host keeps serving.
+    for _ in 0..5 {
+        assert_eq!(post(&host.url("/meanwhile"), b"ok").status, 200);
+    }
+    let (reply, took) = looping.join().unwrap();
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert!(took >= Duration::from_secs(2), "stopped early: {took:?}");
+    assert_eq!(post(&host.url("/after"), b"fine").text(), "fine");
+}
+
+#[test]
+fn a_memory_hog_stops_at_the_memory_limit() {
+    let (_registry, host) = echo_host(&["--memory-limit", "32MiB"]);
+    let reply = get(&host.url("/hog"));
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert_eq!(post(&host.url("/after"), b"fine").text(), "fine");
+}
+
+#[test]
+fn deep_recursion_is_a_trap_not_a_crash() {
+    let (_registry, host) = echo_host(&[]);
+    let reply = get(&host.url("/recurse"));
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert_eq!(post(&host.url("/after"), b"fine").text(), "fine");
+}
+
+#[test]
+fn nothing_in_plugin_memory_survives_a_request() {
+    let (_registry, host) = echo_host(&[]);
+    for _ in 0..5 {
+        assert_eq!(get(&host.url("/static")).text(), "1");
+    }
+}

@@ -1,0 +1,66 @@
+//! Developer tasks, as `cargo xtask TASK` (an alias in `.cargo/config.toml`):
+//!
+//! - `build`: the plugins (`plugins/NAME.wasm`), the test stubs
+//!   (`target/stubs/NAME.wasm`) and the native binaries.
+//! - `up`: builds, then runs the registry and the log, visit and gateway
+//!   services on 127.0.0.1:20000-20003 until Ctrl-C.
+//! - `test`: builds, then runs every test.
+//!
+//! Cargo alone cannot build for two targets in one command, nor start
+//! processes in order; this is the small program that does.
+
+mod build;
+mod up;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Sparrow's developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Builds the plugins, the test stubs and the native binaries.
+    Build {
+        /// Build the native binaries with optimisations.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Builds everything, then runs registry (20000), gateway (20001), log
+    /// (20002) and visit (20003) on 127.0.0.1 until Ctrl-C.
+    Up {
+        /// Build the native binaries with optimisations.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Builds everything, then runs every test; further arguments go to
+    /// `cargo test`.
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let workspace = build::Workspace::locate()?;
+    match cli.task {
+        Task::Build { release } => workspace.build_all(release),
+        Task::Up { release } => {
+            workspace.build_all(release)?;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(up::run(&workspace, release))
+        }
+        Task::Test { args } => {
+            workspace.build_all(false)?;
+            workspace.cargo(["test"].into_iter().chain(args.iter().map(String::as_str)))
+        }
+    }
+}

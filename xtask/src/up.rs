@@ -1,0 +1,166 @@
+//! `cargo xtask up`: the whole system on one machine, started in order and
+//! stopped together.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::net::TcpStream;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::build::Workspace;
+
+const REGISTRY: &str = "127.0.0.1:20000";
+/// (plugin, address) in start order: dependencies first, so each finds what
+/// it needs in its registration answer.
+const SERVICES: [(&str, &str); 3] = [
+    ("log", "127.0.0.1:20002"),
+    ("visit", "127.0.0.1:20003"),
+    ("gateway", "127.0.0.1:20001"),
+];
+/// The log service writes `services.log` here.
+const RUN_DIR: &str = "run";
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+struct Running {
+    name: String,
+    addr: &'static str,
+    child: Child,
+}
+
+pub async fn run(workspace: &Workspace, release: bool) -> anyhow::Result<()> {
+    let run_dir = workspace.root.join(RUN_DIR);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+
+    // Signals that arrive while starting still stop everything cleanly.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut running = Vec::new();
+    let started = tokio::select! {
+        started = start_all(workspace, release, &run_dir, &mut running) => started,
+        _ = interrupt.recv() => Ok(()),
+        _ = terminate.recv() => Ok(()),
+    };
+    if let Err(e) = &started {
+        eprintln!("error: {e:#}");
+    } else {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    eprintln!("stopping ...");
+    stop_all(running).await;
+    started
+}
+
+async fn start_all(
+    workspace: &Workspace,
+    release: bool,
+    run_dir: &Path,
+    running: &mut Vec<Running>,
+) -> anyhow::Result<()> {
+    let registry_bin = workspace.bin("registry", release);
+    let host_bin = workspace.bin("host", release);
+    running.push(spawn(
+        "registry",
+        REGISTRY,
+        &registry_bin,
+        &["--addr", REGISTRY],
+    )?);
+    wait_until_listening(REGISTRY).await?;
+
+    for (plugin, addr) in SERVICES {
+        let wasm = workspace
+            .root
+            .join("plugins")
+            .join(format!("{plugin}.wasm"));
+        let mut args = vec![
+            "--plugin".to_owned(),
+            wasm.display().to_string(),
+            "--addr".to_owned(),
+            addr.to_owned(),
+            "--registry".to_owned(),
+            format!("http://{REGISTRY}"),
+        ];
+        if plugin == "log" {
+            args.extend(["--dir".to_owned(), run_dir.display().to_string()]);
+        }
+        running.push(spawn(plugin, addr, &host_bin, &args)?);
+        wait_until_listening(addr).await?;
+    }
+
+    println!();
+    println!("Sparrow is up:");
+    println!("  registry  http://{REGISTRY}   (GET /services lists every instance)");
+    for (plugin, addr) in SERVICES {
+        println!("  {plugin:<8}  http://{addr}");
+    }
+    println!(
+        "Try: curl http://127.0.0.1:20001/visit/   (lines go to {}/services.log)",
+        RUN_DIR
+    );
+    println!("Ctrl-C stops everything.");
+    Ok(())
+}
+
+fn spawn<S: AsRef<std::ffi::OsStr>>(
+    name: &str,
+    addr: &'static str,
+    program: &Path,
+    args: &[S],
+) -> anyhow::Result<Running> {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    Ok(Running {
+        name: name.to_owned(),
+        addr,
+        child,
+    })
+}
+
+async fn wait_until_listening(addr: &str) -> anyhow::Result<()> {
+    let addr: SocketAddr = addr.parse()?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    while TcpStream::connect(addr).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr} after {START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Stops services in the reverse order of their start, so that each
+/// deregisters while the registry still runs.
+async fn stop_all(running: Vec<Running>) {
+    for mut service in running.into_iter().rev() {
+        let _ = kill(Pid::from_raw(service.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match service.child.try_wait() {
+                Ok(Some(status)) => {
+                    eprintln!("  {} ({}) stopped: {status}", service.name, service.addr);
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ => {
+                    eprintln!("  {} did not stop in time; killing it", service.name);
+                    let _ = service.child.kill();
+                    let _ = service.child.wait();
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 /// heart-beaten with `GET /heart-beat`, and are told about the instances they
 /// depend on.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// Address to listen on; port 0 picks a free port (the log tells which)
     #[arg(long, default_value = "127.0.0.1:20000")]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use sparrow_tests::{Proc, TempDir, binary, get, post, send, stub};
+use sparrow_tests::{Proc, TempDir, binary, cpu_time, get, post, rss_bytes, send, stub};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -173,14 +173,54 @@ fn an_endless_loop_ends_at_the_request_timeout_and_others_are_served_meanwhile()
     assert_eq!(reply.status, 504, "{}", reply.text());
     assert!(took >= Duration::from_secs(2), "stopped early: {took:?}");
     assert_eq!(post(&host.url("/after"), b"fine").text(), "fine");
+
+    // No thread is left spinning: over the next second the host is idle
+    // (a spinning thread would use the whole second).
+    let before = cpu_time(host.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_time(host.pid()) - before;
+    assert!(
+        used < Duration::from_millis(300),
+        "host used {used:?} of CPU while idle"
+    );
 }
 
 #[test]
 fn a_memory_hog_stops_at_the_memory_limit() {
+    const LIMIT: u64 = 32 << 20;
+    // The host returns finished instances' memory to the kernel in batches
+    // of 16 (host/src/plugin/engine.rs), so until a batch is flushed up to
+    // 16 hogs' memory may stay resident; 28 hogs must not add up.
+    const RESIDENT_BOUND: u64 = (16 + 4) * LIMIT + (64 << 20);
     let (_registry, host) = echo_host(&["--memory-limit", "32MiB"]);
-    let reply = get(&host.url("/hog"));
-    assert_eq!(reply.status, 500, "{}", reply.text());
+    let baseline = rss_bytes(host.pid());
+    for _ in 0..6 {
+        let hogs: Vec<_> = (0..4)
+            .map(|_| {
+                let url = host.url("/hog");
+                std::thread::spawn(move || get(&url))
+            })
+            .collect();
+        for hog in hogs {
+            let reply = hog.join().unwrap();
+            assert_eq!(reply.status, 500, "{}", reply.text());
+        }
+    }
+    for _ in 0..4 {
+        assert_eq!(get(&host.url("/hog")).status, 500);
+    }
+    assert!(
+        host.log().contains("memory allocation of"),
+        "{}",
+        host.log()
+    );
     assert_eq!(post(&host.url("/after"), b"fine").text(), "fine");
+    let grown = rss_bytes(host.pid()).saturating_sub(baseline);
+    assert!(
+        grown < RESIDENT_BOUND,
+        "host grew by {} MiB after 28 hogs of 32 MiB",
+        grown >> 20
+    );
 }
 
 #[test]
@@ -197,4 +237,26 @@ fn nothing_in_plugin_memory_survives_a_request() {
     for _ in 0..5 {
         assert_eq!(get(&host.url("/static")).text(), "1");
     }
+}
+
+#[test]
+fn a_slow_plugin_does_not_block_other_requests() {
+    let (_registry, host) = echo_host(&[]);
+    // Warm up: the first request pays for connection set-up.
+    assert_eq!(get(&host.url("/sleep?ms=1")).status, 200);
+    let started = Instant::now();
+    let sleepers: Vec<_> = (0..8)
+        .map(|_| {
+            let url = host.url("/sleep?ms=200");
+            std::thread::spawn(move || get(&url).status)
+        })
+        .collect();
+    for sleeper in sleepers {
+        assert_eq!(sleeper.join().unwrap(), 200);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1000),
+        "8 requests sleeping 200 ms took {took:?}: they ran one after another"
+    );
 }

@@ -65,12 +65,36 @@ pub struct Cli {
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_instances: u32,
 
+    /// Where compiled plugins are kept, so that a restart does not compile
+    /// again [default: $XDG_CACHE_HOME/sparrow or ~/.cache/sparrow].
+    #[arg(long, env = "SPARROW_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the plugin at every start; keep nothing on disk.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+
     /// How long to keep trying to register at start before giving up.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub registry_wait: Duration,
 }
 
 impl Cli {
+    /// The compiled-plugin cache directory, if caching is on.
+    pub fn compile_cache(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache"))
+                })?;
+            Some(base.join("sparrow"))
+        })
+    }
+
     /// `--requires` as given, without the empty names that `--requires ""`
     /// yields.
     pub fn requires(&self) -> Option<Vec<String>> {

@@ -3,7 +3,7 @@
 //! from the registry's notifications, answer heartbeats, deregister at the
 //! end.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -24,7 +24,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub struct Discovery {
     client: RegistryClient,
     cache: Arc<InstanceCache>,
-    record: ServiceRecord,
+    /// What this instance registers as; a swapped plugin may change it.
+    record: RwLock<ServiceRecord>,
 }
 
 impl Discovery {
@@ -32,8 +33,33 @@ impl Discovery {
         Discovery {
             client,
             cache,
-            record,
+            record: RwLock::new(record),
         }
+    }
+
+    pub fn record(&self) -> ServiceRecord {
+        self.record
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Registers as `record` from now on (a new plugin version described
+    /// itself differently): once, without retrying, and the old name is
+    /// deregistered if it changed.
+    pub async fn change_record(&self, record: ServiceRecord) -> anyhow::Result<()> {
+        let old = self.record();
+        if old == record {
+            return Ok(());
+        }
+        *self.record.write().unwrap_or_else(|e| e.into_inner()) = record.clone();
+        if old.name != record.name {
+            self.deregister_record(&old).await;
+        }
+        let instances = self.client.register(&record).await?;
+        self.cache.replace_all(required_only(&record, instances));
+        tracing::info!(name = %record.name, requires = ?record.required_services, "registered anew");
+        Ok(())
     }
 
     /// Registers this instance and fills the cache from the answer, retrying
@@ -42,13 +68,14 @@ impl Discovery {
         let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match self.client.register(&self.record).await {
+            let record = self.record();
+            match self.client.register(&record).await {
                 Ok(instances) => {
-                    self.cache.replace_all(self.required_only(instances));
+                    self.cache.replace_all(required_only(&record, instances));
                     tracing::info!(
                         registry = self.client.base_url(),
-                        name = %self.record.name,
-                        addr = %self.record.addr,
+                        name = %record.name,
+                        addr = %record.addr,
                         "registered"
                     );
                     return Ok(());
@@ -70,9 +97,13 @@ impl Discovery {
     /// Tells the registry this instance is going away. Failure is logged, not
     /// fatal: the registry's heartbeat will find out anyway.
     pub async fn deregister(&self) {
-        match self.client.deregister(&self.record).await {
-            Ok(()) => tracing::info!(name = %self.record.name, "deregistered"),
-            Err(e) => tracing::warn!(error = %e, "deregistration failed"),
+        self.deregister_record(&self.record()).await;
+    }
+
+    async fn deregister_record(&self, record: &ServiceRecord) {
+        match self.client.deregister(record).await {
+            Ok(()) => tracing::info!(name = %record.name, "deregistered"),
+            Err(e) => tracing::warn!(name = %record.name, error = %e, "deregistration failed"),
         }
     }
 
@@ -84,7 +115,7 @@ impl Discovery {
             Ok(record) => record,
             Err(e) => return text_response(e.status(), e.to_string()),
         };
-        if self.record.requires(&record.name) {
+        if self.record().requires(&record.name) {
             if method == Method::POST {
                 tracing::info!(name = %record.name, addr = %record.addr, "instance added");
                 self.cache.add(record);
@@ -95,9 +126,10 @@ impl Discovery {
         }
         text_response(StatusCode::OK, "")
     }
+}
 
-    fn required_only(&self, mut instances: Instances) -> Instances {
-        instances.retain(|name, _| self.record.requires(name));
-        instances
-    }
+/// The part of a registration answer this instance may use.
+fn required_only(record: &ServiceRecord, mut instances: Instances) -> Instances {
+    instances.retain(|name, _| record.requires(name));
+    instances
 }

@@ -14,6 +14,8 @@
 //!   interface.
 //! - [`outbound`]: HTTP calls from the host to other services.
 //! - [`kv`]: the key-value state kept for the plugin.
+//! - [`swap`]: hot swap of the plugin while the host serves.
+//! - [`service`]: the life of the service, from start to drained stop.
 
 mod capabilities;
 mod cli;
@@ -23,6 +25,7 @@ mod outbound;
 mod plugin;
 mod server;
 mod service;
+mod swap;
 
 use std::process::ExitCode;
 

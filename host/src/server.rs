@@ -3,7 +3,7 @@
 //! shutdown it stops accepting and lets in-flight requests finish.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use crate::discovery::Discovery;
 use crate::outbound::{end_to_end, header_map};
 use crate::plugin::bindings::{self, Header};
-use crate::plugin::{Failure, Plugin, PluginEngine, ServiceEnv};
+use crate::plugin::{Failure, Plugin, PluginEngine, ServiceEnv, Shared};
 
 /// A client gets this long to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,9 +34,43 @@ pub struct Active {
 /// Everything a request handler needs.
 pub struct App {
     pub engine: PluginEngine,
-    pub active: Active,
+    pub shared: Shared,
     pub discovery: Discovery,
     pub max_body: usize,
+    active: RwLock<Arc<Active>>,
+}
+
+impl App {
+    pub fn new(
+        engine: PluginEngine,
+        shared: Shared,
+        discovery: Discovery,
+        max_body: usize,
+        active: Active,
+    ) -> Self {
+        App {
+            engine,
+            shared,
+            discovery,
+            max_body,
+            active: RwLock::new(Arc::new(active)),
+        }
+    }
+
+    /// The version that serves requests from now on. A request holds the
+    /// version it started with until it ends.
+    pub fn active(&self) -> Arc<Active> {
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sends every new request to `active`; requests in flight finish on the
+    /// version they started with.
+    pub fn install(&self, active: Active) {
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(active);
+    }
 }
 
 /// Serves `listener` until `shutdown` completes, then drains connections for
@@ -132,7 +166,7 @@ async fn to_plugin(app: &App, request: Request<Incoming>) -> Response<Full<Bytes
             .collect(),
         body: body.to_vec(),
     };
-    let active = &app.active;
+    let active = app.active();
     let service = &active.env.name;
     match app
         .engine

@@ -1,22 +1,23 @@
-//! The life of one service: load the plugin, listen, register, serve until
-//! SIGINT or SIGTERM, then deregister and drain.
+//! The life of one service: load the plugin, listen, register, serve (and
+//! swap plugin versions) until SIGINT or SIGTERM, then deregister and drain.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use registry::cache::InstanceCache;
 use registry::client::RegistryClient;
 use registry::record::ServiceRecord;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::cli::Cli;
 use crate::discovery::Discovery;
 use crate::kv::KvStore;
 use crate::outbound::Outbound;
-use crate::plugin::{PluginEngine, SandboxSettings, ServiceEnv};
+use crate::plugin::{PluginEngine, SandboxSettings, Shared};
 use crate::server::{self, Active, App};
+use crate::swap::{Overrides, Swapper, short};
 
 /// How long a call to the registry may take.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,30 +35,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         memory_limit: cli.memory_limit,
         max_instances: cli.max_instances,
         dir: cli.dir.clone(),
+        compile_cache: cli.compile_cache(),
     })?;
 
     let cache = Arc::new(InstanceCache::new());
-    let outbound = Outbound::new(cache.clone(), cli.call_timeout, cli.max_body);
-    let kv = Arc::new(KvStore::default());
-    let env = |name: String, requires: Vec<String>| {
-        Arc::new(ServiceEnv {
-            name,
-            requires,
-            cache: cache.clone(),
-            outbound: outbound.clone(),
-            kv: kv.clone(),
-        })
+    let shared = Shared {
+        outbound: Outbound::new(cache.clone(), cli.call_timeout, cli.max_body),
+        cache,
+        kv: Arc::new(KvStore::default()),
     };
 
     // While it describes itself the plugin has no name yet and may call
     // nothing.
+    let started = Instant::now();
     let plugin = engine
-        .load(&cli.plugin, env("plugin".into(), Vec::new()))
+        .load(&cli.plugin, shared.env("plugin".into(), Vec::new()))
         .await?;
-    let name = cli.name.clone().unwrap_or(plugin.description.name.clone());
-    let requires = cli
-        .requires()
-        .unwrap_or(plugin.description.requires.clone());
+    let overrides = Overrides {
+        name: cli.name.clone(),
+        requires: cli.requires(),
+    };
+    let (name, requires) = overrides.apply(&plugin.description);
 
     let listener = TcpListener::bind(cli.addr)
         .await
@@ -70,29 +68,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(
         service = %name,
         plugin = %cli.plugin.display(),
+        version = %short(&plugin.digest),
         requires = ?requires,
+        ready_in = ?started.elapsed(),
         "listening on {addr}"
     );
 
-    let app = Arc::new(App {
-        engine,
-        active: Active {
-            plugin,
-            env: env(name, requires),
-        },
-        discovery: Discovery::new(client, cache.clone(), record),
-        max_body: cli.max_body,
-    });
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let active = Active {
+        plugin,
+        env: shared.env(name, requires),
+    };
+    let discovery = Discovery::new(client, shared.cache.clone(), record);
+    let app = Arc::new(App::new(engine, shared, discovery, cli.max_body, active));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
     let drain = cli.request_timeout + Duration::from_secs(1);
     let server = tokio::spawn(server::serve(
         listener,
         app.clone(),
-        async move {
-            let _ = stop_rx.await;
-        },
+        stopped(stop_rx.clone()),
         drain,
     ));
+    let swapper = Swapper {
+        app: app.clone(),
+        path: cli.plugin.clone(),
+        overrides,
+    };
+    let swapper = tokio::spawn(swapper.run(stopped(stop_rx)));
 
     // Registration runs while the server already answers: the registry may
     // send a heartbeat or a notification the moment it has the record.
@@ -100,7 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     tokio::select! {
         registered = app.discovery.register(cli.registry_wait) => registered?,
         () = &mut signal => {
-            let _ = stop_tx.send(());
+            let _ = stop_tx.send(true);
             let _ = server.await;
             return Ok(());
         }
@@ -109,7 +113,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
     tracing::info!("shutting down");
     app.discovery.deregister().await;
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
+    let _ = swapper.await;
     server.await.context("server task failed")?;
     tracing::info!("stopped");
     Ok(())

@@ -211,6 +211,10 @@ impl Proc {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), signal).expect("sending a signal");
     }
@@ -280,29 +284,25 @@ impl Reply {
     }
 }
 
-/// A small blocking HTTP client for tests (its own runtime per call keeps
-/// tests free of async plumbing).
+thread_local! {
+    /// Each test thread gets one runtime and one pooled client, so that a
+    /// load test's requests reuse connections like a real client would.
+    static CLIENT: (tokio::runtime::Runtime, Client<HttpConnector, Full<Bytes>>) = (
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the test client"),
+        Client::builder(TokioExecutor::new()).build_http(),
+    );
+}
+
+/// A blocking HTTP request, so that tests read as plain sequences of steps.
 pub fn send(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Reply, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(send_async(method, url, headers, body))
-}
-
-pub async fn send_async(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<Reply, String> {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
     let mut request = Request::builder()
         .method(Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?)
         .uri(url);
@@ -312,16 +312,24 @@ pub async fn send_async(
     let request = request
         .body(Full::new(Bytes::copy_from_slice(body)))
         .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(60), client.request(request))
-        .await
-        .map_err(|_| format!("{method} {url}: no answer within 60 s"))?
-        .map_err(|e| format!("{method} {url}: {e}"))?;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok(Reply {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body,
+    CLIENT.with(|(runtime, client)| {
+        runtime.block_on(async {
+            let response = tokio::time::timeout(Duration::from_secs(60), client.request(request))
+                .await
+                .map_err(|_| format!("{method} {url}: no answer within 60 s"))?
+                .map_err(|e| format!("{method} {url}: {e}"))?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| format!("{method} {url}: {e}"))?
+                .to_bytes();
+            Ok(Reply {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            })
+        })
     })
 }
 
@@ -346,4 +354,33 @@ pub fn registered(registry: &Proc, service: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The resident memory of process `pid`, in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading /proc");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
+}
+
+/// CPU time (user + system) process `pid` has used so far.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // The kernel reports in clock ticks, 100 per second on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Replaces `target` with a copy of `source` the way deployment tools do:
+/// write a temporary file beside it, then rename it into place.
+pub fn install_atomically(source: &Path, target: &Path) {
+    let temporary = target.with_extension("tmp");
+    std::fs::copy(source, &temporary).expect("copying the new version");
+    std::fs::rename(&temporary, target).expect("renaming it into place");
 }

@@ -11,6 +11,27 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::kv::KvStore;
 use crate::outbound::Outbound;
 
+/// What the host keeps for its plugin across requests and plugin versions.
+#[derive(Clone)]
+pub struct Shared {
+    pub cache: Arc<InstanceCache>,
+    pub outbound: Outbound,
+    pub kv: Arc<KvStore>,
+}
+
+impl Shared {
+    /// The environment of a plugin version registered as `name`.
+    pub fn env(&self, name: String, requires: Vec<String>) -> Arc<ServiceEnv> {
+        Arc::new(ServiceEnv {
+            name,
+            requires,
+            cache: self.cache.clone(),
+            outbound: self.outbound.clone(),
+            kv: self.kv.clone(),
+        })
+    }
+}
+
 /// Everything requests of one plugin version share.
 pub struct ServiceEnv {
     /// The registered name, used as the source of log lines.

@@ -24,6 +24,9 @@ use super::context::RequestCtx;
 /// how long a busy plugin may hold a runtime thread before yielding.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// How many finished instances' memories are returned to the kernel at once.
+pub const DECOMMIT_BATCH: usize = 16;
+
 /// Limits that every request's sandbox gets.
 #[derive(Debug, Clone)]
 pub struct SandboxSettings {
@@ -32,6 +35,9 @@ pub struct SandboxSettings {
     pub max_instances: u32,
     /// The directory the plugin may use, seen by it as `.`.
     pub dir: Option<PathBuf>,
+    /// Where compiled plugins are kept between runs; none: compile every
+    /// time.
+    pub compile_cache: Option<PathBuf>,
 }
 
 /// The engine, the linker with every host capability, and the bound on
@@ -81,8 +87,11 @@ fn engine_config(settings: &SandboxSettings) -> Config {
         .total_stacks(instances)
         .max_memories_per_component(2)
         .max_memory_size(settings.memory_limit)
-        // Returning memory to the kernel in batches halves teardown cost.
-        .decommit_batch_size(64);
+        // Returning memory to the kernel in batches makes teardown cheaper,
+        // but a finished instance's pages stay resident until its batch is
+        // flushed: the batch bounds that memory to DECOMMIT_BATCH times
+        // the memory limit.
+        .decommit_batch_size(DECOMMIT_BATCH);
 
     let mut config = Config::new();
     config

@@ -1,11 +1,15 @@
 //! From a file to a plugin that is ready to serve: read, check that it is a
-//! component, compile, link against the `sparrow:service` world, and ask it
-//! to describe itself. Every step names the file and what was wrong with it.
+//! component, compile (or take the compiled form from the on-disk cache),
+//! link against the `sparrow:service` world, and ask it to describe itself.
+//! Every step names the file and what was wrong with it.
 
-use std::path::Path;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::bindings::{Description, ServicePre, WORLD};
@@ -17,6 +21,8 @@ pub struct Plugin {
     pub(super) pre: ServicePre<RequestCtx>,
     /// What the plugin said about itself when it was loaded.
     pub description: Description,
+    /// The SHA-256 of the file, in hex: which version this is.
+    pub digest: String,
 }
 
 impl PluginEngine {
@@ -28,15 +34,18 @@ impl PluginEngine {
             .await
             .with_context(|| format!("cannot read plugin {shown}"))?;
         check_is_component(&bytes).with_context(|| format!("plugin {shown}"))?;
+        let digest = hex(&Sha256::digest(&bytes));
 
         // Compiling takes from milliseconds to seconds: keep it off the
         // threads that serve requests.
         let engine = self.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-            .await
-            .context("compiler task failed")?
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("plugin {shown} does not compile"))?;
+        let cache = self.settings.compile_cache.clone();
+        let key = digest.clone();
+        let component =
+            tokio::task::spawn_blocking(move || compile(&engine, cache.as_deref(), &bytes, &key))
+                .await
+                .context("compiler task failed")?
+                .with_context(|| format!("plugin {shown} does not compile"))?;
 
         let pre = self
             .linker
@@ -52,8 +61,73 @@ impl PluginEngine {
         if description.name.trim().is_empty() {
             bail!("plugin {shown} describes itself with an empty name");
         }
-        Ok(Plugin { pre, description })
+        Ok(Plugin {
+            pre,
+            description,
+            digest,
+        })
     }
+}
+
+/// Compiles `bytes`, or loads what an earlier compilation of the same bytes
+/// by a compatible engine left in `cache`.
+fn compile(
+    engine: &Engine,
+    cache: Option<&Path>,
+    bytes: &[u8],
+    digest: &str,
+) -> anyhow::Result<Component> {
+    let Some(cache) = cache else {
+        return Ok(Component::new(engine, bytes)?);
+    };
+    let entry = cache_entry(engine, cache, digest);
+    if entry.exists() {
+        // SAFETY: `deserialize_file` trusts its input to be wasmtime's own
+        // output. Entries are written only below, atomically, under a name
+        // made of the hash of the source and of the engine's compilation
+        // settings (wasmtime's version among them), and wasmtime checks the
+        // version and settings again while loading.
+        match unsafe { Component::deserialize_file(engine, &entry) } {
+            Ok(component) => {
+                tracing::info!(entry = %entry.display(), "compiled plugin taken from the cache");
+                return Ok(component);
+            }
+            Err(e) => tracing::warn!(entry = %entry.display(), error = %e, "unusable cache entry"),
+        }
+    }
+    let component = Component::new(engine, bytes)?;
+    match component.serialize() {
+        Ok(compiled) => {
+            if let Err(e) = write_atomically(&entry, &compiled) {
+                tracing::warn!(entry = %entry.display(), error = %e, "cannot cache the compiled plugin");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot serialise the compiled plugin"),
+    }
+    Ok(component)
+}
+
+/// `CACHE/SOURCE-ENGINE.cwasm`: a new wasmtime version or other compilation
+/// settings get entries of their own.
+fn cache_entry(engine: &Engine, cache: &Path, digest: &str) -> PathBuf {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    cache.join(format!("{digest}-{:016x}.cwasm", hasher.finish()))
+}
+
+/// Writes a temporary file and renames it into place, so that a reader never
+/// sees half an entry, even with several hosts sharing the cache.
+fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temporary, contents)?;
+    std::fs::rename(&temporary, path)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A component starts like a core module but with another layer number; tell

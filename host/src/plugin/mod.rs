@@ -17,7 +17,7 @@ pub mod loader;
 pub mod sandbox;
 mod stdio;
 
-pub use context::ServiceEnv;
+pub use context::{ServiceEnv, Shared};
 pub use engine::{PluginEngine, SandboxSettings};
 pub use loader::Plugin;
 pub use sandbox::Failure;

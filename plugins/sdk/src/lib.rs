@@ -25,6 +25,7 @@
 /// The generated bindings. Kept in a module of their own because a crate-root
 /// `generate!` with an exported macro defines that macro twice.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)] // generated code
 pub mod bindings {
     wit_bindgen::generate!({
         world: "service",

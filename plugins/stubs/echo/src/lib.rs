@@ -11,6 +11,7 @@
 //! | `/static` | bumps a static counter and answers it (always 1 if instances are fresh) |
 //! | `/read?path=P` | answers the contents of file P, or 500 with the error |
 //! | `/env` | answers the number of environment variables it sees |
+//! | `/count` | increments the host-kept counter `count` and answers it |
 //! | `/version` | answers the version it was built as (`STUB_VERSION`, default `v1`) |
 //! | `/call/{service}/...` | calls `{service}` with the rest of the path through the host |
 //! | anything else | 200, the body echoed, `x-echo-method` and `x-echo-path` set |
@@ -22,7 +23,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sparrow_plugin::services::call_service;
-use sparrow_plugin::{Description, Guest, Header, Request, Response};
+use sparrow_plugin::{Description, Guest, Header, Request, Response, state};
 
 const VERSION: &str = match option_env!("STUB_VERSION") {
     Some(v) => v,
@@ -70,6 +71,10 @@ impl Guest for Echo {
             },
             "/env" => Response::text(200, std::env::vars().count().to_string()),
             "/version" => Response::text(200, VERSION),
+            "/count" => match state::increment("count", 1) {
+                Ok(n) => Response::text(200, n.to_string()),
+                Err(e) => Response::text(500, e),
+            },
             path if path.starts_with("/call/") => call(&request),
             _ => echo(request),
         }

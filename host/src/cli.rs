@@ -65,6 +65,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_instances: u32,
 
+    /// Keep the plugin's key-value state in this file, so that it survives
+    /// a restart; without it the state lives in memory only.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+
     /// Where compiled plugins are kept, so that a restart does not compile
     /// again [default: $XDG_CACHE_HOME/sparrow or ~/.cache/sparrow].
     #[arg(long, env = "SPARROW_CACHE_DIR")]
@@ -73,6 +78,16 @@ pub struct Cli {
     /// Compile the plugin at every start; keep nothing on disk.
     #[arg(long, conflicts_with = "cache_dir")]
     pub no_cache: bool,
+
+    /// Shared secret of the registry (`registry --token`): sent with
+    /// registrations, and required on the registry's notifications.
+    #[arg(long, env = "SPARROW_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Register again when no heartbeat came for this long: the registry
+    /// was restarted and lost its table (twice its default interval).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub heartbeat_timeout: Duration,
 
     /// How long to keep trying to register at start before giving up.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]

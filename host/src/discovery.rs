@@ -1,9 +1,9 @@
 //! The host's side of the registry protocol: register at start (retrying
 //! until the registry answers), keep the instance cache from the answer and
-//! from the registry's notifications, answer heartbeats, deregister at the
-//! end.
+//! from the registry's notifications, note heartbeats, register again when
+//! they stop (the registry restarted and forgot us), deregister at the end.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use registry::auth::{Token, unauthorized};
 use registry::body::{MAX_BODY, read_record, text_response};
 use registry::cache::InstanceCache;
 use registry::client::RegistryClient;
@@ -24,16 +25,59 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub struct Discovery {
     client: RegistryClient,
     cache: Arc<InstanceCache>,
+    /// Required on the registry's notifications when set.
+    token: Token,
+    /// When the registry last checked on us (or we last registered).
+    last_heard: Mutex<Instant>,
     /// What this instance registers as; a swapped plugin may change it.
     record: RwLock<ServiceRecord>,
 }
 
 impl Discovery {
-    pub fn new(client: RegistryClient, cache: Arc<InstanceCache>, record: ServiceRecord) -> Self {
+    pub fn new(
+        client: RegistryClient,
+        token: Token,
+        cache: Arc<InstanceCache>,
+        record: ServiceRecord,
+    ) -> Self {
         Discovery {
-            client,
+            client: client.with_token(token.clone()),
             cache,
+            token,
+            last_heard: Mutex::new(Instant::now()),
             record: RwLock::new(record),
+        }
+    }
+
+    /// `GET /heart-beat` came: the registry knows us.
+    pub fn heard_heartbeat(&self) {
+        *self.last_heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    fn silence(&self) -> Duration {
+        self.last_heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
+
+    /// Registers again whenever no heartbeat came for `timeout`, until the
+    /// task is dropped. A registry that restarted has an empty table and
+    /// will never check on us again; this is how we get back into it.
+    pub async fn keep_registered(&self, timeout: Duration) {
+        let check_every = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        loop {
+            tokio::time::sleep(check_every).await;
+            let silence = self.silence();
+            if silence < timeout {
+                continue;
+            }
+            tracing::warn!("no heartbeat for {silence:?}; registering again");
+            // Retry for as long as it takes: the registry may be down for a
+            // while, and nothing else will put us back.
+            if let Err(e) = self.register(Duration::MAX).await {
+                tracing::error!(error = %e, "registering again failed");
+            }
         }
     }
 
@@ -72,6 +116,7 @@ impl Discovery {
             match self.client.register(&record).await {
                 Ok(instances) => {
                     self.cache.replace_all(required_only(&record, instances));
+                    self.heard_heartbeat();
                     tracing::info!(
                         registry = self.client.base_url(),
                         name = %record.name,
@@ -80,7 +125,7 @@ impl Discovery {
                     );
                     return Ok(());
                 }
-                Err(e) if started.elapsed() + backoff > wait => bail!(
+                Err(e) if started.elapsed().saturating_add(backoff) > wait => bail!(
                     "registry {} did not accept the registration within {}: {e}",
                     self.client.base_url(),
                     humantime::format_duration(wait)
@@ -110,6 +155,9 @@ impl Discovery {
     /// `POST` / `DELETE /services` from the registry: an instance of some
     /// service appeared or went away.
     pub async fn notification(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if !self.token.admits(request.headers()) {
+            return unauthorized();
+        }
         let method = request.method().clone();
         let record = match read_record(request.into_body(), MAX_BODY).await {
             Ok(record) => record,

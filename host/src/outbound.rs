@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use registry::cache::InstanceCache;
 use registry::client::HttpClient;
+use registry::record::ServiceRecord;
 
 /// How many instances one call tries when connections are refused.
 const MAX_ATTEMPTS: usize = 3;
@@ -94,7 +95,11 @@ impl Outbound {
                 Err(_elapsed) => return Err(CallFailure::Timeout),
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(SendError::Refused(e))) => {
-                    tracing::warn!(service, %addr, error = %e, "instance refused the connection");
+                    // Nothing listens there: forget the instance until the
+                    // registry announces it again.
+                    tracing::warn!(service, %addr, error = %e, "instance refused the connection; dropped from the cache");
+                    self.cache
+                        .remove(&ServiceRecord::new(service, addr.clone(), Vec::new()));
                     last_error = format!("{addr}: {e}");
                     tried.push(addr);
                 }

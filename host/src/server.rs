@@ -3,6 +3,7 @@
 //! shutdown it stops accepting and lets in-flight requests finish.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -21,6 +22,14 @@ use crate::discovery::Discovery;
 use crate::outbound::{end_to_end, header_map};
 use crate::plugin::bindings::{self, Header};
 use crate::plugin::{Failure, Plugin, PluginEngine, ServiceEnv, Shared};
+
+/// Headers the host adds to every request a plugin sees (see
+/// `wit/service.wit`); clients' headers with this prefix are dropped.
+const HOST_HEADER_PREFIX: &str = "x-sparrow-";
+/// The address of the client that sent the request.
+const CLIENT_ADDR_HEADER: &str = "x-sparrow-client-addr";
+/// The address this instance is registered at.
+const LOCAL_ADDR_HEADER: &str = "x-sparrow-local-addr";
 
 /// A client gets this long to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,9 +94,9 @@ pub async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut accept_backoff = Duration::from_millis(5);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Usually out of file descriptors: wait for some to free.
                     tracing::warn!(error = %e, "accept failed");
@@ -103,7 +112,7 @@ pub async fn serve(
         let app = app.clone();
         let service = service_fn(move |request| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(route(&app, request).await) }
+            async move { Ok::<_, Infallible>(route(&app, request, peer).await) }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -125,10 +134,11 @@ pub async fn serve(
     }
 }
 
-async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
     let method = request.method();
     match request.uri().path() {
         "/heart-beat" if method == Method::GET || method == Method::HEAD => {
+            app.discovery.heard_heartbeat();
             text_response(StatusCode::OK, "ok")
         }
         "/services" if method == Method::POST || method == Method::DELETE => {
@@ -137,12 +147,17 @@ async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
         "/heart-beat" | "/services" => {
             text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
-        _ => to_plugin(app, request).await,
+        _ => to_plugin(app, request, peer).await,
     }
 }
 
-async fn to_plugin(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn to_plugin(
+    app: &App,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
+    let local_addr = app.discovery.record().addr;
     let body = match read_body(body, app.max_body).await {
         Ok(body) => body,
         Err(e) => return text_response(e.status(), e.to_string()),
@@ -157,12 +172,24 @@ async fn to_plugin(app: &App, request: Request<Incoming>) -> Response<Full<Bytes
         headers: parts
             .headers
             .iter()
+            // Only the host speaks for itself: a client cannot pass for it.
+            .filter(|(name, _)| !name.as_str().starts_with(HOST_HEADER_PREFIX))
             .filter_map(|(name, value)| {
                 Some(Header {
                     name: name.as_str().to_owned(),
                     value: value.to_str().ok()?.to_owned(),
                 })
             })
+            .chain([
+                Header {
+                    name: CLIENT_ADDR_HEADER.into(),
+                    value: peer.to_string(),
+                },
+                Header {
+                    name: LOCAL_ADDR_HEADER.into(),
+                    value: local_addr,
+                },
+            ])
             .collect(),
         body: body.to_vec(),
     };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use registry::auth::Token;
 use registry::cache::InstanceCache;
 use registry::client::RegistryClient;
 use registry::record::ServiceRecord;
@@ -42,7 +43,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let shared = Shared {
         outbound: Outbound::new(cache.clone(), cli.call_timeout, cli.max_body),
         cache,
-        kv: Arc::new(KvStore::default()),
+        kv: Arc::new(match &cli.state {
+            Some(path) => KvStore::open(path)?,
+            None => KvStore::default(),
+        }),
     };
 
     // While it describes itself the plugin has no name yet and may call
@@ -78,7 +82,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         plugin,
         env: shared.env(name, requires),
     };
-    let discovery = Discovery::new(client, shared.cache.clone(), record);
+    let discovery = Discovery::new(
+        client,
+        Token::new(cli.token.clone()),
+        shared.cache.clone(),
+        record,
+    );
     let app = Arc::new(App::new(engine, shared, discovery, cli.max_body, active));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -109,9 +118,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    // From now on a registry that forgets us is told again.
+    let watchdog = {
+        let app = app.clone();
+        let timeout = cli.heartbeat_timeout;
+        tokio::spawn(async move { app.discovery.keep_registered(timeout).await })
+    };
     signal.await;
 
     tracing::info!("shutting down");
+    watchdog.abort();
     app.discovery.deregister().await;
     let _ = stop_tx.send(true);
     let _ = swapper.await;

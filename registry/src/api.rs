@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use crate::auth::{Token, unauthorized};
 use crate::body::{MAX_BODY, json_response, read_record, text_response};
 use crate::notify::Notifier;
 use crate::record::ServiceRecord;
@@ -21,6 +22,8 @@ use crate::table::Table;
 pub(crate) struct Api {
     pub(crate) table: Arc<Table>,
     pub(crate) notifier: Notifier,
+    /// Required on writes when set.
+    pub(crate) token: Token,
 }
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -33,6 +36,12 @@ impl Api {
         let (parts, body) = request.into_parts();
         let method = parts.method;
         let response = match parts.uri.path() {
+            "/services"
+                if matches!(method, Method::POST | Method::DELETE)
+                    && !self.token.admits(&parts.headers) =>
+            {
+                unauthorized()
+            }
             "/services" => match method {
                 Method::POST => self.register(body).await,
                 Method::DELETE => self.deregister(body).await,

@@ -12,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::auth::Token;
 use crate::body::read_body;
 use crate::record::{Instances, ServiceRecord, parse_instances};
 
@@ -50,21 +51,24 @@ pub fn http_client() -> HttpClient {
         .build(connector)
 }
 
-/// Sends one request and reads the whole answer, all within `timeout`.
+/// Sends one request (with the token, if any) and reads the whole answer, all
+/// within `timeout`.
 pub async fn send(
     http: &HttpClient,
     method: Method,
     url: &str,
     body: Bytes,
     timeout: Duration,
+    token: &Token,
 ) -> Result<(StatusCode, Bytes), ClientError> {
     let mut request = Request::builder().method(method).uri(url);
     if !body.is_empty() {
         request = request.header(header::CONTENT_TYPE, "application/json");
     }
-    let request = request
+    let mut request = request
         .body(Full::new(body))
         .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
+    token.attach(request.headers_mut());
     let exchange = async {
         let response = http.request(request).await.map_err(|e| {
             if e.is_connect() {
@@ -92,9 +96,10 @@ pub async fn send_record(
     url: &str,
     record: &ServiceRecord,
     timeout: Duration,
+    token: &Token,
 ) -> Result<(StatusCode, Bytes), ClientError> {
     let json = serde_json::to_vec(record).map_err(|e| ClientError::Request(e.to_string()))?;
-    send(http, method, url, json.into(), timeout).await
+    send(http, method, url, json.into(), timeout, token).await
 }
 
 /// Registers and deregisters a service with one registry.
@@ -104,6 +109,7 @@ pub struct RegistryClient {
     base_url: String,
     services_url: String,
     timeout: Duration,
+    token: Token,
 }
 
 impl RegistryClient {
@@ -130,7 +136,14 @@ impl RegistryClient {
             services_url: format!("{base_url}/services"),
             base_url,
             timeout,
+            token: Token::default(),
         })
+    }
+
+    /// Sends `token` with every registration and deregistration.
+    pub fn with_token(mut self, token: Token) -> Self {
+        self.token = token;
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -149,8 +162,15 @@ impl RegistryClient {
     }
 
     async fn send(&self, method: Method, record: &ServiceRecord) -> Result<Bytes, ClientError> {
-        let (status, answer) =
-            send_record(&self.http, method, &self.services_url, record, self.timeout).await?;
+        let (status, answer) = send_record(
+            &self.http,
+            method,
+            &self.services_url,
+            record,
+            self.timeout,
+            &self.token,
+        )
+        .await?;
         if status != StatusCode::OK {
             return Err(ClientError::Status(status.as_u16()));
         }

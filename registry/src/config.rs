@@ -28,6 +28,12 @@ pub struct Config {
     /// attempt and each heartbeat attempt
     #[arg(long, default_value = "2s", value_parser = positive_duration)]
     pub notify_timeout: Duration,
+
+    /// Shared secret: registrations, deregistrations and notifications must
+    /// carry `Authorization: Bearer TOKEN` (401 otherwise). Without it the
+    /// protocol is open, as in the original
+    #[arg(long, env = "SPARROW_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl Default for Config {

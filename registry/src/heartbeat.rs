@@ -12,6 +12,9 @@
 //! two attempts, so many dead instances are all evicted about
 //! `(attempts - 1) × retry-delay` after the sweep finds them, not one batch
 //! after another. Each attempt is bounded by the notify timeout.
+//!
+//! Heartbeats carry no token: answering one changes nothing, and services
+//! written against the original protocol must keep answering them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::auth::Token;
 use crate::client::{HttpClient, send};
 use crate::config::Config;
 use crate::notify::Notifier;
@@ -112,7 +116,8 @@ impl Checker {
                 Method::GET,
                 &url,
                 Default::default(),
-                self.config.notify_timeout
+                self.config.notify_timeout,
+                &Token::default(),
             )
             .await,
             Ok((StatusCode::OK, _))

@@ -7,6 +7,7 @@
 //! (`POST`/`DELETE /services`, `GET /heart-beat`), kept byte-compatible; see
 //! the server modules for the behaviour we fixed.
 
+pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod client;

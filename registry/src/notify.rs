@@ -16,6 +16,7 @@ use std::time::Duration;
 use http::Method;
 use tokio::sync::mpsc;
 
+use crate::auth::Token;
 use crate::client::{HttpClient, send_record};
 use crate::record::ServiceRecord;
 use crate::sync::lock;
@@ -38,6 +39,9 @@ struct Shared {
     timeout: Duration,
     /// One queue per dependent address that has notifications pending.
     queues: Mutex<HashMap<String, mpsc::UnboundedSender<Notification>>>,
+    /// Sent with every notification, so that dependents can tell the
+    /// registry from anyone else.
+    token: Token,
 }
 
 struct Notification {
@@ -47,11 +51,12 @@ struct Notification {
 
 impl Notifier {
     /// `timeout` bounds each attempt.
-    pub fn new(http: HttpClient, timeout: Duration) -> Self {
+    pub fn new(http: HttpClient, timeout: Duration, token: Token) -> Self {
         Self {
             shared: Arc::new(Shared {
                 http,
                 timeout,
+                token,
                 queues: Mutex::default(),
             }),
         }
@@ -113,7 +118,15 @@ impl Shared {
     async fn deliver(&self, url: &str, notification: Notification) {
         let Notification { method, record } = notification;
         for attempt in 1..=NOTIFY_ATTEMPTS {
-            match send_record(&self.http, method.clone(), url, &record, self.timeout).await {
+            let sent = send_record(
+                &self.http,
+                method.clone(),
+                url,
+                &record,
+                self.timeout,
+                &self.token,
+            );
+            match sent.await {
                 Ok((status, _)) if status.is_success() => {
                     tracing::debug!(%method, url, name = record.name, addr = record.addr, "notified");
                     return;

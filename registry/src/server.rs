@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::api::Api;
+use crate::auth::Token;
 use crate::client::http_client;
 use crate::config::Config;
 use crate::heartbeat;
@@ -36,14 +37,19 @@ pub async fn serve(
     tracing::info!("listening on {}", listener.local_addr()?);
     let http = http_client();
     let table = Arc::new(Table::new());
-    let notifier = Notifier::new(http.clone(), config.notify_timeout);
+    let token = Token::new(config.token.clone());
+    let notifier = Notifier::new(http.clone(), config.notify_timeout, token.clone());
     let heartbeat = tokio::spawn(heartbeat::run(
         Arc::clone(&table),
         notifier.clone(),
         http,
         config,
     ));
-    let api = Arc::new(Api { table, notifier });
+    let api = Arc::new(Api {
+        table,
+        notifier,
+        token,
+    });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

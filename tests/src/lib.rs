@@ -129,16 +129,23 @@ impl Proc {
 
     /// Starts a registry on a free port with fast heartbeats.
     pub fn registry(extra: &[&str]) -> Proc {
-        let mut args = vec![
-            "--addr",
-            "127.0.0.1:0",
-            "--heartbeat-interval",
-            "1s",
-            "--heartbeat-attempts",
-            "2",
-            "--heartbeat-retry-delay",
-            "200ms",
+        Proc::registry_at("127.0.0.1:0", extra)
+    }
+
+    /// Starts a registry on `addr` with fast heartbeats (`extra` may slow
+    /// them down).
+    pub fn registry_at(addr: &str, extra: &[&str]) -> Proc {
+        const FAST: [(&str, &str); 3] = [
+            ("--heartbeat-interval", "1s"),
+            ("--heartbeat-attempts", "2"),
+            ("--heartbeat-retry-delay", "200ms"),
         ];
+        let mut args = vec!["--addr", addr];
+        for (flag, value) in FAST {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
         args.extend_from_slice(extra);
         let proc = Proc::start("registry", &binary("registry"), &args);
         assert!(

@@ -20,7 +20,7 @@ impl Host for RequestCtx {
         }
         let mut headers = HeaderMap::new();
         if let Ok(source) = HeaderValue::from_str(&self.env.name) {
-            headers.insert("x-sparrow-source", source);
+            headers.insert("x-log-source", source);
         }
         let call = Call {
             method: Method::POST,

@@ -2,12 +2,33 @@
 //! the same method, the whole path and query, headers and body; the answer
 //! comes back as it is.
 //!
-//! The host does the sending (instance choice, retries, timeouts, hop-by-hop
-//! headers); this plugin only decides where a request goes and what a failure
-//! means to the client.
+//! What a reverse proxy owes its users happens here: hop-by-hop headers are
+//! dropped (and those `Connection` names, before the forwarding headers are
+//! set, so that a client cannot strip them), `X-Forwarded-For`,
+//! `X-Forwarded-Host`, `X-Forwarded-Proto` and `Via` are set, a request that
+//! already passed through this gateway (or through too many proxies) is
+//! answered 508 instead of looping, and each failure gets the status that
+//! says what happened. Sending (instance choice, retries, timeouts) is the
+//! host's.
 
 use sparrow_plugin::services::call_service;
-use sparrow_plugin::{CallError, Description, Guest, Request, Response};
+use sparrow_plugin::{CallError, Description, Guest, Header, Request, Response};
+
+/// Proxies a request may pass before it is taken for a loop.
+const MAX_HOPS: usize = 10;
+
+/// Headers about one connection, not the message (RFC 9110, 7.6.1).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 struct Gateway;
 
@@ -25,7 +46,25 @@ impl Guest for Gateway {
             return Response::text(404, "no service named: use /{service}/...");
         };
         let service = service.to_owned();
-        match call_service(&service, &request) {
+        let me = request.header("x-sparrow-local-addr").unwrap_or("gateway");
+        let hops = via_entries(&request);
+        if hops.iter().any(|hop| received_by(hop) == me) {
+            return Response::text(
+                508,
+                format!("loop detected: this request already passed through gateway {me}"),
+            );
+        }
+        if hops.len() >= MAX_HOPS {
+            return Response::text(
+                508,
+                format!("loop suspected: this request passed {} proxies", hops.len()),
+            );
+        }
+        let forwarded = Request {
+            headers: forwarding_headers(&request, me),
+            ..request
+        };
+        match call_service(&service, &forwarded) {
             Ok(response) => response,
             Err(CallError::NoInstance) => {
                 Response::text(503, format!("no instance of service '{service}'"))
@@ -55,6 +94,85 @@ fn target_service(request: &Request) -> Option<&str> {
         .split('/')
         .next()?;
     (!first.is_empty()).then_some(first)
+}
+
+/// Every `Via` entry of the request, in order.
+fn via_entries(request: &Request) -> Vec<&str> {
+    request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("via"))
+        .flat_map(|h| h.value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .collect()
+}
+
+/// `1.1 127.0.0.1:20001 (sparrow)` -> `127.0.0.1:20001`.
+fn received_by(via_entry: &str) -> &str {
+    via_entry.split_whitespace().nth(1).unwrap_or_default()
+}
+
+/// The request's headers as they should leave the gateway.
+fn forwarding_headers(request: &Request, me: &str) -> Vec<Header> {
+    let named_by_connection: Vec<String> = request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    let client_ip = request
+        .header("x-sparrow-client-addr")
+        .and_then(|addr| addr.rsplit_once(':'))
+        .map(|(ip, _port)| ip.trim_start_matches('[').trim_end_matches(']').to_owned());
+    let forwarded_for = request
+        .header("x-forwarded-for")
+        .map(str::to_owned)
+        .into_iter()
+        .chain(client_ip)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let host = request.header("host").map(str::to_owned);
+    let via = via_entries(request)
+        .into_iter()
+        .map(str::to_owned)
+        .chain([format!("1.1 {me} (sparrow)")])
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    let replaced = [
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "via",
+        "host",
+    ];
+    let mut headers: Vec<Header> = request
+        .headers
+        .iter()
+        .filter(|h| {
+            let name = h.name.to_ascii_lowercase();
+            !HOP_BY_HOP.contains(&name.as_str())
+                && !named_by_connection.contains(&name)
+                && !replaced.contains(&name.as_str())
+                && !name.starts_with("x-sparrow-")
+        })
+        .cloned()
+        .collect();
+    let header = |name: &str, value: String| Header {
+        name: name.into(),
+        value,
+    };
+    if !forwarded_for.is_empty() {
+        headers.push(header("x-forwarded-for", forwarded_for));
+    }
+    if let Some(host) = host {
+        headers.push(header("x-forwarded-host", host));
+    }
+    headers.push(header("x-forwarded-proto", "http".into()));
+    headers.push(header("via", via));
+    headers
 }
 
 sparrow_plugin::export!(Gateway);

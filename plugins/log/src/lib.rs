@@ -2,7 +2,7 @@
 //! directory the host grants (`host --dir`).
 //!
 //! Each line is `TIMESTAMP SOURCE: MESSAGE`, where SOURCE is the calling
-//! service as the host names it in `x-sparrow-source`. Line breaks inside the
+//! service as the host names it in `x-log-source`. Line breaks inside the
 //! message are escaped so that one request is always one line.
 
 use std::fs::OpenOptions;
@@ -33,7 +33,7 @@ impl Guest for Log {
         if request.body.is_empty() {
             return Response::text(400, "empty body: nothing to log");
         }
-        let source = request.header("x-sparrow-source").unwrap_or("-");
+        let source = request.header("x-log-source").unwrap_or("-");
         let line = format!(
             "{} {}: {}\n",
             timestamp(),

@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use registry::auth::Token;
 use registry::client::{HttpClient, http_client, send};
 use registry::record::ServiceRecord;
 use serde_json::Value;
@@ -139,6 +140,7 @@ impl RegistryProcess {
             &url,
             body.into(),
             Duration::from_secs(10),
+            &Token::default(),
         )
         .await
         .unwrap_or_else(|e| panic!("{url}: {e}"));

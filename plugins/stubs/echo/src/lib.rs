@@ -11,10 +11,13 @@
 //! | `/static` | bumps a static counter and answers it (always 1 if instances are fresh) |
 //! | `/read?path=P` | answers the contents of file P, or 500 with the error |
 //! | `/env` | answers the number of environment variables it sees |
+//! | `/headers` | answers every request header as `name: value` lines |
 //! | `/count` | increments the host-kept counter `count` and answers it |
 //! | `/version` | answers the version it was built as (`STUB_VERSION`, default `v1`) |
 //! | `/call/{service}/...` | calls `{service}` with the rest of the path through the host |
 //! | anything else | 200, the body echoed, `x-echo-method` and `x-echo-path` set |
+//!
+//! Paths may also start with `/echo` (as they do behind a gateway).
 //!
 //! Its description requires what `STUB_REQUIRES` (comma-separated) said at
 //! build time, nothing by default.
@@ -48,7 +51,13 @@ impl Guest for Echo {
     }
 
     fn handle_request(request: Request) -> Response {
-        match request.path_only() {
+        // Behind a gateway the path still starts with the service name.
+        let path = request.path_only();
+        let path = path
+            .strip_prefix("/echo")
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(path);
+        match path {
             "/trap" => panic!("stub trap requested"),
             "/loop" => spin(),
             "/hog" => hog(),
@@ -70,6 +79,14 @@ impl Guest for Echo {
                 Err(e) => Response::text(500, format!("read failed: {e}")),
             },
             "/env" => Response::text(200, std::env::vars().count().to_string()),
+            "/headers" => Response::text(
+                200,
+                request
+                    .headers
+                    .iter()
+                    .map(|h| format!("{}: {}\n", h.name, h.value))
+                    .collect::<String>(),
+            ),
             "/version" => Response::text(200, VERSION),
             "/count" => match state::increment("count", 1) {
                 Ok(n) => Response::text(200, n.to_string()),

@@ -1,0 +1,451 @@
+//! Faults across processes: kill -9, a restarted registry, refused
+//! connections, hanging and broken upstreams, loops, big bodies, and the
+//! promise that no answered log line or counted visit is lost.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sparrow_tests::{Proc, TempDir, get, plugin, poll_until, post, registered, send, stub};
+
+const SETTLE: Duration = Duration::from_secs(20);
+/// The harness's registry: 1 s interval, 2 attempts, 200 ms apart.
+const EVICTION_BOUND: Duration = Duration::from_millis(1000 + 2 * 200 + 1000);
+/// For tests that register fake instances: no heartbeat during the test.
+const NO_HEARTBEAT: &[&str] = &["--heartbeat-interval", "1h"];
+
+fn log_host(registry: &Proc, dir: &TempDir) -> Proc {
+    Proc::host(
+        &plugin("log"),
+        registry,
+        &["--dir", dir.path().to_str().unwrap()],
+    )
+}
+
+#[test]
+fn a_killed_host_is_evicted_in_time_and_visit_recovers_with_a_new_log() {
+    let dir = TempDir::new("kill9");
+    let registry = Proc::registry(&[]);
+    let mut log = log_host(&registry, &dir);
+    let visit = Proc::host(&plugin("visit"), &registry, &[]);
+    assert!(poll_until(SETTLE, || get(&visit.url("/")).status == 200));
+
+    log.kill9();
+    let killed = Instant::now();
+    assert!(poll_until(SETTLE, || registered(&registry, "log").is_empty()));
+    let evicted_after = killed.elapsed();
+    assert!(
+        evicted_after <= EVICTION_BOUND,
+        "evicted after {evicted_after:?}, bound {EVICTION_BOUND:?}"
+    );
+    // visit heard of it: no log instance left to try.
+    assert!(poll_until(SETTLE, || {
+        let reply = get(&visit.url("/"));
+        reply.status == 500 && reply.text().contains("no instance of the log service")
+    }));
+
+    let _new_log = log_host(&registry, &dir);
+    assert!(
+        poll_until(SETTLE, || get(&visit.url("/")).status == 200),
+        "visit never found the new log:\n{}",
+        visit.log()
+    );
+}
+
+#[test]
+fn hosts_register_again_after_a_registry_restart() {
+    let dir = TempDir::new("restart");
+    let addr = free_addr();
+    let mut registry = Proc::registry_at(&addr, &[]);
+    let fast = ["--heartbeat-timeout", "2s"];
+    let _log = Proc::host(
+        &plugin("log"),
+        &registry,
+        &[&fast[..], &["--dir", dir.path().to_str().unwrap()]].concat(),
+    );
+    let visit = Proc::host(&plugin("visit"), &registry, &fast);
+    assert!(poll_until(SETTLE, || get(&visit.url("/")).status == 200));
+
+    registry.kill9();
+    let registry = Proc::registry_at(&addr, &[]);
+    let restarted = Instant::now();
+    assert!(
+        poll_until(SETTLE, || registered(&registry, "log").len() == 1
+            && registered(&registry, "visit").len() == 1),
+        "{}",
+        visit.log()
+    );
+    let back_after = restarted.elapsed();
+    assert!(
+        back_after < Duration::from_secs(5),
+        "table back after {back_after:?}"
+    );
+    assert_eq!(get(&visit.url("/")).status, 200);
+}
+
+#[test]
+fn a_refused_instance_is_skipped_and_dropped_from_the_cache() {
+    let dir = TempDir::new("refused");
+    let registry = Proc::registry(NO_HEARTBEAT);
+    let mut first = log_host(&registry, &dir);
+    let _second = log_host(&registry, &dir);
+    let visit = Proc::host(&plugin("visit"), &registry, &[]);
+    assert!(poll_until(SETTLE, || registered(&registry, "log").len() == 2));
+    assert!(poll_until(SETTLE, || get(&visit.url("/")).status == 200));
+
+    // No heartbeat will notice: only the callers can.
+    first.kill9();
+    for _ in 0..10 {
+        let reply = get(&visit.url("/"));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let dropped = visit.log().matches("dropped from the cache").count();
+    assert!(dropped <= 1, "the dead instance was tried {dropped} times");
+}
+
+#[test]
+fn with_a_token_unauthenticated_writes_and_notifications_answer_401() {
+    let dir = TempDir::new("token");
+    let registry = Proc::registry(&["--token", "s3cret"]);
+    let token = ["--token", "s3cret"];
+    let _log = Proc::host(
+        &plugin("log"),
+        &registry,
+        &[&token[..], &["--dir", dir.path().to_str().unwrap()]].concat(),
+    );
+    let visit = Proc::host(&plugin("visit"), &registry, &token);
+    assert!(poll_until(SETTLE, || get(&visit.url("/")).status == 200));
+
+    let record = br#"{"Name":"log","Addr":"127.0.0.1:9","RequiredServices":[]}"#;
+    assert_eq!(post(&registry.url("/services"), record).status, 401);
+    assert_eq!(post(&visit.url("/services"), record).status, 401);
+    let authorized = send(
+        "POST",
+        &visit.url("/services"),
+        &[("authorization", "Bearer s3cret")],
+        record,
+    )
+    .unwrap();
+    assert_eq!(authorized.status, 200);
+
+    // A host without the token cannot register.
+    let mut intruder = Proc::start(
+        "intruder",
+        &sparrow_tests::binary("host"),
+        &[
+            "--plugin",
+            stub("echo").to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+            "--registry",
+            &registry.url(""),
+            "--registry-wait",
+            "1s",
+        ],
+    );
+    assert!(!intruder.wait_exit(SETTLE).expect("exits").success());
+    assert!(intruder.log().contains("401"), "{}", intruder.log());
+}
+
+/// A gateway, an echo service behind it, and their registry (no heartbeats,
+/// so that fake instances stay registered).
+struct Gatewayed {
+    registry: Proc,
+    gateway: Proc,
+    _echo: Proc,
+}
+
+fn gatewayed(gateway_args: &[&str]) -> Gatewayed {
+    let registry = Proc::registry(NO_HEARTBEAT);
+    let echo = Proc::host(&stub("echo"), &registry, &[]);
+    let gateway = Proc::host(&plugin("gateway"), &registry, gateway_args);
+    assert!(poll_until(SETTLE, || get(&gateway.url("/echo/version"))
+        .status
+        == 200));
+    Gatewayed {
+        registry,
+        gateway,
+        _echo: echo,
+    }
+}
+
+/// The header lines the echo stub received.
+fn received_headers(reply_text: &str) -> HashMap<String, String> {
+    reply_text
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_gateway_drops_hop_by_hop_headers_and_sets_forwarding_ones() {
+    let g = gatewayed(&[]);
+    let reply = send(
+        "GET",
+        &g.gateway.url("/echo/headers"),
+        &[
+            // A client naming X-Forwarded-For in Connection must not strip
+            // the gateway's own.
+            ("connection", "keep-alive, x-test-secret, x-forwarded-for"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic Zm9v"),
+            ("x-test-secret", "1"),
+            ("x-test-kept", "2"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-sparrow-client-addr", "6.6.6.6:66"),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let headers = received_headers(&reply.text());
+    for dropped in [
+        "connection",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "x-test-secret",
+    ] {
+        assert!(
+            !headers.contains_key(dropped),
+            "{dropped} was forwarded: {headers:?}"
+        );
+    }
+    assert_eq!(headers["x-test-kept"], "2");
+    assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(headers["x-forwarded-host"], g.gateway.addr().to_string());
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(
+        headers["via"],
+        format!("1.1 {} (sparrow)", g.gateway.addr())
+    );
+    // The host speaks for itself: the client's claim did not get through.
+    assert_ne!(headers["x-sparrow-client-addr"], "6.6.6.6:66");
+}
+
+#[test]
+fn a_forwarding_loop_is_stopped_with_508() {
+    let g = gatewayed(&[]);
+    // A second gateway: each reaches the other, so /gateway/... bounces
+    // between them until one sees its own Via entry.
+    let _other = Proc::host(&plugin("gateway"), &g.registry, &[]);
+    assert!(poll_until(SETTLE, || registered(&g.registry, "gateway")
+        .len()
+        == 2));
+    let reply = get(&g.gateway.url("/gateway/echo/version"));
+    assert_eq!(reply.status, 508, "{}", reply.text());
+    assert!(reply.text().contains("loop detected"), "{}", reply.text());
+
+    let many_hops = (0..10)
+        .map(|n| format!("1.1 proxy{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let reply = send(
+        "GET",
+        &g.gateway.url("/echo/version"),
+        &[("via", &many_hops)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(reply.status, 508, "{}", reply.text());
+}
+
+/// Registers a fake instance of `name` at `addr` directly with the registry.
+fn register_fake(registry: &Proc, name: &str, addr: &str) {
+    let record = format!(r#"{{"Name":"{name}","Addr":"{addr}","RequiredServices":[]}}"#);
+    assert_eq!(
+        post(&registry.url("/services"), record.as_bytes()).status,
+        200
+    );
+}
+
+#[test]
+fn gateway_failures_have_statuses_that_say_what_happened() {
+    let g = gatewayed(&["--call-timeout", "1s"]);
+
+    let unknown = get(&g.gateway.url("/nosuch/"));
+    assert_eq!(unknown.status, 503, "{}", unknown.text());
+    assert!(unknown.text().contains("'nosuch'"), "{}", unknown.text());
+
+    // Accepts, reads, never answers.
+    let hanging = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging_addr = hanging.local_addr().unwrap().to_string();
+    let keep_open = std::thread::spawn(move || {
+        let (mut stream, _) = hanging.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf);
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    // Accepts and closes without a word.
+    let broken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let broken_addr = broken.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let closer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            broken.set_nonblocking(true).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match broken.accept() {
+                    Ok((stream, _)) => drop(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
+    register_fake(&g.registry, "hanging", &hanging_addr);
+    register_fake(&g.registry, "broken", &broken_addr);
+    assert!(poll_until(SETTLE, || get(&g.gateway.url("/broken/"))
+        .status
+        != 503));
+
+    let timeout = get(&g.gateway.url("/hanging/"));
+    assert_eq!(timeout.status, 504, "{}", timeout.text());
+    assert!(timeout.text().contains("'hanging'"), "{}", timeout.text());
+    let broke = get(&g.gateway.url("/broken/"));
+    assert_eq!(broke.status, 502, "{}", broke.text());
+    assert!(broke.text().contains("'broken'"), "{}", broke.text());
+
+    stop.store(true, Ordering::Relaxed);
+    closer.join().unwrap();
+    keep_open.join().unwrap();
+}
+
+#[test]
+fn a_10_mib_body_goes_through_and_an_oversized_one_is_refused() {
+    let g = gatewayed(&["--max-body", "12MiB"]);
+    let body: Vec<u8> = (0..10 << 20)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let reply = send("POST", &g.gateway.url("/echo/upload"), &[], &body).unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body[..200.min(reply.body.len())])
+    );
+    assert!(reply.body == body, "the body changed on the way");
+
+    let too_big = vec![b'x'; 13 << 20];
+    let reply = send("POST", &g.gateway.url("/echo/upload"), &[], &too_big).unwrap();
+    assert_eq!(reply.status, 413, "{}", reply.text());
+}
+
+#[test]
+fn every_answered_log_line_survives_a_kill_9_exactly_once() {
+    const CLIENTS: usize = 8;
+    let dir = TempDir::new("log-kill");
+    let registry = Proc::registry(NO_HEARTBEAT);
+    let mut log = log_host(&registry, &dir);
+    let url = log.url("/log");
+
+    let writers: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut answered = Vec::new();
+                let started = Instant::now();
+                for n in 0.. {
+                    let message = format!("client{client}-line{n}");
+                    match send("POST", &url, &[], message.as_bytes()) {
+                        Ok(reply) if reply.status == 200 => answered.push(message),
+                        Ok(reply) => panic!("{message}: {} {}", reply.status, reply.text()),
+                        Err(_) => break,
+                    }
+                    if started.elapsed() > Duration::from_secs(30) {
+                        break;
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    // Kill once some lines are in, while the writers are mid-flight.
+    let file = dir.path().join("services.log");
+    assert!(poll_until(SETTLE, || std::fs::read_to_string(&file)
+        .is_ok_and(|text| text.lines().count() >= 200)));
+    log.kill9();
+    let answered: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.ends_with('\n'), "torn last line");
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for line in text.lines() {
+        // `TIMESTAMP -: clientC-lineN`
+        let message = line.split_once(" -: ").map(|(_, m)| m);
+        let message = message.filter(|m| m.starts_with("client") && m.contains("-line"));
+        let message = message.unwrap_or_else(|| panic!("malformed line: {line:?}"));
+        *seen.entry(message).or_default() += 1;
+    }
+    for message in &answered {
+        assert_eq!(seen.get(message.as_str()), Some(&1), "{message}");
+    }
+    assert!(answered.len() >= 200);
+}
+
+#[test]
+fn concurrent_visits_get_distinct_counts_and_the_count_survives_a_restart() {
+    const N: usize = 32;
+    let dir = TempDir::new("visits");
+    let state = dir.path().join("visit-state.jsonl");
+    let registry = Proc::registry(&[]);
+    let _log = log_host(&registry, &dir);
+    let mut visit = Proc::host(
+        &plugin("visit"),
+        &registry,
+        &["--state", state.to_str().unwrap()],
+    );
+    assert!(poll_until(SETTLE, || get(&visit.url("/")).status == 200));
+
+    let visitors: Vec<_> = (0..N)
+        .map(|_| {
+            let url = visit.url("/");
+            std::thread::spawn(move || get(&url))
+        })
+        .collect();
+    let mut counts: Vec<u64> = visitors
+        .into_iter()
+        .map(|v| {
+            let reply = v.join().unwrap();
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            reply.text().parse().unwrap()
+        })
+        .collect();
+    counts.sort_unstable();
+    // The warm-up visit was 1.
+    assert_eq!(counts, (2..=N as u64 + 1).collect::<Vec<_>>());
+
+    visit.kill9();
+    let visit = Proc::host(
+        &plugin("visit"),
+        &registry,
+        &["--state", state.to_str().unwrap()],
+    );
+    // Every visit counts, answered or not: the first after the restart is
+    // N + 2 at the least.
+    let mut first = None;
+    assert!(poll_until(SETTLE, || {
+        let reply = get(&visit.url("/"));
+        first = reply
+            .text()
+            .parse::<u64>()
+            .ok()
+            .filter(|_| reply.status == 200);
+        first.is_some()
+    }));
+    let first = first.unwrap();
+    assert!(first >= N as u64 + 2, "the count started again: {first}");
+}
+
+/// A loopback address nothing listens on right now.
+fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}

@@ -337,10 +337,23 @@ fn a_10_mib_body_goes_through_and_an_oversized_one_is_refused() {
 
 #[test]
 fn every_answered_log_line_survives_a_kill_9_exactly_once() {
+    answered_log_lines_survive_a_kill_9(&[]);
+}
+
+#[test]
+fn with_sync_every_answered_log_line_survives_a_kill_9_exactly_once() {
+    answered_log_lines_survive_a_kill_9(&["--sync"]);
+}
+
+fn answered_log_lines_survive_a_kill_9(extra: &[&str]) {
     const CLIENTS: usize = 8;
     let dir = TempDir::new("log-kill");
     let registry = Proc::registry(NO_HEARTBEAT);
-    let mut log = log_host(&registry, &dir);
+    let mut log = Proc::host(
+        &plugin("log"),
+        &registry,
+        &[&["--dir", dir.path().to_str().unwrap()], extra].concat(),
+    );
     let url = log.url("/log");
 
     let writers: Vec<_> = (0..CLIENTS)

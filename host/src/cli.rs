@@ -44,6 +44,11 @@ pub struct Cli {
     #[arg(long)]
     pub dir: Option<PathBuf>,
 
+    /// Answer a request only once what the plugin wrote to `--dir` is on
+    /// disk (concurrent requests share the flushes).
+    #[arg(long, requires = "dir")]
+    pub sync: bool,
+
     /// How long one request may run in the plugin before it is stopped (504).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,

@@ -13,6 +13,7 @@
 //! - [`capabilities`]: what the host offers a plugin, one module per WIT
 //!   interface.
 //! - [`outbound`]: HTTP calls from the host to other services.
+//! - [`durability`]: `--sync`, flushing the plugin's writes before answering.
 //! - [`kv`]: the key-value state kept for the plugin.
 //! - [`swap`]: hot swap of the plugin while the host serves.
 //! - [`service`]: the life of the service, from start to drained stop.
@@ -20,6 +21,7 @@
 mod capabilities;
 mod cli;
 mod discovery;
+mod durability;
 mod kv;
 mod outbound;
 mod plugin;

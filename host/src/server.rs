@@ -19,6 +19,7 @@ use registry::body::{read_body, text_response};
 use tokio::net::TcpListener;
 
 use crate::discovery::Discovery;
+use crate::durability::Flusher;
 use crate::outbound::{end_to_end, header_map};
 use crate::plugin::bindings::{self, Header};
 use crate::plugin::{Failure, Plugin, PluginEngine, ServiceEnv, Shared};
@@ -46,6 +47,8 @@ pub struct App {
     pub shared: Shared,
     pub discovery: Discovery,
     pub max_body: usize,
+    /// With `--sync`: makes the plugin's writes durable before an answer.
+    pub flusher: Option<Flusher>,
     active: RwLock<Arc<Active>>,
 }
 
@@ -55,6 +58,7 @@ impl App {
         shared: Shared,
         discovery: Discovery,
         max_body: usize,
+        flusher: Option<Flusher>,
         active: Active,
     ) -> Self {
         App {
@@ -62,6 +66,7 @@ impl App {
             shared,
             discovery,
             max_body,
+            flusher,
             active: RwLock::new(Arc::new(active)),
         }
     }
@@ -200,7 +205,19 @@ async fn to_plugin(
         .handle(&active.plugin, active.env.clone(), request)
         .await
     {
-        Ok(response) => from_plugin(response),
+        Ok(response) => match &app.flusher {
+            Some(flusher) => match flusher.flush().await {
+                Ok(()) => from_plugin(response),
+                Err(e) => {
+                    tracing::error!(service, error = %e, "cannot flush the plugin's writes");
+                    text_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("service '{service}' could not make its writes durable"),
+                    )
+                }
+            },
+            None => from_plugin(response),
+        },
         Err(Failure::Timeout) => {
             tracing::warn!(service, "request stopped at the request timeout");
             text_response(

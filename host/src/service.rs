@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::cli::Cli;
 use crate::discovery::Discovery;
+use crate::durability::Flusher;
 use crate::kv::KvStore;
 use crate::outbound::Outbound;
 use crate::plugin::{PluginEngine, SandboxSettings, Shared};
@@ -88,7 +89,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         shared.cache.clone(),
         record,
     );
-    let app = Arc::new(App::new(engine, shared, discovery, cli.max_body, active));
+    let flusher = match (&cli.dir, cli.sync) {
+        (Some(dir), true) => Some(Flusher::new(dir)?),
+        _ => None,
+    };
+    let app = Arc::new(App::new(
+        engine,
+        shared,
+        discovery,
+        cli.max_body,
+        flusher,
+        active,
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

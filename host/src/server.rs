@@ -49,6 +49,8 @@ pub struct App {
     pub max_body: usize,
     /// With `--sync`: makes the plugin's writes durable before an answer.
     pub flusher: Option<Flusher>,
+    /// Where this instance listens and is registered.
+    local_addr: String,
     active: RwLock<Arc<Active>>,
 }
 
@@ -62,6 +64,7 @@ impl App {
         active: Active,
     ) -> Self {
         App {
+            local_addr: discovery.record().addr,
             engine,
             shared,
             discovery,
@@ -162,7 +165,6 @@ async fn to_plugin(
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    let local_addr = app.discovery.record().addr;
     let body = match read_body(body, app.max_body).await {
         Ok(body) => body,
         Err(e) => return text_response(e.status(), e.to_string()),
@@ -192,7 +194,7 @@ async fn to_plugin(
                 },
                 Header {
                     name: LOCAL_ADDR_HEADER.into(),
-                    value: local_addr,
+                    value: app.local_addr.clone(),
                 },
             ])
             .collect(),

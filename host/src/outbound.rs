@@ -13,7 +13,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use registry::cache::InstanceCache;
-use registry::client::HttpClient;
+use registry::client::{HttpClient, error_chain};
 use registry::record::ServiceRecord;
 
 /// How many instances one call tries when connections are refused.
@@ -173,19 +173,6 @@ pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
         }
     }
     kept
-}
-
-/// An error with its causes on one line: hyper's top-level messages alone
-/// ("client error (Connect)") do not say what went wrong.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Converts `name: value` pairs (the plugin's view) to a header map, skipping

@@ -178,9 +178,9 @@ impl RegistryClient {
     }
 }
 
-/// hyper's errors say little at the top ("client error (Connect)"); the
-/// cause is in their sources.
-fn error_chain(error: &dyn StdError) -> String {
+/// An error with its causes on one line: hyper's errors say little at the
+/// top ("client error (Connect)"); the cause is in their sources.
+pub fn error_chain(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

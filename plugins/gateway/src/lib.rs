@@ -2,33 +2,21 @@
 //! the same method, the whole path and query, headers and body; the answer
 //! comes back as it is.
 //!
-//! What a reverse proxy owes its users happens here: hop-by-hop headers are
-//! dropped (and those `Connection` names, before the forwarding headers are
-//! set, so that a client cannot strip them), `X-Forwarded-For`,
+//! What a reverse proxy owes its users happens here: `Connection` and the
+//! headers it names are dropped before the forwarding headers are set (so
+//! that a client cannot have them stripped), `X-Forwarded-For`,
 //! `X-Forwarded-Host`, `X-Forwarded-Proto` and `Via` are set, a request that
 //! already passed through this gateway (or through too many proxies) is
 //! answered 508 instead of looping, and each failure gets the status that
-//! says what happened. Sending (instance choice, retries, timeouts) is the
-//! host's.
+//! says what happened. Sending is the host's: instance choice, retries,
+//! timeouts, and dropping the other hop-by-hop headers (`Keep-Alive`, `TE`,
+//! `Upgrade` ...), as it does for every call.
 
 use sparrow_plugin::services::call_service;
 use sparrow_plugin::{CallError, Description, Guest, Header, Request, Response};
 
 /// Proxies a request may pass before it is taken for a loop.
 const MAX_HOPS: usize = 10;
-
-/// Headers about one connection, not the message (RFC 9110, 7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 struct Gateway;
 
@@ -153,7 +141,7 @@ fn forwarding_headers(request: &Request, me: &str) -> Vec<Header> {
         .iter()
         .filter(|h| {
             let name = h.name.to_ascii_lowercase();
-            !HOP_BY_HOP.contains(&name.as_str())
+            name != "connection"
                 && !named_by_connection.contains(&name)
                 && !replaced.contains(&name.as_str())
                 && !name.starts_with("x-sparrow-")

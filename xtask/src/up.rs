@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,9 @@ fn spawn<S: AsRef<std::ffi::OsStr>>(
     let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
+        // Out of the terminal's process group: Ctrl-C reaches only this
+        // program, which then stops the services in order.
+        .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {}", program.display()))?;
     Ok(Running {

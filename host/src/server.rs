@@ -234,6 +234,18 @@ async fn to_plugin(
                 format!("service '{service}' failed on this request"),
             )
         }
+        Err(Failure::Busy) => {
+            tracing::warn!(service, "every instance slot stayed busy; request refused");
+            let mut busy = text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("service '{service}' is overloaded; try again"),
+            );
+            busy.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            busy
+        }
         Err(Failure::Setup(why)) => {
             tracing::error!(service, "cannot run the plugin: {why}");
             text_response(

@@ -24,6 +24,8 @@ pub enum Failure {
     /// It trapped (a panic, `unreachable`, a stack overflow, memory
     /// exhausted ...); the message says which.
     Trap(String),
+    /// Every instance slot stayed busy for the whole request timeout.
+    Busy,
     /// The host could not set up an instance for it.
     Setup(String),
 }
@@ -36,11 +38,14 @@ impl PluginEngine {
         env: Arc<ServiceEnv>,
         request: Request,
     ) -> Result<Response, Failure> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| Failure::Setup("the host is shutting down".into()))?;
+        // Waiting for a slot counts against the request's time: under
+        // overload a client gets a quick 503 rather than an endless queue.
+        let _slot =
+            match tokio::time::timeout(self.settings.request_timeout, self.slots.acquire()).await {
+                Ok(Ok(slot)) => slot,
+                Ok(Err(_closed)) => return Err(Failure::Setup("the host is shutting down".into())),
+                Err(_elapsed) => return Err(Failure::Busy),
+            };
         let mut store = self.new_store(env).map_err(Failure::Setup)?;
         let call = async {
             let service = plugin.pre.instantiate_async(&mut store).await?;

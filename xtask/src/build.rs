@@ -13,14 +13,38 @@ const PLUGIN_PROFILE: &str = "plugin";
 /// The plugins of the system, by the name of their file in `plugins/`.
 pub const PLUGINS: [&str; 3] = ["log", "visit", "gateway"];
 
-/// Stubs the tests load: (file name in `target/stubs/`, package, build-time
-/// environment). The echo stub is built twice, as two versions that answer
-/// `/version` differently, for the hot-swap tests.
-const STUBS: [(&str, &str, &[(&str, &str)]); 4] = [
-    ("echo", "stub-echo", &[]),
-    ("echo-v2", "stub-echo", &[("STUB_VERSION", "v2")]),
-    ("echo-calls-echo", "stub-echo", &[("STUB_REQUIRES", "echo")]),
-    ("other-world", "stub-other-world", &[]),
+/// A stub plugin the tests load.
+struct Stub {
+    /// Its file name in `target/stubs/`, without `.wasm`.
+    name: &'static str,
+    package: &'static str,
+    /// Build-time environment that makes this variant.
+    env: &'static [(&'static str, &'static str)],
+}
+
+/// The echo stub is built in variants: two versions that answer `/version`
+/// differently (hot-swap tests), and one that requires `echo`.
+const STUBS: [Stub; 4] = [
+    Stub {
+        name: "echo",
+        package: "stub-echo",
+        env: &[],
+    },
+    Stub {
+        name: "echo-v2",
+        package: "stub-echo",
+        env: &[("STUB_VERSION", "v2")],
+    },
+    Stub {
+        name: "echo-calls-echo",
+        package: "stub-echo",
+        env: &[("STUB_REQUIRES", "echo")],
+    },
+    Stub {
+        name: "other-world",
+        package: "stub-other-world",
+        env: &[],
+    },
 ];
 
 pub struct Workspace {
@@ -47,9 +71,18 @@ impl Workspace {
         self.target.join(profile).join(name)
     }
 
+    /// Everything: what `build_system` builds, the Python and JavaScript
+    /// plugins and the test stubs.
     pub fn build_all(&self, release: bool) -> anyhow::Result<()> {
+        self.build_system(release)?;
+        crate::polyglot::build_polyglot(self)?;
+        self.build_stubs()
+    }
+
+    /// What `up` runs: the Rust plugins and the native binaries, nothing
+    /// that needs tools from outside cargo.
+    pub fn build_system(&self, release: bool) -> anyhow::Result<()> {
         self.build_plugins()?;
-        self.build_stubs()?;
         let mut args = vec!["build", "--bins"];
         if release {
             args.push("--release");
@@ -82,7 +115,7 @@ impl Workspace {
     fn build_stubs(&self) -> anyhow::Result<()> {
         let out = self.target.join("stubs");
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        for (name, package, env) in STUBS {
+        for Stub { name, package, env } in STUBS {
             let mut command = self.cargo_command([
                 "build",
                 "--target",
@@ -130,7 +163,7 @@ impl Workspace {
     }
 }
 
-fn run(mut command: Command) -> anyhow::Result<()> {
+pub(crate) fn run(mut command: Command) -> anyhow::Result<()> {
     let status = command
         .status()
         .with_context(|| format!("cannot run {command:?}"))?;

@@ -1,7 +1,10 @@
 //! Developer tasks, as `cargo xtask TASK` (an alias in `.cargo/config.toml`):
 //!
-//! - `build`: the plugins (`plugins/NAME.wasm`), the test stubs
-//!   (`target/stubs/NAME.wasm`) and the native binaries.
+//! - `build`: the plugins (`plugins/NAME.wasm`, Rust, Python and
+//!   JavaScript), the test stubs (`target/stubs/NAME.wasm`) and the native
+//!   binaries.
+//! - `polyglot`: only the Python and JavaScript plugins, installing their
+//!   pinned tools into `.tools/` first.
 //! - `up`: builds, then runs the registry and the log, visit and gateway
 //!   services on 127.0.0.1:20000-20003 until Ctrl-C.
 //! - `test`: builds, then runs every test.
@@ -10,6 +13,7 @@
 //! processes in order; this is the small program that does.
 
 mod build;
+mod polyglot;
 mod up;
 
 use anyhow::Context as _;
@@ -30,6 +34,9 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
+    /// Builds the Python and JavaScript plugins only, installing their
+    /// pinned tools into `.tools/` when missing.
+    Polyglot,
     /// Builds everything, then runs registry (20000), gateway (20001), log
     /// (20002) and visit (20003) on 127.0.0.1 until Ctrl-C.
     Up {
@@ -50,8 +57,9 @@ fn main() -> anyhow::Result<()> {
     let workspace = build::Workspace::locate()?;
     match cli.task {
         Task::Build { release } => workspace.build_all(release),
+        Task::Polyglot => polyglot::build_polyglot(&workspace),
         Task::Up { release } => {
-            workspace.build_all(release)?;
+            workspace.build_system(release)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -2,8 +2,8 @@
 //! stopped together.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,98 @@
+//! Plugins written in Python (`visit-py`, componentize-py) and JavaScript
+//! (`hello-js`, jco) run in the unchanged host, behind the Rust gateway and
+//! next to the Rust plugins, using the same imports.
+//!
+//! Their components embed a whole language runtime (12-18 MB): the first
+//! start of a host compiles it for seconds, which the harness's start
+//! timeout allows for.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sparrow_tests::{Proc, TempDir, get, plugin, poll_until, registered};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Compiling a language runtime keeps both cores busy for seconds: one test
+/// at a time keeps each host's start far from the harness's start timeout,
+/// and a later test finds the compiled plugin in the host's cache.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    // A failed test poisons the lock; the next test can still run.
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[test]
+fn python_and_javascript_plugins_serve_behind_the_gateway_next_to_rust() {
+    let _serial = one_at_a_time();
+    let dir = TempDir::new("polyglot");
+    let registry = Proc::registry(&[]);
+    let log = Proc::host(
+        &plugin("log"),
+        &registry,
+        &["--dir", dir.path().to_str().unwrap()],
+    );
+    let gateway = Proc::host(&plugin("gateway"), &registry, &[]);
+    let visit = Proc::host(&plugin("visit"), &registry, &[]);
+    let visit_py = Proc::host(&plugin("visit-py"), &registry, &[]);
+    let hello_js = Proc::host(&plugin("hello-js"), &registry, &[]);
+    assert!(poll_until(SETTLE, || {
+        ["log", "gateway", "visit", "visit-py", "hello-js"]
+            .iter()
+            .all(|service| registered(&registry, service).len() == 1)
+    }));
+
+    // Python: state.increment and log-println, as the Rust visit does.
+    for expected in 1..=3 {
+        let reply = get(&gateway.url("/visit-py/"));
+        assert_eq!(reply.status, 200, "{}\n{}", reply.text(), visit_py.log());
+        assert_eq!(reply.text(), expected.to_string());
+    }
+    // The Rust visit keeps its own count, in its own host.
+    let reply = get(&gateway.url("/visit/"));
+    assert_eq!((reply.status, reply.text().as_str()), (200, "1"));
+
+    // JavaScript: call-service reaches visit-py (Python) through the host,
+    // whose answer becomes part of the greeting; then state and log.
+    let reply = get(&gateway.url("/hello-js/?name=Ada"));
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), hello_js.log());
+    assert_eq!(reply.text(), "Hello, Ada! You are visitor 4.");
+    assert_eq!(
+        reply.headers.get("content-type").unwrap(),
+        "text/plain; charset=utf-8"
+    );
+
+    let lines = std::fs::read_to_string(dir.path().join("services.log")).unwrap();
+    let sources: Vec<&str> = lines
+        .lines()
+        .map(|line| line.split_once(' ').expect("TIMESTAMP SOURCE: MESSAGE").1)
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            "visit-py: 1",
+            "visit-py: 2",
+            "visit-py: 3",
+            "visit: 1",
+            "visit-py: 4",
+            "hello-js: greeted Ada (greeting 1)",
+        ]
+    );
+    drop((log, visit));
+}
+
+#[test]
+fn a_javascript_plugin_sees_call_errors_as_exceptions() {
+    let _serial = one_at_a_time();
+    let registry = Proc::registry(&[]);
+    let hello_js = Proc::host(&plugin("hello-js"), &registry, &[]);
+
+    // No visit-py anywhere: call-service fails with `no-instance`, which the
+    // plugin turns into its own answer rather than a trap.
+    let reply = get(&hello_js.url("/"));
+    assert_eq!(reply.status, 503, "{}\n{}", reply.text(), hello_js.log());
+    assert_eq!(reply.text(), "no instance of service 'visit-py'");
+}

@@ -16,15 +16,9 @@ use registry::client::RegistryClient;
 /// every dead one is gone within interval + attempts × retry-delay + 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_instances_half_dead_are_evicted_in_time() {
+    // The settings of FAST.
     let (interval, attempts, retry_delay) = (Duration::from_secs(1), 2, Duration::from_millis(200));
-    let registry = RegistryProcess::start(&[
-        "--heartbeat-interval",
-        "1s",
-        "--heartbeat-attempts",
-        "2",
-        "--heartbeat-retry-delay",
-        "200ms",
-    ]);
+    let registry = RegistryProcess::start(FAST);
     let client = RegistryClient::new(&registry.url, Duration::from_secs(10)).unwrap();
 
     let mut live = Vec::new();

@@ -1,0 +1,168 @@
+//! `host-overhead` (and `memory`): the echo stub in a host, a fresh instance
+//! per request, against a plain hyper server giving the same answers; same
+//! client, same 32 keep-alive connections. The host's resident memory is
+//! sampled idle and during this load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use bytes::Bytes;
+use http::Method;
+
+use crate::Settings;
+use crate::client;
+use crate::load::{self, Budget, Outcome, Target};
+use crate::procs::{Proc, TempDir, cpu_time_of, rss_of, stub};
+use crate::report::{self, Row};
+
+const BODY: &[u8] = b"hello, sparrow";
+
+/// What one server did under load.
+struct Measured {
+    outcome: Outcome,
+    /// CPU time the server process used per answered request.
+    cpu_per_request: Duration,
+    rss_idle: u64,
+    rss_peak: u64,
+}
+
+pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::Result<Vec<Row>> {
+    let registry = Proc::registry(settings, &[])?;
+    let cache = TempDir::new("cache")?;
+    let host = Proc::host(
+        settings,
+        &stub(settings, "echo")?,
+        &registry,
+        &["--cache-dir", &cache.path().display().to_string()],
+    )?;
+    let baseline = Proc::start(
+        "baseline",
+        &settings.self_exe,
+        &["serve-baseline", "--addr", "127.0.0.1:0"],
+        "info",
+    )?;
+    // Same answer from both, or the comparison means nothing.
+    let host_answer = echo_once(&host).await.context("host")?;
+    let baseline_answer = echo_once(&baseline).await.context("baseline")?;
+    ensure!(
+        host_answer == baseline_answer,
+        "host and baseline answer differently: {host_answer:?} vs {baseline_answer:?}"
+    );
+
+    let budget = Budget::Timed {
+        warmup: settings.warmup,
+        measure: settings.measure,
+    };
+    let base = measure(&baseline, settings.connections, budget).await?;
+    let hosted = measure(&host, settings.connections, budget).await?;
+
+    let mut rows = Vec::new();
+    if overhead {
+        let case = "host-overhead";
+        let (h, b) = (&hosted.outcome, &base.outcome);
+        rows.push(Row::compared(
+            case,
+            "throughput, 32 conns (host/hyper)",
+            report::rate(h.rate()),
+            report::rate(b.rate()),
+            h.rate() / b.rate(),
+        ));
+        for p in [50.0, 99.0] {
+            let (hp, bp) = (h.percentile(p), b.percentile(p));
+            rows.push(Row::compared(
+                case,
+                &format!("latency p{p}"),
+                report::duration(hp),
+                report::duration(bp),
+                hp.as_secs_f64() / bp.as_secs_f64().max(1e-9),
+            ));
+        }
+        rows.push(Row::compared(
+            case,
+            "server CPU per request",
+            report::duration(hosted.cpu_per_request),
+            report::duration(base.cpu_per_request),
+            hosted.cpu_per_request.as_secs_f64() / base.cpu_per_request.as_secs_f64().max(1e-9),
+        ));
+        rows.push(Row::new(
+            case,
+            "errors (host / hyper)",
+            format!("{} / {}", h.errors, b.errors),
+        ));
+    }
+    if memory {
+        let case = "memory";
+        rows.push(Row::compared(
+            case,
+            "RSS idle (host/hyper)",
+            report::mib(hosted.rss_idle),
+            report::mib(base.rss_idle),
+            hosted.rss_idle as f64 / base.rss_idle as f64,
+        ));
+        rows.push(Row::compared(
+            case,
+            "RSS peak under load",
+            report::mib(hosted.rss_peak),
+            report::mib(base.rss_peak),
+            hosted.rss_peak as f64 / base.rss_peak as f64,
+        ));
+        rows.push(Row::new(
+            case,
+            "host RSS after load",
+            report::mib(host.rss_bytes()?),
+        ));
+    }
+    Ok(rows)
+}
+
+async fn echo_once(server: &Proc) -> anyhow::Result<(u16, Bytes)> {
+    client::send(Method::POST, &server.url("/echo"), Bytes::from_static(BODY)).await
+}
+
+/// Loads `server`, sampling its memory every 50 ms and its CPU time around
+/// the measured window.
+async fn measure(server: &Proc, connections: usize, budget: Budget) -> anyhow::Result<Measured> {
+    let rss_idle = server.rss_bytes()?;
+    let peak = Arc::new(AtomicU64::new(rss_idle));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop, pid) = (peak.clone(), stop.clone(), server.pid());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(rss) = rss_of(pid) {
+                    peak.fetch_max(rss, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let target = Target::post(
+        server.addr(),
+        "/echo",
+        Arc::new(|_| Bytes::from_static(BODY)),
+    );
+    let Budget::Timed { warmup, .. } = budget else {
+        unreachable!("host-overhead runs for a time")
+    };
+    // CPU time over the measured window only: read it when warm-up ends.
+    let cpu_at_window = {
+        let pid = server.pid();
+        tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            cpu_time_of(pid)
+        })
+    };
+    let outcome = load::run(target, connections, budget).await?;
+    let cpu_after = server.cpu_time()?;
+    stop.store(true, Ordering::Relaxed);
+    sampler.await?;
+    let cpu = cpu_after.saturating_sub(cpu_at_window.await??);
+    Ok(Measured {
+        cpu_per_request: cpu / outcome.ok.max(1) as u32,
+        outcome,
+        rss_idle,
+        rss_peak: peak.load(Ordering::Relaxed),
+    })
+}

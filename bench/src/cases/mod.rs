@@ -1,0 +1,57 @@
+//! The benchmark cases; each starts what it measures and stops it again, so
+//! any one can run on its own (`--case NAME`).
+
+mod end_to_end;
+mod host_overhead;
+mod hot_swap;
+mod registry;
+mod startup;
+
+use clap::ValueEnum;
+
+use crate::Settings;
+use crate::report::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Case {
+    /// Echo stub in a host vs a plain hyper server: throughput and latency.
+    HostOverhead,
+    /// Gateway -> visit -> log, real processes.
+    EndToEnd,
+    /// Registrations/s, one heartbeat sweep, notification fan-out.
+    Registry,
+    /// Plugin file replaced -> first answer from the new version.
+    HotSwap,
+    /// Host start -> first answer, cold and warm compile cache.
+    Startup,
+    /// The host's resident memory, idle and under load.
+    Memory,
+}
+
+impl Case {
+    pub const ALL: [Case; 6] = [
+        Case::HostOverhead,
+        Case::Memory,
+        Case::EndToEnd,
+        Case::Registry,
+        Case::HotSwap,
+        Case::Startup,
+    ];
+
+    pub async fn run(self, settings: &Settings, also: &[Case]) -> anyhow::Result<Vec<Row>> {
+        match self {
+            // One load run serves both: memory is sampled during the
+            // host-overhead load.
+            Case::HostOverhead => {
+                let with_memory = also.contains(&Case::Memory);
+                host_overhead::run(settings, true, with_memory).await
+            }
+            Case::Memory if also.contains(&Case::HostOverhead) => Ok(Vec::new()),
+            Case::Memory => host_overhead::run(settings, false, true).await,
+            Case::EndToEnd => end_to_end::run(settings).await,
+            Case::Registry => registry::run(settings).await,
+            Case::HotSwap => hot_swap::run(settings).await,
+            Case::Startup => startup::run(settings).await,
+        }
+    }
+}

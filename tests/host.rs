@@ -260,3 +260,13 @@ fn a_slow_plugin_does_not_block_other_requests() {
         "8 requests sleeping 200 ms took {took:?}: they ran one after another"
     );
 }
+
+#[test]
+fn with_reuse_an_instance_serves_n_requests_and_a_failed_one_is_dropped() {
+    let (_registry, host) = echo_host(&["--reuse", "3"]);
+    let counts: Vec<String> = (0..4).map(|_| get(&host.url("/static")).text()).collect();
+    assert_eq!(counts, ["1", "2", "3", "1"]);
+    // The idle instance (one request served) takes the trap and is dropped.
+    assert_eq!(get(&host.url("/trap")).status, 500);
+    assert_eq!(get(&host.url("/static")).text(), "1");
+}

@@ -66,6 +66,13 @@ pub struct Cli {
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     pub max_body: usize,
 
+    /// Let one instance serve up to N requests (one at a time) instead of a
+    /// fresh instance per request: faster, but what the plugin keeps in its
+    /// own memory is seen by later requests. An instance that fails is never
+    /// reused.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub reuse: u32,
+
     /// How many instances may run at once; further requests wait for a slot.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_instances: u32,

@@ -38,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         max_instances: cli.max_instances,
         dir: cli.dir.clone(),
         compile_cache: cli.compile_cache(),
+        reuse: cli.reuse,
     })?;
 
     let cache = Arc::new(InstanceCache::new());

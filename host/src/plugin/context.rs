@@ -57,6 +57,8 @@ pub struct RequestCtx {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub env: Arc<ServiceEnv>,
+    /// When the current request must end.
+    pub deadline: std::time::Instant,
 }
 
 impl WasiView for RequestCtx {

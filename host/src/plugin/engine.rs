@@ -38,6 +38,9 @@ pub struct SandboxSettings {
     /// Where compiled plugins are kept between runs; none: compile every
     /// time.
     pub compile_cache: Option<PathBuf>,
+    /// Requests one instance may serve; 1 (the default) is a fresh
+    /// instance for every request.
+    pub reuse: u32,
 }
 
 /// The engine, the linker with every host capability, and the bound on
@@ -76,7 +79,13 @@ impl PluginEngine {
 }
 
 fn engine_config(settings: &SandboxSettings) -> Config {
-    let instances = settings.max_instances;
+    // With reuse, up to as many idle instances as running ones stay in the
+    // pool.
+    let instances = if settings.reuse > 1 {
+        settings.max_instances * 2
+    } else {
+        settings.max_instances
+    };
     let mut pool = PoolingAllocationConfig::default();
     // A component built by wasm-component-ld holds the program's core module
     // plus a few small shims; languages with big runtimes hold more.

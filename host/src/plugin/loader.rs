@@ -5,7 +5,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
@@ -15,6 +15,7 @@ use wasmtime::component::Component;
 use super::bindings::{Description, ServicePre, WORLD};
 use super::context::{RequestCtx, ServiceEnv};
 use super::engine::PluginEngine;
+use super::sandbox::Warm;
 
 /// A compiled, linked plugin: instantiating it for a request is cheap.
 pub struct Plugin {
@@ -23,6 +24,8 @@ pub struct Plugin {
     pub description: Description,
     /// The SHA-256 of the file, in hex: which version this is.
     pub digest: String,
+    /// Idle instances kept for reuse (`--reuse`); dropped with the version.
+    pub(super) warm: Mutex<Vec<Warm>>,
 }
 
 impl PluginEngine {
@@ -65,6 +68,7 @@ impl PluginEngine {
             pre,
             description,
             digest,
+            warm: Mutex::new(Vec::new()),
         })
     }
 }

@@ -19,6 +19,9 @@ use crate::report::{self, Row};
 
 const BODY: &[u8] = b"hello, sparrow";
 
+/// Requests per instance in the `--reuse` run.
+const REUSE: u32 = 1000;
+
 /// What one server did under load.
 struct Measured {
     outcome: Outcome,
@@ -57,6 +60,23 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
     };
     let base = measure(&baseline, settings.connections, budget).await?;
     let hosted = measure(&host, settings.connections, budget).await?;
+    // The opt-in trade: one instance for up to REUSE requests.
+    let reused = if overhead {
+        let reusing = Proc::host(
+            settings,
+            &stub(settings, "echo")?,
+            &registry,
+            &[
+                "--cache-dir",
+                &cache.path().display().to_string(),
+                "--reuse",
+                &REUSE.to_string(),
+            ],
+        )?;
+        Some(measure(&reusing, settings.connections, budget).await?)
+    } else {
+        None
+    };
 
     let mut rows = Vec::new();
     if overhead {
@@ -69,6 +89,15 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
             report::rate(b.rate()),
             h.rate() / b.rate(),
         ));
+        if let Some(r) = &reused {
+            rows.push(Row::compared(
+                case,
+                &format!("throughput with --reuse {REUSE} (host/hyper)"),
+                report::rate(r.outcome.rate()),
+                report::rate(b.rate()),
+                r.outcome.rate() / b.rate(),
+            ));
+        }
         for p in [50.0, 99.0] {
             let (hp, bp) = (h.percentile(p), b.percentile(p));
             rows.push(Row::compared(

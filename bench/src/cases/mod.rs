@@ -4,6 +4,7 @@
 mod end_to_end;
 mod host_overhead;
 mod hot_swap;
+mod log;
 mod registry;
 mod startup;
 
@@ -20,6 +21,8 @@ pub enum Case {
     EndToEnd,
     /// Registrations/s, one heartbeat sweep, notification fan-out.
     Registry,
+    /// POST /log with and without --sync.
+    Log,
     /// Plugin file replaced -> first answer from the new version.
     HotSwap,
     /// Host start -> first answer, cold and warm compile cache.
@@ -29,10 +32,11 @@ pub enum Case {
 }
 
 impl Case {
-    pub const ALL: [Case; 6] = [
+    pub const ALL: [Case; 7] = [
         Case::HostOverhead,
         Case::Memory,
         Case::EndToEnd,
+        Case::Log,
         Case::Registry,
         Case::HotSwap,
         Case::Startup,
@@ -50,6 +54,7 @@ impl Case {
             Case::Memory => host_overhead::run(settings, false, true).await,
             Case::EndToEnd => end_to_end::run(settings).await,
             Case::Registry => registry::run(settings).await,
+            Case::Log => log::run(settings).await,
             Case::HotSwap => hot_swap::run(settings).await,
             Case::Startup => startup::run(settings).await,
         }

@@ -128,7 +128,11 @@ impl PluginEngine {
         let service_name: Arc<str> = Arc::from(env.name.as_str());
         let mut wasi = WasiCtx::builder();
         wasi.stdout(PluginOutput::stdout(service_name.clone()))
-            .stderr(PluginOutput::stderr(service_name));
+            .stderr(PluginOutput::stderr(service_name))
+            // File operations on the granted directory are short local
+            // calls: doing them in place is much cheaper than handing each
+            // to tokio's blocking pool (and must be set before preopening).
+            .allow_blocking_current_thread(true);
         if let Some(dir) = &self.settings.dir {
             wasi.preopened_dir(dir, ".", FsPerms::ReadWrite)
                 .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;

@@ -59,6 +59,25 @@ fn without_dir_a_plugin_sees_no_file_and_no_environment() {
 }
 
 #[test]
+fn a_plugin_cannot_open_a_socket() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = listener.local_addr().unwrap();
+    let (_registry, host) = echo_host(&[]);
+    let reply = get(&host.url(&format!("/connect?addr={target}")));
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(
+        reply.text().starts_with("connect failed"),
+        "{}",
+        reply.text()
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the plugin reached the listener"
+    );
+}
+
+#[test]
 fn heartbeat_is_answered_by_the_host() {
     let (_registry, host) = echo_host(&[]);
     assert_eq!(get(&host.url("/heart-beat")).status, 200);

@@ -10,6 +10,7 @@
 //! | `/sleep?ms=N` | sleeps N ms, then answers |
 //! | `/static` | bumps a static counter and answers it (always 1 if instances are fresh) |
 //! | `/read?path=P` | answers the contents of file P, or 500 with the error |
+//! | `/connect?addr=A` | opens a TCP connection to A (which the host must refuse) |
 //! | `/env` | answers the number of environment variables it sees |
 //! | `/headers` | answers every request header as `name: value` lines |
 //! | `/count` | increments the host-kept counter `count` and answers it |
@@ -79,6 +80,12 @@ impl Guest for Echo {
                 Err(e) => Response::text(500, format!("read failed: {e}")),
             },
             "/env" => Response::text(200, std::env::vars().count().to_string()),
+            "/connect" => {
+                match std::net::TcpStream::connect(request.query("addr").unwrap_or_default()) {
+                    Ok(_) => Response::text(200, "connected"),
+                    Err(e) => Response::text(500, format!("connect failed: {e}")),
+                }
+            }
             "/headers" => Response::text(
                 200,
                 request

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sparrow_tests::{Proc, TempDir, get, plugin, poll_until, post, registered, send, stub};
@@ -356,16 +356,22 @@ fn answered_log_lines_survive_a_kill_9(extra: &[&str]) {
     );
     let url = log.url("/log");
 
+    // Lines answered so far, across writers: the kill waits for enough.
+    let answered_so_far = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..CLIENTS)
         .map(|client| {
             let url = url.clone();
+            let answered_so_far = answered_so_far.clone();
             std::thread::spawn(move || {
                 let mut answered = Vec::new();
                 let started = Instant::now();
                 for n in 0.. {
                     let message = format!("client{client}-line{n}");
                     match send("POST", &url, &[], message.as_bytes()) {
-                        Ok(reply) if reply.status == 200 => answered.push(message),
+                        Ok(reply) if reply.status == 200 => {
+                            answered.push(message);
+                            answered_so_far.fetch_add(1, Ordering::Relaxed);
+                        }
                         Ok(reply) => panic!("{message}: {} {}", reply.status, reply.text()),
                         Err(_) => break,
                     }
@@ -377,10 +383,11 @@ fn answered_log_lines_survive_a_kill_9(extra: &[&str]) {
             })
         })
         .collect();
-    // Kill once some lines are in, while the writers are mid-flight.
+    // Kill once some lines are answered, while the writers are mid-flight.
     let file = dir.path().join("services.log");
-    assert!(poll_until(SETTLE, || std::fs::read_to_string(&file)
-        .is_ok_and(|text| text.lines().count() >= 200)));
+    assert!(poll_until(SETTLE, || answered_so_far
+        .load(Ordering::Relaxed)
+        >= 200));
     log.kill9();
     let answered: Vec<String> = writers
         .into_iter()

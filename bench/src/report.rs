@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::load::Outcome;
+
 /// One line of the table.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -39,6 +41,43 @@ impl Row {
             },
             ..Row::new(case, metric, value)
         }
+    }
+
+    /// Two durations side by side.
+    pub fn durations(case: &str, metric: &str, value: Duration, baseline: Duration) -> Self {
+        Row::compared(
+            case,
+            metric,
+            duration(value),
+            duration(baseline),
+            value.as_secs_f64() / baseline.as_secs_f64().max(1e-9),
+        )
+    }
+
+    /// Two memory sizes side by side.
+    pub fn sizes(case: &str, metric: &str, value: u64, baseline: u64) -> Self {
+        Row::compared(
+            case,
+            metric,
+            mib(value),
+            mib(baseline),
+            value as f64 / baseline.max(1) as f64,
+        )
+    }
+
+    /// p50 and p99 latency of `measured` against `baseline`.
+    pub fn latencies(case: &str, measured: &Outcome, baseline: &Outcome) -> Vec<Self> {
+        [50.0, 99.0]
+            .into_iter()
+            .map(|p| {
+                Row::durations(
+                    case,
+                    &format!("latency p{p}"),
+                    measured.percentile(p),
+                    baseline.percentile(p),
+                )
+            })
+            .collect()
     }
 
     /// A case that could not be measured.

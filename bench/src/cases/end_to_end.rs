@@ -62,16 +62,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         report::rate(direct.rate()),
         through.rate() / direct.rate(),
     )];
-    for p in [50.0, 99.0] {
-        let (t, d) = (through.percentile(p), direct.percentile(p));
-        rows.push(Row::compared(
-            CASE,
-            &format!("latency p{p}"),
-            report::duration(t),
-            report::duration(d),
-            t.as_secs_f64() / d.as_secs_f64().max(1e-9),
-        ));
-    }
+    rows.extend(Row::latencies(CASE, &through, &direct));
     rows.push(Row::new(
         CASE,
         "errors (gateway / direct)",

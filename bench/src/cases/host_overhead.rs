@@ -98,22 +98,12 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
                 r.outcome.rate() / b.rate(),
             ));
         }
-        for p in [50.0, 99.0] {
-            let (hp, bp) = (h.percentile(p), b.percentile(p));
-            rows.push(Row::compared(
-                case,
-                &format!("latency p{p}"),
-                report::duration(hp),
-                report::duration(bp),
-                hp.as_secs_f64() / bp.as_secs_f64().max(1e-9),
-            ));
-        }
-        rows.push(Row::compared(
+        rows.extend(Row::latencies(case, h, b));
+        rows.push(Row::durations(
             case,
             "server CPU per request",
-            report::duration(hosted.cpu_per_request),
-            report::duration(base.cpu_per_request),
-            hosted.cpu_per_request.as_secs_f64() / base.cpu_per_request.as_secs_f64().max(1e-9),
+            hosted.cpu_per_request,
+            base.cpu_per_request,
         ));
         rows.push(Row::new(
             case,
@@ -123,19 +113,17 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
     }
     if memory {
         let case = "memory";
-        rows.push(Row::compared(
+        rows.push(Row::sizes(
             case,
             "RSS idle (host/hyper)",
-            report::mib(hosted.rss_idle),
-            report::mib(base.rss_idle),
-            hosted.rss_idle as f64 / base.rss_idle as f64,
+            hosted.rss_idle,
+            base.rss_idle,
         ));
-        rows.push(Row::compared(
+        rows.push(Row::sizes(
             case,
             "RSS peak under load",
-            report::mib(hosted.rss_peak),
-            report::mib(base.rss_peak),
-            hosted.rss_peak as f64 / base.rss_peak as f64,
+            hosted.rss_peak,
+            base.rss_peak,
         ));
         rows.push(Row::new(
             case,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::Settings;
 use crate::client;
 use crate::procs::{Proc, TempDir, binary, free_port, stub};
-use crate::report::{self, Row};
+use crate::report::Row;
 
 const CASE: &str = "startup";
 const POLL: Duration = Duration::from_millis(2);
@@ -41,21 +41,18 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         warm.push(start_host(&host, &echo, &registry, warm_cache.path()).await?);
     }
     let (baseline, cold, warm) = (median(baseline), median(cold), median(warm));
-    let ratio = |d: Duration| d.as_secs_f64() / baseline.as_secs_f64();
     Ok(vec![
-        Row::compared(
+        Row::durations(
             CASE,
             "start → first 200, empty cache (vs hyper)",
-            report::duration(cold),
-            report::duration(baseline),
-            ratio(cold),
+            cold,
+            baseline,
         ),
-        Row::compared(
+        Row::durations(
             CASE,
             "start → first 200, warm cache (vs hyper)",
-            report::duration(warm),
-            report::duration(baseline),
-            ratio(warm),
+            warm,
+            baseline,
         ),
     ])
 }

@@ -169,7 +169,41 @@ async fn to_plugin(
         Ok(body) => body,
         Err(e) => return text_response(e.status(), e.to_string()),
     };
-    let request = bindings::Request {
+    let request = plugin_request(&parts, body, peer, &app.local_addr);
+    let active = app.active();
+    let service = &active.env.name;
+    let response = match app
+        .engine
+        .handle(&active.plugin, active.env.clone(), request)
+        .await
+    {
+        Ok(response) => response,
+        Err(failure) => return failure_response(service, failure),
+    };
+    if let Some(flusher) = &app.flusher
+        && let Err(e) = flusher.flush().await
+    {
+        tracing::error!(service, error = %e, "cannot flush the plugin's writes");
+        return text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("service '{service}' could not make its writes durable"),
+        );
+    }
+    from_plugin(response)
+}
+
+/// The request as the plugin sees it, with the host's own headers.
+fn plugin_request(
+    parts: &http::request::Parts,
+    body: Bytes,
+    peer: SocketAddr,
+    local_addr: &str,
+) -> bindings::Request {
+    let header = |name: &str, value: &str| Header {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    };
+    bindings::Request {
         method: parts.method.as_str().to_owned(),
         path: parts
             .uri
@@ -181,60 +215,34 @@ async fn to_plugin(
             .iter()
             // Only the host speaks for itself: a client cannot pass for it.
             .filter(|(name, _)| !name.as_str().starts_with(HOST_HEADER_PREFIX))
-            .filter_map(|(name, value)| {
-                Some(Header {
-                    name: name.as_str().to_owned(),
-                    value: value.to_str().ok()?.to_owned(),
-                })
-            })
+            .filter_map(|(name, value)| Some(header(name.as_str(), value.to_str().ok()?)))
             .chain([
-                Header {
-                    name: CLIENT_ADDR_HEADER.into(),
-                    value: peer.to_string(),
-                },
-                Header {
-                    name: LOCAL_ADDR_HEADER.into(),
-                    value: app.local_addr.clone(),
-                },
+                header(CLIENT_ADDR_HEADER, &peer.to_string()),
+                header(LOCAL_ADDR_HEADER, local_addr),
             ])
             .collect(),
         body: body.to_vec(),
-    };
-    let active = app.active();
-    let service = &active.env.name;
-    match app
-        .engine
-        .handle(&active.plugin, active.env.clone(), request)
-        .await
-    {
-        Ok(response) => match &app.flusher {
-            Some(flusher) => match flusher.flush().await {
-                Ok(()) => from_plugin(response),
-                Err(e) => {
-                    tracing::error!(service, error = %e, "cannot flush the plugin's writes");
-                    text_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("service '{service}' could not make its writes durable"),
-                    )
-                }
-            },
-            None => from_plugin(response),
-        },
-        Err(Failure::Timeout) => {
+    }
+}
+
+/// What the client is told when the plugin gave no response.
+fn failure_response(service: &str, failure: Failure) -> Response<Full<Bytes>> {
+    match failure {
+        Failure::Timeout => {
             tracing::warn!(service, "request stopped at the request timeout");
             text_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("service '{service}' did not answer in time"),
             )
         }
-        Err(Failure::Trap(why)) => {
+        Failure::Trap(why) => {
             tracing::error!(service, "plugin trapped: {why}");
             text_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("service '{service}' failed on this request"),
             )
         }
-        Err(Failure::Busy) => {
+        Failure::Busy => {
             tracing::warn!(service, "every instance slot stayed busy; request refused");
             let mut busy = text_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -246,7 +254,7 @@ async fn to_plugin(
             );
             busy
         }
-        Err(Failure::Setup(why)) => {
+        Failure::Setup(why) => {
             tracing::error!(service, "cannot run the plugin: {why}");
             text_response(
                 StatusCode::INTERNAL_SERVER_ERROR,

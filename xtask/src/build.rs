@@ -90,7 +90,31 @@ impl Workspace {
         self.cargo(args)
     }
 
+    /// rustup installs the targets of `rust-toolchain.toml` only along with
+    /// the toolchain: where the toolchain was already there, the wasm target
+    /// may still be missing. Add it then, rather than fail the build.
+    fn ensure_wasm_target(&self) -> anyhow::Result<()> {
+        let output = Command::new("rustc")
+            .args(["--print", "target-libdir", "--target", WASM_TARGET])
+            .current_dir(&self.root)
+            .output()
+            .context("cannot run rustc")?;
+        let libdir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if output.status.success() && Path::new(&libdir).is_dir() {
+            return Ok(());
+        }
+        eprintln!("installing the {WASM_TARGET} target with rustup");
+        let mut rustup = Command::new("rustup");
+        rustup
+            .args(["target", "add", WASM_TARGET])
+            .current_dir(&self.root);
+        run(rustup).with_context(|| {
+            format!("the {WASM_TARGET} target is missing; install it with `rustup target add {WASM_TARGET}`")
+        })
+    }
+
     fn build_plugins(&self) -> anyhow::Result<()> {
+        self.ensure_wasm_target()?;
         let mut args = vec![
             "build",
             "--target",

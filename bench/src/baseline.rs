@@ -16,7 +16,10 @@ use tokio::net::TcpListener;
 
 pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    eprintln!("baseline listening on {}", listener.local_addr()?);
+    eprintln!(
+        "baseline {}",
+        registry::listening::message(listener.local_addr()?)
+    );
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;

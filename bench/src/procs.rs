@@ -60,7 +60,7 @@ impl Proc {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut log = sink.lock().unwrap();
                 if log.addr.is_none() {
-                    log.addr = listening_addr(&line);
+                    log.addr = registry::listening::parse(&line);
                 }
                 if line.contains(SWEEP_MARK) {
                     log.marks.push((Instant::now(), line.clone()));
@@ -211,16 +211,6 @@ pub fn rss_of(pid: u32) -> anyhow::Result<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmRSS in /proc/PID/status")?;
     Ok(kib * 1024)
-}
-
-/// The address in a `listening on ADDR` log line.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let at = line.find("listening on ")? + "listening on ".len();
-    let rest = &line[at..];
-    let end = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
 }
 
 /// A native binary in `--bin-dir`.

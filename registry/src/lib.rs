@@ -13,6 +13,7 @@ pub mod cache;
 pub mod client;
 pub mod config;
 pub mod heartbeat;
+pub mod listening;
 pub mod notify;
 pub mod record;
 pub mod server;

@@ -17,6 +17,7 @@ use crate::auth::Token;
 use crate::client::http_client;
 use crate::config::Config;
 use crate::heartbeat;
+use crate::listening;
 use crate::notify::Notifier;
 use crate::table::Table;
 
@@ -34,7 +35,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    tracing::info!("listening on {}", listener.local_addr()?);
+    tracing::info!("{}", listening::message(listener.local_addr()?));
     let http = http_client();
     let table = Arc::new(Table::new());
     let token = Token::new(config.token.clone());

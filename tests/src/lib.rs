@@ -177,7 +177,7 @@ impl Proc {
     fn wait_for_listening(&mut self) -> Option<SocketAddr> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(addr) = listening_addr(&self.log()) {
+            if let Some(addr) = registry::listening::parse(&self.log()) {
                 return Some(addr);
             }
             if self.child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
@@ -246,16 +246,6 @@ impl Drop for Proc {
             eprintln!("----- log of {} -----\n{}", self.name, self.log());
         }
     }
-}
-
-/// The address in a `listening on ADDR` log line.
-fn listening_addr(log: &str) -> Option<SocketAddr> {
-    let at = log.find("listening on ")? + "listening on ".len();
-    let rest = &log[at..];
-    let end = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.

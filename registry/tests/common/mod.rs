@@ -76,14 +76,14 @@ impl RegistryProcess {
         // full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some((_, addr)) = line.split_once("listening on ") {
-                    let _ = tx.send(addr.trim().parse::<SocketAddr>());
+                if let Some(addr) = registry::listening::parse(&line) {
+                    let _ = tx.send(addr);
                 }
                 kept.lock().unwrap().push(line);
             }
         });
         let addr = match rx.recv_timeout(DEADLINE) {
-            Ok(Ok(addr)) => addr,
+            Ok(addr) => addr,
             other => {
                 let _ = child.kill();
                 panic!("no listening address in the log: {other:?}");

@@ -171,7 +171,7 @@ async fn to_plugin(
     };
     let request = plugin_request(&parts, body, peer, &app.local_addr);
     let active = app.active();
-    let service = &active.env.name;
+    let service = &*active.env.name;
     let response = match app
         .engine
         .handle(&active.plugin, active.env.clone(), request)

@@ -87,7 +87,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         version = %short(&plugin.digest),
         requires = ?requires,
         ready_in = ?started.elapsed(),
-        "listening on {addr}"
+        "{}",
+        registry::listening::message(addr)
     );
 
     let active = Active {

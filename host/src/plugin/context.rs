@@ -23,7 +23,7 @@ impl Shared {
     /// The environment of a plugin version registered as `name`.
     pub fn env(&self, name: String, requires: Vec<String>) -> Arc<ServiceEnv> {
         Arc::new(ServiceEnv {
-            name,
+            name: name.into(),
             requires,
             cache: self.cache.clone(),
             outbound: self.outbound.clone(),
@@ -35,7 +35,8 @@ impl Shared {
 /// Everything requests of one plugin version share.
 pub struct ServiceEnv {
     /// The registered name, used as the source of log lines.
-    pub name: String,
+    /// Shared with the plugin's output streams, which tag each log line.
+    pub name: Arc<str>,
     /// The services the plugin may reach (`*`: every service).
     pub requires: Vec<String>,
     pub cache: Arc<InstanceCache>,

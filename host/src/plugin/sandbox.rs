@@ -125,10 +125,9 @@ impl PluginEngine {
     }
 
     fn new_store(&self, env: Arc<ServiceEnv>) -> Result<Store<RequestCtx>, String> {
-        let service_name: Arc<str> = Arc::from(env.name.as_str());
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(PluginOutput::stdout(service_name.clone()))
-            .stderr(PluginOutput::stderr(service_name))
+        wasi.stdout(PluginOutput::stdout(env.name.clone()))
+            .stderr(PluginOutput::stderr(env.name.clone()))
             // File operations on the granted directory are short local
             // calls: doing them in place is much cheaper than handing each
             // to tokio's blocking pool (and must be set before preopening).

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::plugin::MemoryInit;
-
 /// Runs one Sparrow service: serves HTTP on `--addr`, registers with the
 /// registry, and hands every request to a WebAssembly component (the plugin)
 /// in a fresh instance.
@@ -74,12 +72,6 @@ pub struct Cli {
     /// reused.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub reuse: u32,
-
-    /// How a fresh instance's memory is filled: `copy` suits small plugins,
-    /// `copy-on-write` big ones (Python, JavaScript). Chosen from the plugin's
-    /// size at start when not given; a swapped plugin keeps the choice.
-    #[arg(long, value_enum)]
-    pub memory_init: Option<MemoryInit>,
 
     /// How many instances may run at once; further requests wait for a slot.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]

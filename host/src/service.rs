@@ -17,7 +17,7 @@ use crate::discovery::Discovery;
 use crate::durability::Flusher;
 use crate::kv::KvStore;
 use crate::outbound::Outbound;
-use crate::plugin::{MemoryInit, PluginEngine, SandboxSettings, Shared};
+use crate::plugin::{PluginEngine, SandboxSettings, Shared};
 use crate::server::{self, Active, App};
 use crate::swap::{Overrides, Swapper, short};
 
@@ -32,15 +32,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let client = RegistryClient::new(&cli.registry, REGISTRY_TIMEOUT)
         .with_context(|| format!("--registry {}", cli.registry))?;
-    let memory_init = match cli.memory_init {
-        Some(chosen) => chosen,
-        None => {
-            let len = std::fs::metadata(&cli.plugin)
-                .with_context(|| format!("cannot read plugin {}", cli.plugin.display()))?
-                .len();
-            MemoryInit::for_plugin_size(len)
-        }
-    };
     let engine = PluginEngine::new(SandboxSettings {
         request_timeout: cli.request_timeout,
         memory_limit: cli.memory_limit,
@@ -48,7 +39,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         dir: cli.dir.clone(),
         compile_cache: cli.compile_cache(),
         reuse: cli.reuse,
-        memory_init,
     })?;
 
     let cache = Arc::new(InstanceCache::new());

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::Service;
 use super::context::RequestCtx;
@@ -24,35 +24,20 @@ use super::context::RequestCtx;
 /// how long a busy plugin may hold a runtime thread before yielding.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// How many finished instances' memories are returned to the kernel at once.
-pub const DECOMMIT_BATCH: usize = 32;
-
-/// How a fresh instance's memory gets the plugin's data segments.
+/// How much of a finished instance's memory (and of each table) is reset in
+/// place and kept resident for the next instance in its slot, rather than
+/// handed back to the kernel.
 ///
-/// For a small plugin (a Rust one: tens of KiB of data) copying is cheaper
-/// than mapping a copy-on-write image and taking its page faults (measured:
-/// 74 -> 46 us of host CPU per request, `bench --case host-overhead`); for a
-/// big one (Python: 12 MiB of initial memory) copying costs milliseconds
-/// (1.7 -> 8.1 ms a request), and copy-on-write wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum MemoryInit {
-    Copy,
-    CopyOnWrite,
-}
-
-impl MemoryInit {
-    /// Plugin files below this size get `Copy`.
-    const SMALL_PLUGIN: u64 = 1 << 20;
-
-    /// The better choice for a plugin file of `len` bytes.
-    pub fn for_plugin_size(len: u64) -> Self {
-        if len < Self::SMALL_PLUGIN {
-            MemoryInit::Copy
-        } else {
-            MemoryInit::CopyOnWrite
-        }
-    }
-}
+/// Only the pages the instance wrote are reset: the kernel reports them
+/// (`PAGEMAP_SCAN`, Linux 6.7 and later). A small plugin writes a few dozen
+/// KiB per request, so its slot is reset with a memcpy and the next instance
+/// takes no page fault, where releasing and faulting the pages back costs
+/// page-table updates and TLB-shootdown interrupts on every core (measured:
+/// 42 -> 35 us of host CPU per request, `bench --case host-overhead`).
+/// Whatever a plugin wrote beyond this is released to the kernel, which
+/// bounds the resident memory that idle slots keep. On older kernels every
+/// page is released.
+pub const KEEP_RESIDENT: usize = 2 << 20;
 
 /// Limits that every request's sandbox gets.
 #[derive(Debug, Clone)]
@@ -68,7 +53,6 @@ pub struct SandboxSettings {
     /// Requests one instance may serve; 1 (the default) is a fresh
     /// instance for every request.
     pub reuse: u32,
-    pub memory_init: MemoryInit,
 }
 
 /// The engine, the linker with every host capability, and the bound on
@@ -123,13 +107,18 @@ fn engine_config(settings: &SandboxSettings) -> Config {
         .total_tables(instances * 16)
         .total_stacks(instances)
         .max_memories_per_component(2)
-        .max_memory_size(settings.memory_limit)
-        // Returning memory to the kernel in batches makes teardown cheaper
-        // (measured: 97 us of host CPU per request unbatched, 42 us in
-        // batches of 32), but a finished instance's pages stay resident until
-        // its batch is flushed: at most DECOMMIT_BATCH times the memory
-        // limit.
-        .decommit_batch_size(DECOMMIT_BATCH);
+        .max_memory_size(settings.memory_limit);
+    // Without the scan, keeping memory resident would mean zeroing all of it
+    // on every reset, which costs more than the page faults it saves.
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
+    } else {
+        tracing::info!(
+            "PAGEMAP_SCAN unavailable (Linux < 6.7): instance memory is released after each request"
+        );
+    }
 
     let mut config = Config::new();
     config
@@ -138,7 +127,6 @@ fn engine_config(settings: &SandboxSettings) -> Config {
         // slot; the defaults (4 GiB and more per slot) add up to terabytes.
         .memory_reservation(settings.memory_limit as u64)
         .memory_reservation_for_growth(0)
-        .memory_init_cow(settings.memory_init == MemoryInit::CopyOnWrite)
         .epoch_interruption(true);
     config
 }

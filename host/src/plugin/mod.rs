@@ -18,6 +18,6 @@ pub mod sandbox;
 mod stdio;
 
 pub use context::{ServiceEnv, Shared};
-pub use engine::{MemoryInit, PluginEngine, SandboxSettings};
+pub use engine::{PluginEngine, SandboxSettings};
 pub use loader::Plugin;
 pub use sandbox::Failure;

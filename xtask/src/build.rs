@@ -23,8 +23,9 @@ struct Stub {
 }
 
 /// The echo stub is built in variants: two versions that answer `/version`
-/// differently (hot-swap tests), and one that requires `echo`.
-const STUBS: [Stub; 4] = [
+/// differently (hot-swap tests), and one that requires `echo`. The plain echo
+/// is the benchmark's plugin.
+const STUBS: [Stub; 5] = [
     Stub {
         name: "echo",
         package: "stub-echo",
@@ -39,6 +40,11 @@ const STUBS: [Stub; 4] = [
         name: "echo-calls-echo",
         package: "stub-echo",
         env: &[("STUB_REQUIRES", "echo")],
+    },
+    Stub {
+        name: "plain-echo",
+        package: "stub-plain-echo",
+        env: &[],
     },
     Stub {
         name: "other-world",

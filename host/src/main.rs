@@ -34,13 +34,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-// Every request builds and drops a store, an instance and its WASI context:
-// many small allocations across threads, where mimalloc's per-thread heaps
-// beat glibc's malloc (measured: about 5% more requests/s, `bench --case
-// host-overhead`).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()

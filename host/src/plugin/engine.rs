@@ -37,6 +37,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Whatever a plugin wrote beyond this is released to the kernel, which
 /// bounds the resident memory that idle slots keep. On older kernels every
 /// page is released.
+///
+/// With only written pages reset, wasmtime's copy-on-write initialisation
+/// costs a small plugin no more than copying its data segments (measured:
+/// 35 against 36 us), and a big one (Python: 12 MiB of initial memory) far
+/// less, so every plugin gets it.
 pub const KEEP_RESIDENT: usize = 2 << 20;
 
 /// Limits that every request's sandbox gets.

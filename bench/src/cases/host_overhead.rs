@@ -94,7 +94,7 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
                 m.outcome.rate() / b.rate(),
             ));
         };
-        throughput("throughput, 32 conns (host/hyper)", &hosted);
+        throughput("throughput, plain echo, 32 conns (host/hyper)", &hosted);
         if let Some(m) = &stub_echo {
             throughput("throughput, `echo` test stub (host/hyper)", m);
         }

@@ -60,7 +60,7 @@ impl Proc {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut log = sink.lock().unwrap();
                 if log.addr.is_none() {
-                    log.addr = registry::listening::parse(&line);
+                    log.addr = protocol::listening::parse(&line);
                 }
                 if line.contains(SWEEP_MARK) {
                     log.marks.push((Instant::now(), line.clone()));

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Context as _;
+use protocol::locks::lock;
 use serde::{Deserialize, Serialize};
 
 /// Text keys to text values, shared by every request of this host.
@@ -118,7 +119,7 @@ impl KvStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the map half-written
         // (every update is one insert), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 }
 

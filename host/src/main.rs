@@ -1,53 +1,41 @@
-//! `host`: runs one Sparrow service.
-//!
-//! The service's logic is a WebAssembly component (the plugin); everything
-//! around it is native and lives here:
-//!
-//! - [`cli`]: the command line.
-//! - [`server`]: the HTTP server, routing protocol endpoints to [`discovery`]
-//!   and everything else to the plugin, and draining on shutdown.
-//! - [`discovery`]: registration with the registry, the instance cache, the
-//!   `/heart-beat` and `/services` endpoints of the protocol.
-//! - [`plugin`]: the wasmtime engine, loading a component, and running one
-//!   request in a fresh instance.
-//! - [`capabilities`]: what the host offers a plugin, one module per WIT
-//!   interface.
-//! - [`outbound`]: HTTP calls from the host to other services.
-//! - [`durability`]: `--sync`, flushing the plugin's writes before answering.
-//! - [`kv`]: the key-value state kept for the plugin.
-//! - [`swap`]: hot swap of the plugin while the host serves.
-//! - [`service`]: the life of the service, from start to drained stop.
-
-mod capabilities;
-mod cli;
-mod discovery;
-mod durability;
-mod kv;
-mod outbound;
-mod plugin;
-mod server;
-mod service;
-mod swap;
+//! The `host` binary: the signals first, then logging, the command line, and
+//! the service until SIGINT or SIGTERM. Everything else is in the library.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use host::{Cli, Signals};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before anything else, so that a signal sent the moment the process
+    // starts is held until the handlers exist instead of killing it.
+    let signals = match Signals::hold() {
+        Ok(signals) => signals,
+        Err(e) => return fail(&e),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args = cli::Cli::parse();
-    match service::run(args).await {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&anyhow::Error::new(e).context("starting the runtime")),
+    };
+    let result = runtime.block_on(async move {
+        let control = signals.install()?;
+        host::serve(cli, control).await
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One line that names the problem, for people and scripts alike.
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e),
     }
+}
+
+/// One line that names the problem, for people and scripts alike.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::FAILURE
 }

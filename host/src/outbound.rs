@@ -8,13 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::discovery::cache::InstanceCache;
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
-use registry::cache::InstanceCache;
-use registry::client::{HttpClient, error_chain};
-use registry::record::ServiceRecord;
+use protocol::http::{HttpClient, SendError};
+use protocol::record::ServiceRecord;
 
 /// How many instances one call tries when connections are refused.
 const MAX_ATTEMPTS: usize = 3;
@@ -74,7 +74,7 @@ pub struct Outbound {
 impl Outbound {
     pub fn new(cache: Arc<InstanceCache>, timeout: Duration, max_body: usize) -> Self {
         Outbound {
-            http: registry::client::http_client(),
+            http: protocol::http::http_client(),
             cache,
             timeout,
             max_body,
@@ -128,13 +128,7 @@ impl Outbound {
         headers.remove(HOST);
         headers.remove(CONTENT_LENGTH);
 
-        let response = self.http.request(request).await.map_err(|e| {
-            if e.is_connect() {
-                SendError::Refused(error_chain(&e))
-            } else {
-                SendError::Broken(error_chain(&e))
-            }
-        })?;
+        let response = self.http.request(request).await?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, self.max_body)
             .collect()
@@ -147,13 +141,6 @@ impl Outbound {
             body,
         })
     }
-}
-
-enum SendError {
-    /// The connection was refused: the request never left.
-    Refused(String),
-    /// The request may have been sent and got no usable answer.
-    Broken(String),
 }
 
 /// `headers` without the hop-by-hop ones, including those that `Connection`

@@ -11,11 +11,10 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use registry::body::{read_body, text_response};
+use protocol::accept::{self, ServeSettings};
+use protocol::body::{read_body, text_response};
+use protocol::locks::{read, write};
 use tokio::net::TcpListener;
 
 use crate::discovery::Discovery;
@@ -77,16 +76,13 @@ impl App {
     /// The version that serves requests from now on. A request holds the
     /// version it started with until it ends.
     pub fn active(&self) -> Arc<Active> {
-        self.active
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        read(&self.active).clone()
     }
 
     /// Sends every new request to `active`; requests in flight finish on the
     /// version they started with.
     pub fn install(&self, active: Active) {
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(active);
+        *write(&self.active) = Arc::new(active);
     }
 }
 
@@ -98,48 +94,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut accept_backoff = Duration::from_millis(5);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Usually out of file descriptors: wait for some to free.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(accept_backoff).await;
-                    accept_backoff = (accept_backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        accept_backoff = Duration::from_millis(5);
-        let _ = stream.set_nodelay(true);
+    let settings = ServeSettings {
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        drain,
+    };
+    let service_for = |peer| {
         let app = app.clone();
-        let service = service_fn(move |request| {
+        service_fn(move |request| {
             let app = app.clone();
             async move { Ok::<_, Infallible>(route(&app, request, peer).await) }
-        });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still running after {drain:?}; closing anyway");
-    }
+        })
+    };
+    accept::serve(listener, &settings, service_for, shutdown).await;
 }
 
 async fn route(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
@@ -172,9 +138,9 @@ async fn to_plugin(
     let request = plugin_request(&parts, body, peer, &app.local_addr);
     let active = app.active();
     let service = &*active.env.name;
-    let response = match app
-        .engine
-        .handle(&active.plugin, active.env.clone(), request)
+    let response = match active
+        .plugin
+        .handle(&app.engine, active.env.clone(), request)
         .await
     {
         Ok(response) => response,

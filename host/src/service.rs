@@ -1,162 +1,214 @@
 //! The life of one service: load the plugin, listen, register, serve (and
-//! swap plugin versions) until SIGINT or SIGTERM, then deregister and drain.
+//! swap plugin versions) until told to stop, then deregister and drain.
+//!
+//! [`Host::start`] does everything that can fail on bad input, so that a
+//! caller learns of it before anything is served; [`Host::run`] serves.
+//! [`serve`] is the two in a row, as the binary runs them.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use registry::auth::Token;
-use registry::cache::InstanceCache;
-use registry::client::RegistryClient;
-use registry::record::ServiceRecord;
+use protocol::record::ServiceRecord;
+use protocol::registry_client::RegistryClient;
+use protocol::token::Token;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::cli::Cli;
+use crate::control::Control;
 use crate::discovery::Discovery;
+use crate::discovery::cache::InstanceCache;
 use crate::durability::Flusher;
 use crate::kv::KvStore;
 use crate::outbound::Outbound;
-use crate::plugin::{PluginEngine, SandboxSettings, Shared};
+use crate::plugin::{Plugin, PluginEngine, SandboxSettings, Shared};
 use crate::server::{self, Active, App};
 use crate::swap::{Overrides, Swapper, short};
 
 /// How long a call to the registry may take.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(dir) = &cli.dir
-        && !dir.is_dir()
-    {
-        bail!("--dir {}: not a directory", dir.display());
+/// Starts the service `cli` describes and serves it until `control` says
+/// stop. A stop while it starts ends it at once, without error.
+pub async fn serve(cli: Cli, control: Control) -> anyhow::Result<()> {
+    tokio::select! {
+        host = Host::start(cli) => host?.run(control).await,
+        () = control.stopped() => {
+            tracing::info!("stopped before serving");
+            Ok(())
+        }
     }
-    let client = RegistryClient::new(&cli.registry, REGISTRY_TIMEOUT)
-        .with_context(|| format!("--registry {}", cli.registry))?;
-    let engine = PluginEngine::new(SandboxSettings {
+}
+
+/// A service that is loaded and listening, not yet registered.
+pub struct Host {
+    cli: Cli,
+    app: Arc<App>,
+    listener: TcpListener,
+}
+
+impl Host {
+    /// Loads the plugin and binds the address: every error a user can cause
+    /// on the command line shows here, as one message naming the problem.
+    pub async fn start(cli: Cli) -> anyhow::Result<Host> {
+        if let Some(dir) = &cli.dir
+            && !dir.is_dir()
+        {
+            bail!("--dir {}: not a directory", dir.display());
+        }
+        let client = RegistryClient::new(&cli.registry, REGISTRY_TIMEOUT)
+            .with_context(|| format!("--registry {}", cli.registry))?;
+        let engine = PluginEngine::new(sandbox_settings(&cli))?;
+        let shared = shared_state(&cli)?;
+        let started = Instant::now();
+        // While it describes itself the plugin has no name yet and may call
+        // nothing.
+        let plugin = engine
+            .load(&cli.plugin, shared.env("plugin".into(), Vec::new()))
+            .await?;
+        let listener = TcpListener::bind(cli.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", cli.addr))?;
+        let (record, active) = identity(&cli, &listener, &shared, plugin)?;
+        tracing::info!(
+            service = %record.name,
+            plugin = %cli.plugin.display(),
+            version = %short(&active.plugin.digest),
+            requires = ?record.required_services,
+            ready_in = ?started.elapsed(),
+            "{}",
+            protocol::listening::message(listener.local_addr()?)
+        );
+        let discovery = Discovery::new(
+            client,
+            Token::new(cli.token.clone()),
+            shared.cache.clone(),
+            record,
+        );
+        let flusher = match (&cli.dir, cli.sync) {
+            (Some(dir), true) => Some(Flusher::new(dir)?),
+            _ => None,
+        };
+        let app = App::new(engine, shared, discovery, cli.max_body, flusher, active);
+        Ok(Host {
+            cli,
+            app: Arc::new(app),
+            listener,
+        })
+    }
+
+    /// Where the service listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves, registers, keeps registered, swaps plugin versions; on stop,
+    /// deregisters, then lets requests in flight finish.
+    pub async fn run(self, control: Control) -> anyhow::Result<()> {
+        let Host { cli, app, listener } = self;
+        let drain = cli.request_timeout + Duration::from_secs(1);
+        let server = tokio::spawn(server::serve(
+            listener,
+            app.clone(),
+            control.stopped(),
+            drain,
+        ));
+        let stopped = control.stopped();
+        let swapper = Swapper {
+            app: app.clone(),
+            path: cli.plugin.clone(),
+            overrides: overrides(&cli),
+        };
+        let swapper = tokio::spawn(swapper.run(control));
+
+        // Registration runs while the server already answers: the registry
+        // may send a heartbeat or a notification the moment it has the
+        // record.
+        let mut stopped = std::pin::pin!(stopped);
+        let registered = tokio::select! {
+            registered = app.discovery.register(cli.registry_wait) => Some(registered),
+            () = &mut stopped => None,
+        };
+        let watchdog = match registered {
+            Some(Err(e)) => {
+                swapper.abort();
+                server.abort();
+                return Err(e);
+            }
+            // From now on a registry that forgets us is told again.
+            Some(Ok(())) => Some(tokio::spawn(keep_registered(app.clone(), &cli))),
+            None => None,
+        };
+        stopped.await;
+        tracing::info!("shutting down");
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+            app.discovery.deregister().await;
+        }
+        // A swap still compiling would only delay the end.
+        swapper.abort();
+        server.await.context("server task failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn keep_registered(app: Arc<App>, cli: &Cli) -> impl Future<Output = ()> + use<> {
+    let timeout = cli.heartbeat_timeout;
+    async move { app.discovery.keep_registered(timeout).await }
+}
+
+fn sandbox_settings(cli: &Cli) -> SandboxSettings {
+    SandboxSettings {
         request_timeout: cli.request_timeout,
         memory_limit: cli.memory_limit,
         max_instances: cli.max_instances,
         dir: cli.dir.clone(),
         compile_cache: cli.compile_cache(),
         reuse: cli.reuse,
-    })?;
+    }
+}
 
+/// What the host keeps for its plugin across requests and versions.
+fn shared_state(cli: &Cli) -> anyhow::Result<Shared> {
     let cache = Arc::new(InstanceCache::new());
-    let shared = Shared {
+    Ok(Shared {
         outbound: Outbound::new(cache.clone(), cli.call_timeout, cli.max_body),
         cache,
         kv: Arc::new(match &cli.state {
             Some(path) => KvStore::open(path)?,
             None => KvStore::default(),
         }),
-    };
+    })
+}
 
-    // While it describes itself the plugin has no name yet and may call
-    // nothing.
-    let started = Instant::now();
-    let plugin = engine
-        .load(&cli.plugin, shared.env("plugin".into(), Vec::new()))
-        .await?;
-    let overrides = Overrides {
+fn overrides(cli: &Cli) -> Overrides {
+    Overrides {
         name: cli.name.clone(),
         requires: cli.requires(),
-    };
-    let (name, requires) = overrides.apply(&plugin.description);
+    }
+}
 
-    let listener = TcpListener::bind(cli.addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", cli.addr))?;
+/// The record to register and the version to serve, from what the plugin
+/// says of itself and what the command line overrides.
+fn identity(
+    cli: &Cli,
+    listener: &TcpListener,
+    shared: &Shared,
+    plugin: Plugin,
+) -> anyhow::Result<(ServiceRecord, Active)> {
+    let (name, requires) = overrides(cli).apply(&plugin.description);
     let addr = listener.local_addr()?;
     let record = ServiceRecord::new(name.clone(), addr.to_string(), requires.clone());
     record
         .validate()
         .with_context(|| format!("cannot register as '{name}'"))?;
-    tracing::info!(
-        service = %name,
-        plugin = %cli.plugin.display(),
-        version = %short(&plugin.digest),
-        requires = ?requires,
-        ready_in = ?started.elapsed(),
-        "{}",
-        registry::listening::message(addr)
-    );
-
     let active = Active {
         plugin,
         env: shared.env(name, requires),
     };
-    let discovery = Discovery::new(
-        client,
-        Token::new(cli.token.clone()),
-        shared.cache.clone(),
-        record,
-    );
-    let flusher = match (&cli.dir, cli.sync) {
-        (Some(dir), true) => Some(Flusher::new(dir)?),
-        _ => None,
-    };
-    let app = Arc::new(App::new(
-        engine,
-        shared,
-        discovery,
-        cli.max_body,
-        flusher,
-        active,
-    ));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let drain = cli.request_timeout + Duration::from_secs(1);
-    let server = tokio::spawn(server::serve(
-        listener,
-        app.clone(),
-        stopped(stop_rx.clone()),
-        drain,
-    ));
-    let swapper = Swapper {
-        app: app.clone(),
-        path: cli.plugin.clone(),
-        overrides,
-    };
-    let swapper = tokio::spawn(swapper.run(stopped(stop_rx)));
-
-    // Registration runs while the server already answers: the registry may
-    // send a heartbeat or a notification the moment it has the record.
-    let mut signal = std::pin::pin!(shutdown_signal());
-    tokio::select! {
-        registered = app.discovery.register(cli.registry_wait) => registered?,
-        () = &mut signal => {
-            let _ = stop_tx.send(true);
-            let _ = server.await;
-            return Ok(());
-        }
-    }
-    // From now on a registry that forgets us is told again.
-    let watchdog = {
-        let app = app.clone();
-        let timeout = cli.heartbeat_timeout;
-        tokio::spawn(async move { app.discovery.keep_registered(timeout).await })
-    };
-    signal.await;
-
-    tracing::info!("shutting down");
-    watchdog.abort();
-    app.discovery.deregister().await;
-    let _ = stop_tx.send(true);
-    let _ = swapper.await;
-    server.await.context("server task failed")?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate.recv() => {}
-    }
+    Ok((record, active))
 }

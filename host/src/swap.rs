@@ -10,9 +10,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use registry::record::ServiceRecord;
-use tokio::signal::unix::{SignalKind, signal};
+use protocol::record::ServiceRecord;
 
+use crate::control::Control;
 use crate::plugin::bindings::Description;
 use crate::server::{Active, App};
 
@@ -68,16 +68,10 @@ pub struct Swapper {
 }
 
 impl Swapper {
-    /// Watches the file and SIGHUP until `stop` completes.
-    pub async fn run(self, stop: impl Future<Output = ()>) {
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(hangup) => hangup,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch SIGHUP; hot swap is off");
-                return;
-            }
-        };
-        let mut stop = std::pin::pin!(stop);
+    /// Watches the file, and swaps on a reload (SIGHUP), until `control`
+    /// says stop.
+    pub async fn run(self, mut control: Control) {
+        let mut stop = std::pin::pin!(control.stopped());
         let mut ticker = tokio::time::interval(POLL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         // `loaded`: the file as last loaded; `seen`: as at the last poll.
@@ -96,7 +90,7 @@ impl Swapper {
                         self.swap("the plugin file changed").await;
                     }
                 }
-                _ = hangup.recv() => {
+                Some(()) = control.reload.recv() => {
                     loaded = stamp(&self.path);
                     seen = loaded;
                     self.swap("SIGHUP").await;

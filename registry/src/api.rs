@@ -13,11 +13,11 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use crate::auth::{Token, unauthorized};
-use crate::body::{MAX_BODY, json_response, read_record, text_response};
 use crate::notify::Notifier;
-use crate::record::ServiceRecord;
 use crate::table::Table;
+use protocol::body::{MAX_BODY, json_response, read_record, text_response};
+use protocol::record::ServiceRecord;
+use protocol::token::{Token, unauthorized};
 
 pub(crate) struct Api {
     pub(crate) table: Arc<Table>,

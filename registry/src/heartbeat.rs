@@ -24,11 +24,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::auth::Token;
-use crate::client::{HttpClient, send};
 use crate::config::Config;
 use crate::notify::Notifier;
 use crate::table::{RegistrationId, Table, Target};
+use protocol::http::{HttpClient, send};
+use protocol::token::Token;
 
 /// Everything a check needs, shared by all checks.
 struct Checker {

@@ -1,27 +1,25 @@
-//! Sparrow's service registry: the server that keeps the table of service
-//! instances, and the pieces of its protocol that services (the host) share
-//! with it — the service record, HTTP body helpers, a registry client and the
-//! local instance cache.
+//! Sparrow's service registry server: the table of service instances, the
+//! heartbeat that checks them, and the notifications that tell dependents
+//! when an instance comes or goes.
 //!
-//! The wire protocol is the one of the original Go registry
-//! (`POST`/`DELETE /services`, `GET /heart-beat`), kept byte-compatible; see
-//! the server modules for the behaviour we fixed.
+//! The wire protocol (shared with the host) lives in the `protocol` crate;
+//! it is the original Go registry's, kept byte-compatible. The modules here
+//! say what behaviour we fixed.
+//!
+//! - [`config`]: the tunables, from the command line.
+//! - [`server`]: start, serve, stop.
+//! - `api`: routing and one handler per operation.
+//! - `table`: the instances, who depends on whom, and what changed.
+//! - `heartbeat`: the sweeps that check instances and evict dead ones.
+//! - `notify`: telling dependents, concurrently and in order per dependent.
 
-pub mod auth;
-pub mod body;
-pub mod cache;
-pub mod client;
 pub mod config;
-pub mod heartbeat;
-pub mod listening;
-pub mod notify;
-pub mod record;
 pub mod server;
-pub mod table;
 
 mod api;
-mod sync;
+mod heartbeat;
+mod notify;
+mod table;
 
 pub use config::Config;
-pub use record::{Instances, ServiceRecord};
 pub use server::serve;

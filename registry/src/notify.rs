@@ -16,11 +16,11 @@ use std::time::Duration;
 use http::Method;
 use tokio::sync::mpsc;
 
-use crate::auth::Token;
-use crate::client::{HttpClient, send_record};
-use crate::record::ServiceRecord;
-use crate::sync::lock;
 use crate::table::Change;
+use protocol::http::{HttpClient, send_record};
+use protocol::locks::lock;
+use protocol::record::ServiceRecord;
+use protocol::token::Token;
 
 /// Attempts per notification before giving up and logging it.
 pub const NOTIFY_ATTEMPTS: u32 = 3;

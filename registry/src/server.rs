@@ -4,29 +4,19 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use protocol::accept::{self, ServeSettings};
+use protocol::http::http_client;
+use protocol::listening;
+use protocol::token::Token;
 use tokio::net::TcpListener;
 
 use crate::api::Api;
-use crate::auth::Token;
-use crate::client::http_client;
 use crate::config::Config;
 use crate::heartbeat;
-use crate::listening;
 use crate::notify::Notifier;
 use crate::table::Table;
-
-/// How long requests in flight may take to finish once shutdown starts.
-const GRACE: Duration = Duration::from_secs(5);
-
-/// Pause after a failed `accept` (e.g. out of file descriptors), so that the
-/// loop does not spin while the condition lasts.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves the registry on `listener` until `shutdown` completes, then lets
 /// the requests in flight finish (for a few seconds at most).
@@ -51,40 +41,15 @@ pub async fn serve(
         notifier,
         token,
     });
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let api = Arc::clone(&api);
-                    let service = service_fn(move |request| Arc::clone(&api).handle(request));
-                    let connection = http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .serve_connection(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            () = &mut shutdown => break,
-        }
-    }
-    tracing::info!("shutting down");
+    let service_for = |_peer| {
+        let api = Arc::clone(&api);
+        service_fn(move |request| Arc::clone(&api).handle(request))
+    };
+    let shutdown = async {
+        shutdown.await;
+        tracing::info!("shutting down");
+    };
+    accept::serve(listener, &ServeSettings::default(), service_for, shutdown).await;
     heartbeat.abort();
-    drop(listener);
-    if tokio::time::timeout(GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still in flight after {GRACE:?}; closing them");
-    }
     Ok(())
 }

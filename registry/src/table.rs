@@ -10,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::record::{EVERY_SERVICE, Instances, ServiceRecord};
-use crate::sync::{read, write};
+use protocol::locks::{read, write};
+use protocol::record::{EVERY_SERVICE, Instances, ServiceRecord};
 
 /// Identifies one registration of an instance. Registering the same
 /// (`Name`, `Addr`) again gives a new id, so that a heartbeat that started

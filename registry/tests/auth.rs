@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::{NO_HEARTBEAT, RegistryProcess};
 use http::{Method, StatusCode};
-use registry::auth::Token;
-use registry::client::{http_client, send_record};
-use registry::record::ServiceRecord;
+use protocol::http::{http_client, send_record};
+use protocol::record::ServiceRecord;
+use protocol::token::Token;
 
 #[tokio::test]
 async fn writes_without_the_token_answer_401() {

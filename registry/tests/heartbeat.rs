@@ -10,7 +10,7 @@ use common::{
     Behaviour, DEADLINE, FAST, FakeService, RegistryProcess, addrs, eventually, poll_until,
 };
 use http::Method;
-use registry::client::RegistryClient;
+use protocol::registry_client::RegistryClient;
 
 /// 1,000 instances, half of which die: the registry keeps answering, and
 /// every dead one is gone within interval + attempts × retry-delay + 1 s.

@@ -5,7 +5,7 @@ mod common;
 
 use common::{Behaviour, FAST, FakeService, NO_HEARTBEAT, RegistryProcess, eventually};
 use http::{Method, StatusCode, header};
-use registry::client::http_client;
+use protocol::http::http_client;
 use serde_json::{Value, json};
 
 #[tokio::test]

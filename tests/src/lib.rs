@@ -177,7 +177,7 @@ impl Proc {
     fn wait_for_listening(&mut self) -> Option<SocketAddr> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(addr) = registry::listening::parse(&self.log()) {
+            if let Some(addr) = protocol::listening::parse(&self.log()) {
                 return Some(addr);
             }
             if self.child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {

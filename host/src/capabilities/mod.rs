@@ -6,7 +6,7 @@
 //! live here, next to each capability, not in the plugin.
 
 mod log;
-mod registry;
+mod lookup;
 mod services;
 mod state;
 

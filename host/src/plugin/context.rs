@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use registry::cache::InstanceCache;
+use crate::discovery::cache::InstanceCache;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -47,9 +47,7 @@ pub struct ServiceEnv {
 impl ServiceEnv {
     /// Whether the plugin declared that it calls `service`.
     pub fn may_call(&self, service: &str) -> bool {
-        self.requires
-            .iter()
-            .any(|r| r == service || r == registry::record::EVERY_SERVICE)
+        protocol::record::requires(&self.requires, service)
     }
 }
 

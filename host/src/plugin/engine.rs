@@ -6,19 +6,21 @@
 //! timeouts use epoch interruption driven by one ticker thread for the whole
 //! engine, never a timer per request.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+};
 
 use super::bindings::Service;
-use super::context::RequestCtx;
+use super::context::{RequestCtx, ServiceEnv};
+use super::sandbox::{self, Failure, SandboxSettings};
 
 /// How often the epoch advances: the granularity of request timeouts and of
 /// how long a busy plugin may hold a runtime thread before yielding.
@@ -43,22 +45,6 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// 35 against 36 us), and a big one (Python: 12 MiB of initial memory) far
 /// less, so every plugin gets it.
 pub const KEEP_RESIDENT: usize = 2 << 20;
-
-/// Limits that every request's sandbox gets.
-#[derive(Debug, Clone)]
-pub struct SandboxSettings {
-    pub request_timeout: Duration,
-    pub memory_limit: usize,
-    pub max_instances: u32,
-    /// The directory the plugin may use, seen by it as `.`.
-    pub dir: Option<PathBuf>,
-    /// Where compiled plugins are kept between runs; none: compile every
-    /// time.
-    pub compile_cache: Option<PathBuf>,
-    /// Requests one instance may serve; 1 (the default) is a fresh
-    /// instance for every request.
-    pub reuse: u32,
-}
 
 /// The engine, the linker with every host capability, and the bound on
 /// concurrent instances.
@@ -92,6 +78,24 @@ impl PluginEngine {
             settings,
             _ticker: ticker,
         })
+    }
+
+    /// A fresh store for one instance of a plugin running as `env`.
+    pub(super) fn new_store(&self, env: Arc<ServiceEnv>) -> Result<Store<RequestCtx>, String> {
+        sandbox::new_store(&self.engine, &self.settings, env)
+    }
+
+    /// An instance slot, waited for until `deadline` at most: under overload
+    /// a client gets a quick 503 rather than an endless queue.
+    pub(super) async fn slot(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<SemaphorePermit<'_>, Failure> {
+        match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(_closed)) => Err(Failure::Setup("the host is shutting down".into())),
+            Err(_elapsed) => Err(Failure::Busy),
+        }
     }
 }
 

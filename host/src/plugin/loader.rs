@@ -1,11 +1,12 @@
 //! From a file to a plugin that is ready to serve: read, check that it is a
 //! component, compile (or take the compiled form from the on-disk cache),
-//! link against the `sparrow:service` world, and ask it to describe itself.
+//! link against the `sparrow:service` world, and ask it to describe itself
+//! (in an instance slot, within the request timeout, like a request).
 //! Every step names the file and what was wrong with it.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
@@ -13,20 +14,11 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::bindings::{Description, ServicePre, WORLD};
-use super::context::{RequestCtx, ServiceEnv};
+use super::context::ServiceEnv;
 use super::engine::PluginEngine;
-use super::sandbox::Warm;
-
-/// A compiled, linked plugin: instantiating it for a request is cheap.
-pub struct Plugin {
-    pub(super) pre: ServicePre<RequestCtx>,
-    /// What the plugin said about itself when it was loaded.
-    pub description: Description,
-    /// The SHA-256 of the file, in hex: which version this is.
-    pub digest: String,
-    /// Idle instances kept for reuse (`--reuse`); dropped with the version.
-    pub(super) warm: Mutex<Vec<Warm>>,
-}
+use super::loaded::Plugin;
+use super::pool::InstancePool;
+use super::sandbox::{Failure, classify};
 
 impl PluginEngine {
     /// Loads the component at `path`. `env` serves the plugin's imports while
@@ -57,19 +49,40 @@ impl PluginEngine {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("plugin {shown} is not a component of the {WORLD} world"))?;
 
+        let pool = InstancePool::new(
+            pre,
+            self.settings.reuse,
+            self.settings.max_instances as usize,
+        );
         let description = self
-            .describe(&pre, env)
+            .describe(&pool, env)
             .await
             .with_context(|| format!("plugin {shown} failed to describe itself"))?;
         if description.name.trim().is_empty() {
             bail!("plugin {shown} describes itself with an empty name");
         }
         Ok(Plugin {
-            pre,
+            pool,
             description,
             digest,
-            warm: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Asks a freshly loaded plugin who it is, as bounded as a request.
+    async fn describe(
+        &self,
+        pool: &InstancePool,
+        env: Arc<ServiceEnv>,
+    ) -> anyhow::Result<Description> {
+        let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
+        let _slot = self.slot(deadline).await?;
+        let mut instance = pool.take(self, env)?;
+        instance.arm(deadline.into_std());
+        match tokio::time::timeout_at(deadline, pool.describe(&mut instance)).await {
+            Ok(Ok(description)) => Ok(description),
+            Ok(Err(error)) => Err(classify(error).into()),
+            Err(_elapsed) => Err(Failure::Timeout.into()),
+        }
     }
 }
 

@@ -1,23 +1,29 @@
 //! Running plugins: the wasmtime engine, loading and checking a component,
-//! and serving one request in a fresh, bounded instance.
+//! and serving one request in a bounded instance.
 //!
 //! - [`bindings`]: the Rust side of `wit/service.wit`.
-//! - [`engine`]: one engine per host, its pooling allocator and the epoch
-//!   ticker that enforces request timeouts.
+//! - [`engine`]: one engine per host, its pooling allocator, the epoch
+//!   ticker that enforces request timeouts, and the instance slots.
 //! - [`context`]: what a store holds for one request.
-//! - [`loader`]: file -> checked, pre-instantiated plugin.
-//! - [`sandbox`]: one request in a fresh instance, with its limits, and what
-//!   became of it.
+//! - [`sandbox`]: one instance's store and limits, and what became of a
+//!   call into it.
+//! - [`pool`]: fresh instances, or reused ones with `--reuse`.
+//! - [`loader`]: file -> checked, compiled, linked, described plugin.
+//! - [`loaded`]: a loaded plugin version, serving one request.
 //! - [`stdio`]: the plugin's stdout and stderr, into the host's log.
+//!
+//! The modules depend on each other in that order only.
 
 pub mod bindings;
 pub mod context;
 pub mod engine;
+pub mod loaded;
 pub mod loader;
+mod pool;
 pub mod sandbox;
 mod stdio;
 
 pub use context::{ServiceEnv, Shared};
-pub use engine::{PluginEngine, SandboxSettings};
-pub use loader::Plugin;
-pub use sandbox::Failure;
+pub use engine::PluginEngine;
+pub use loaded::Plugin;
+pub use sandbox::{Failure, SandboxSettings};

@@ -21,9 +21,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use registry::auth::Token;
-use registry::client::{HttpClient, http_client, send};
-use registry::record::ServiceRecord;
+use protocol::http::{HttpClient, http_client, send};
+use protocol::record::ServiceRecord;
+use protocol::token::Token;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -76,7 +76,7 @@ impl RegistryProcess {
         // full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = registry::listening::parse(&line) {
+                if let Some(addr) = protocol::listening::parse(&line) {
                     let _ = tx.send(addr);
                 }
                 kept.lock().unwrap().push(line);

@@ -1,4 +1,4 @@
-//! `registry-get`: a random live instance of a required service, from the
+//! `registry-get` (the `registry` interface of the WIT): a random live instance of a required service, from the
 //! host's instance cache (kept current by the registry's notifications).
 
 use crate::plugin::bindings::sparrow::service::registry::Host;

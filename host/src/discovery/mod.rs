@@ -11,11 +11,15 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use registry::auth::{Token, unauthorized};
-use registry::body::{MAX_BODY, read_record, text_response};
-use registry::cache::InstanceCache;
-use registry::client::RegistryClient;
-use registry::record::{Instances, ServiceRecord};
+use protocol::body::{MAX_BODY, read_record, text_response};
+use protocol::locks::{lock, read, write};
+use protocol::record::{Instances, ServiceRecord};
+use protocol::registry_client::RegistryClient;
+use protocol::token::{Token, unauthorized};
+
+use cache::InstanceCache;
+
+pub mod cache;
 
 /// The first pause between registration attempts; it doubles up to
 /// [`MAX_BACKOFF`].
@@ -51,14 +55,11 @@ impl Discovery {
 
     /// `GET /heart-beat` came: the registry knows us.
     pub fn heard_heartbeat(&self) {
-        *self.last_heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *lock(&self.last_heard) = Instant::now();
     }
 
     fn silence(&self) -> Duration {
-        self.last_heard
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .elapsed()
+        lock(&self.last_heard).elapsed()
     }
 
     /// Registers again whenever no heartbeat came for `timeout`, until the
@@ -82,10 +83,7 @@ impl Discovery {
     }
 
     pub fn record(&self) -> ServiceRecord {
-        self.record
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        read(&self.record).clone()
     }
 
     /// Registers as `record` from now on (a new plugin version described
@@ -96,7 +94,7 @@ impl Discovery {
         if old == record {
             return Ok(());
         }
-        *self.record.write().unwrap_or_else(|e| e.into_inner()) = record.clone();
+        *write(&self.record) = record.clone();
         if old.name != record.name {
             self.deregister_record(&old).await;
         }

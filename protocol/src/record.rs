@@ -79,9 +79,7 @@ impl ServiceRecord {
 
     /// Whether this instance depends on `service` (by name or through `*`).
     pub fn requires(&self, service: &str) -> bool {
-        self.required_services
-            .iter()
-            .any(|r| r == service || r == EVERY_SERVICE)
+        requires(&self.required_services, service)
     }
 
     /// The identity of the instance: (`Name`, `Addr`).
@@ -93,6 +91,12 @@ impl ServiceRecord {
     pub fn same_instance(&self, other: &ServiceRecord) -> bool {
         self.key() == other.key()
     }
+}
+
+/// Whether a list of required services names `service` (by name or through
+/// `*`).
+pub fn requires(required: &[String], service: &str) -> bool {
+    required.iter().any(|r| r == service || r == EVERY_SERVICE)
 }
 
 /// Parses a registration answer. The original registry answers `null` for a

@@ -7,8 +7,8 @@ use std::sync::RwLock;
 
 use rand::seq::IndexedRandom;
 
-use crate::record::{Instances, ServiceRecord};
-use crate::sync::{read, write};
+use protocol::locks::{read, write};
+use protocol::record::{Instances, ServiceRecord};
 
 /// Shared by reference (put it in an `Arc`); the lock is only held for map
 /// operations, never across an await.
@@ -68,10 +68,12 @@ impl InstanceCache {
             .map(|addr| addr.to_string())
     }
 
+    #[cfg(test)]
     pub fn instances(&self, name: &str) -> Vec<ServiceRecord> {
         read(&self.instances).get(name).cloned().unwrap_or_default()
     }
 
+    #[cfg(test)]
     pub fn snapshot(&self) -> Instances {
         read(&self.instances).clone()
     }

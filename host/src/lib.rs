@@ -1,0 +1,37 @@
+//! The Sparrow host: runs one service, whose logic is a WebAssembly
+//! component (the plugin); everything around it is native and lives here.
+//!
+//! - [`cli`]: the command line, which is also the configuration.
+//! - [`control`]: what stops the host or reloads its plugin (signals in the
+//!   binary, a [`Controller`] in tests).
+//! - [`service`]: the life of the service, from start to drained stop:
+//!   [`serve`], or [`Host::start`] then [`Host::run`].
+//! - `server`: the HTTP side, routing protocol endpoints to `discovery` and
+//!   everything else to the plugin.
+//! - `discovery`: registration with the registry, the instance cache, the
+//!   `/heart-beat` and `/services` endpoints of the protocol.
+//! - `plugin`: the wasmtime engine, loading a component, and running one
+//!   request in a bounded instance.
+//! - `capabilities`: what the host offers a plugin, one module per WIT
+//!   interface.
+//! - `outbound`: HTTP calls from the host to other services.
+//! - `durability`: `--sync`, flushing the plugin's writes before answering.
+//! - `kv`: the key-value state kept for the plugin.
+//! - `swap`: hot swap of the plugin while the host serves.
+
+pub mod cli;
+pub mod control;
+pub mod service;
+
+mod capabilities;
+mod discovery;
+mod durability;
+mod kv;
+mod outbound;
+mod plugin;
+mod server;
+mod swap;
+
+pub use cli::Cli;
+pub use control::{Control, Controller, Signals, control};
+pub use service::{Host, serve};

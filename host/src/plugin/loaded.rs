@@ -1,0 +1,47 @@
+//! A plugin version loaded and ready to serve: what it said about itself,
+//! which file it came from, and its instances; and serving one request with
+//! it, within the request timeout and one instance slot.
+
+use std::sync::Arc;
+
+use super::bindings::{Description, Request, Response};
+use super::context::ServiceEnv;
+use super::engine::PluginEngine;
+use super::pool::InstancePool;
+use super::sandbox::{Failure, classify};
+
+/// A compiled, linked plugin: instantiating it for a request is cheap.
+pub struct Plugin {
+    pub(super) pool: InstancePool,
+    /// What the plugin said about itself when it was loaded.
+    pub description: Description,
+    /// The SHA-256 of the file, in hex: which version this is.
+    pub digest: String,
+}
+
+impl Plugin {
+    /// Runs `request` in an instance of this version. The whole request,
+    /// waiting for a slot included, gets the request timeout.
+    pub async fn handle(
+        &self,
+        engine: &PluginEngine,
+        env: Arc<ServiceEnv>,
+        request: Request,
+    ) -> Result<Response, Failure> {
+        let deadline = tokio::time::Instant::now() + engine.settings.request_timeout;
+        let _slot = engine.slot(deadline).await?;
+        let mut instance = self.pool.take(engine, env)?;
+        instance.arm(deadline.into_std());
+        // The epoch deadline stops code that spins; this timer stops a plugin
+        // that waits on the host (a slow call to another service) too.
+        match tokio::time::timeout_at(deadline, self.pool.handle(&mut instance, &request)).await {
+            Ok(Ok(response)) => {
+                self.pool.give_back(instance);
+                Ok(response)
+            }
+            // A failed instance is never used again.
+            Ok(Err(error)) => Err(classify(error)),
+            Err(_elapsed) => Err(Failure::Timeout),
+        }
+    }
+}

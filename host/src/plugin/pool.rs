@@ -1,0 +1,116 @@
+//! Where a request's instance comes from: a fresh one from the
+//! pre-instantiated component (the default), or, with `--reuse N`, one that
+//! served fewer than N requests without failing.
+//!
+//! Reuse trades some isolation for speed: what a plugin keeps in its own
+//! memory is seen by later requests. An instance that failed is never
+//! reused. The pool belongs to one plugin version and goes with it.
+
+use std::sync::{Arc, Mutex};
+
+use protocol::locks::lock;
+use wasmtime::Store;
+
+use super::bindings::{Description, Request, Response, Service, ServicePre};
+use super::context::{RequestCtx, ServiceEnv};
+use super::engine::PluginEngine;
+use super::sandbox::Failure;
+
+/// A store, with its instance once it has one, for one request at a time.
+pub(super) struct Instance {
+    store: Store<RequestCtx>,
+    /// `None` until instantiated: a fresh instance is made inside the
+    /// request's deadline, like the call itself.
+    service: Option<Service>,
+    /// Requests it has served so far.
+    served: u32,
+}
+
+impl Instance {
+    /// Gives the instance until `deadline` (checked at every epoch tick).
+    pub(super) fn arm(&mut self, deadline: std::time::Instant) {
+        self.store.data_mut().deadline = deadline;
+        self.store.set_epoch_deadline(1);
+    }
+}
+
+/// The instances of one plugin version.
+pub(super) struct InstancePool {
+    pre: ServicePre<RequestCtx>,
+    /// Requests one instance may serve; 1 means a fresh one every time.
+    reuse: u32,
+    /// At most this many idle instances are kept.
+    max_idle: usize,
+    idle: Mutex<Vec<Instance>>,
+}
+
+impl InstancePool {
+    pub(super) fn new(pre: ServicePre<RequestCtx>, reuse: u32, max_idle: usize) -> Self {
+        InstancePool {
+            pre,
+            reuse,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An idle instance if reuse is on and one is kept, else a new store.
+    pub(super) fn take(
+        &self,
+        engine: &PluginEngine,
+        env: Arc<ServiceEnv>,
+    ) -> Result<Instance, Failure> {
+        if self.reuse > 1
+            && let Some(instance) = lock(&self.idle).pop()
+        {
+            return Ok(instance);
+        }
+        let store = engine.new_store(env).map_err(Failure::Setup)?;
+        Ok(Instance {
+            store,
+            service: None,
+            served: 0,
+        })
+    }
+
+    /// Runs `request` in `instance`, instantiating it first if it is new.
+    pub(super) async fn handle(
+        &self,
+        instance: &mut Instance,
+        request: &Request,
+    ) -> wasmtime::Result<Response> {
+        let (service, store) = self.ready(instance).await?;
+        service.call_handle_request(store, request).await
+    }
+
+    /// Asks the plugin in `instance` who it is.
+    pub(super) async fn describe(&self, instance: &mut Instance) -> wasmtime::Result<Description> {
+        let (service, store) = self.ready(instance).await?;
+        service.call_describe(store).await
+    }
+
+    async fn ready<'a>(
+        &self,
+        instance: &'a mut Instance,
+    ) -> wasmtime::Result<(&'a Service, &'a mut Store<RequestCtx>)> {
+        let Instance { store, service, .. } = instance;
+        let ready = match service.take() {
+            Some(ready) => ready,
+            None => self.pre.instantiate_async(&mut *store).await?,
+        };
+        Ok((&*service.insert(ready), store))
+    }
+
+    /// Takes back an instance that answered; it is dropped once it has
+    /// served its share. One that failed must never come back here.
+    pub(super) fn give_back(&self, mut instance: Instance) {
+        instance.served += 1;
+        if instance.served >= self.reuse {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() < self.max_idle {
+            idle.push(instance);
+        }
+    }
+}

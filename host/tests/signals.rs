@@ -1,0 +1,90 @@
+//! Signals from the first millisecond: the host holds SIGINT, SIGTERM and
+//! SIGHUP before it does anything else, so a stop sent while it is still
+//! starting ends it cleanly (exit 0) and a reload does not kill it.
+//!
+//! These need a real process: a signal's default action is what is tested.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const TRIES: usize = 5;
+
+fn plugin() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/visit.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// A host that will take a while to start: it compiles its plugin (no
+/// cache) and no registry answers it.
+fn start_host() -> Child {
+    Command::new(env!("CARGO_BIN_EXE_host"))
+        .arg("--plugin")
+        .arg(plugin())
+        .args(["--addr", "127.0.0.1:0", "--no-cache"])
+        .args(["--registry", "http://127.0.0.1:9", "--registry-wait", "30s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the host")
+}
+
+fn signal(child: &Child, signal: Signal) {
+    kill(Pid::from_raw(child.id() as i32), signal).expect("sending a signal");
+}
+
+fn wait(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("waiting for the host") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_sigterm_1ms_after_start_ends_the_host_with_exit_0() {
+    for try_ in 0..TRIES {
+        let mut host = start_host();
+        // The point of the test is the timing of the signal, not a wait for
+        // some state.
+        std::thread::sleep(Duration::from_millis(1));
+        signal(&host, Signal::SIGTERM);
+        let status = wait(&mut host, Duration::from_secs(30));
+        assert_eq!(
+            status.map(|s| s.code()),
+            Some(Some(0)),
+            "try {try_}: {status:?}"
+        );
+    }
+}
+
+#[test]
+fn a_sighup_1ms_after_start_does_not_kill_the_host() {
+    for try_ in 0..TRIES {
+        let mut host = start_host();
+        std::thread::sleep(Duration::from_millis(1));
+        signal(&host, Signal::SIGHUP);
+        // Had SIGHUP's default action run, the host would be dead of it
+        // already; instead it stops when told, with exit 0.
+        signal(&host, Signal::SIGTERM);
+        let status = wait(&mut host, Duration::from_secs(30));
+        assert_eq!(
+            status.map(|s| s.code()),
+            Some(Some(0)),
+            "try {try_}: {status:?}"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! The HTTP client side of the protocol: one pooled HTTP/1 client type, one
+//! place that sends a request with a deadline, and one reading of what a
+//! failed exchange means.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::body::read_body;
+use crate::record::ServiceRecord;
+use crate::token::Token;
+
+/// A pooled HTTP/1 client; cloning it shares the pool.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// The largest answer we read. Registration answers list instances, and a
+/// `*` registration lists all of them, so this is well above a request body.
+pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// Idle pooled connections are dropped after this; heartbeats every 30 s keep
+/// the connections to live services in use.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("no answer within the timeout")]
+    Timeout,
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("request failed: {0}")]
+    Request(String),
+    #[error("answered status {0}")]
+    Status(u16),
+    #[error("unusable answer: {0}")]
+    BadAnswer(String),
+    #[error("bad URL: {0}")]
+    BadUrl(String),
+}
+
+/// What a failed exchange means for a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The connection was refused: the request never left, so another
+    /// instance may be tried whatever the method.
+    Refused(String),
+    /// The request may have been sent and got no usable answer.
+    Broken(String),
+}
+
+impl From<hyper_util::client::legacy::Error> for SendError {
+    fn from(e: hyper_util::client::legacy::Error) -> Self {
+        if e.is_connect() {
+            SendError::Refused(error_chain(&e))
+        } else {
+            SendError::Broken(error_chain(&e))
+        }
+    }
+}
+
+impl From<SendError> for ClientError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Refused(why) => ClientError::Connect(why),
+            SendError::Broken(why) => ClientError::Request(why),
+        }
+    }
+}
+
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build(connector)
+}
+
+/// Sends one request (with the token, if any) and reads the whole answer, all
+/// within `timeout`.
+pub async fn send(
+    http: &HttpClient,
+    method: Method,
+    url: &str,
+    body: Bytes,
+    timeout: Duration,
+    token: &Token,
+) -> Result<(StatusCode, Bytes), ClientError> {
+    let mut request = Request::builder().method(method).uri(url);
+    if !body.is_empty() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let mut request = request
+        .body(Full::new(body))
+        .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
+    token.attach(request.headers_mut());
+    let exchange = async {
+        let response = http.request(request).await.map_err(SendError::from)?;
+        let (parts, body) = response.into_parts();
+        let bytes = read_body(body, MAX_ANSWER)
+            .await
+            .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        Ok((parts.status, bytes))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| ClientError::Timeout)?
+}
+
+/// Sends a service record as JSON: a registration, a deregistration or a
+/// notification, depending on the method and the URL.
+pub async fn send_record(
+    http: &HttpClient,
+    method: Method,
+    url: &str,
+    record: &ServiceRecord,
+    timeout: Duration,
+    token: &Token,
+) -> Result<(StatusCode, Bytes), ClientError> {
+    let json = serde_json::to_vec(record).map_err(|e| ClientError::Request(e.to_string()))?;
+    send(http, method, url, json.into(), timeout, token).await
+}
+
+/// An error with its causes on one line: hyper's errors say little at the
+/// top ("client error (Connect)"); the cause is in their sources.
+pub fn error_chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

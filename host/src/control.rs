@@ -1,13 +1,14 @@
 //! What tells a running host to stop or to load its plugin again: the
 //! process's signals in the binary, a test's own [`Controller`] in process.
 //!
-//! The binary holds (blocks) SIGINT, SIGTERM and SIGHUP as its very first
-//! step, and lets them through only once their handlers exist, so a signal
-//! sent the moment the process starts is acted on, never met by the default
-//! action that kills the process.
+//! The binary blocks SIGINT, SIGTERM and SIGHUP as its very first step (an
+//! ELF constructor, before `main`), in every thread it will ever start, and
+//! one thread takes them with `sigwait`. So a signal sent the moment the
+//! process starts is held until that thread takes it, never met by the
+//! default action that would kill the process, and no signal handler ever
+//! interrupts the host's own code.
 
 use nix::sys::signal::{SigSet, Signal};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 /// The receiving side, given to [`crate::serve`].
@@ -63,42 +64,42 @@ impl Control {
 
 const HELD: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
-/// The process's stop and reload signals, held until [`Signals::install`].
+/// The process's stop and reload signals, blocked until [`Signals::install`]
+/// starts taking them.
 pub struct Signals(SigSet);
 
 impl Signals {
     /// Blocks the signals on this thread, and so on every thread started
-    /// from it: call it first thing in `main`.
+    /// from it: call it before any other thread exists.
     pub fn hold() -> anyhow::Result<Self> {
         let set: SigSet = HELD.into_iter().collect();
         set.thread_block()?;
         Ok(Signals(set))
     }
 
-    /// Installs the handlers, then lets the signals through on this thread
-    /// (the one that runs the runtime's `block_on`): one that came in the
-    /// meantime is delivered now. Must run inside the runtime.
+    /// Starts the thread that takes the signals (one that came in the
+    /// meantime is taken at once) and turns them into a [`Control`].
     pub fn install(self) -> anyhow::Result<Control> {
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut hangup = signal(SignalKind::hangup())?;
-        self.0.thread_unblock()?;
         let (controller, control) = control();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = interrupt.recv() => {
-                        tracing::info!("SIGINT received");
-                        controller.stop();
-                    }
-                    _ = terminate.recv() => {
-                        tracing::info!("SIGTERM received");
-                        controller.stop();
-                    }
-                    _ = hangup.recv() => controller.reload(),
-                }
-            }
-        });
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || take_signals(self.0, controller))?;
         Ok(control)
+    }
+}
+
+fn take_signals(set: SigSet, controller: Controller) {
+    loop {
+        match set.wait() {
+            Ok(Signal::SIGHUP) => controller.reload(),
+            Ok(signal) => {
+                tracing::info!("{signal} received");
+                controller.stop();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot wait for signals");
+                return;
+            }
+        }
     }
 }

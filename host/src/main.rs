@@ -7,9 +7,21 @@ use clap::Parser;
 use host::{Cli, Signals};
 use tracing_subscriber::EnvFilter;
 
+/// Blocks the stop and reload signals before `main`, as soon as the
+/// program's own code runs at all (an ELF constructor), before any thread
+/// exists: a signal that comes while the host starts is held, not fatal.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static HOLD_SIGNALS_EARLY: extern "C" fn() = {
+    extern "C" fn hold() {
+        // Failure here is reported by the same call in `main`.
+        let _ = Signals::hold();
+    }
+    hold
+};
+
 fn main() -> ExitCode {
-    // Before anything else, so that a signal sent the moment the process
-    // starts is held until the handlers exist instead of killing it.
+    // Done already by the constructor; this reports a failure.
     let signals = match Signals::hold() {
         Ok(signals) => signals,
         Err(e) => return fail(&e),
@@ -24,10 +36,9 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&anyhow::Error::new(e).context("starting the runtime")),
     };
-    let result = runtime.block_on(async move {
-        let control = signals.install()?;
-        host::serve(cli, control).await
-    });
+    let result = signals
+        .install()
+        .and_then(|control| runtime.block_on(host::serve(cli, control)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),

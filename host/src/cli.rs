@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use protocol::duration::{self, DAY, HOUR, MILLISECOND, SECOND};
 
 /// Runs one Sparrow service: serves HTTP on `--addr`, registers with the
 /// registry, and hands every request to a WebAssembly component (the plugin)
@@ -49,13 +50,14 @@ pub struct Cli {
     #[arg(long, requires = "dir")]
     pub sync: bool,
 
-    /// How long one request may run in the plugin before it is stopped (504).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// How long one request may run in the plugin before it is stopped (504);
+    /// 1ms to 1h.
+    #[arg(long, default_value = "10s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub request_timeout: Duration,
 
     /// How long a call to another service may take (the plugin's
-    /// `call-service` and `log-println`).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    /// `call-service` and `log-println`); 1ms to 1h.
+    #[arg(long, default_value = "5s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub call_timeout: Duration,
 
     /// The most linear memory one instance may use, e.g. `64MiB`.
@@ -77,6 +79,16 @@ pub struct Cli {
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_instances: u32,
 
+    /// How many requests may wait for an instance slot at once; more are
+    /// answered 503 with Retry-After at once.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_queue: u32,
+
+    /// How long a request may wait for an instance slot before it is
+    /// answered 503 with Retry-After; 0s to 1h.
+    #[arg(long, default_value = "1s", value_parser = duration::within(Duration::ZERO, HOUR))]
+    pub queue_timeout: Duration,
+
     /// Keep the plugin's key-value state in this file, so that it survives
     /// a restart; without it the state lives in memory only.
     #[arg(long)]
@@ -97,12 +109,14 @@ pub struct Cli {
     pub token: Option<String>,
 
     /// Register again when no heartbeat came for this long: the registry
-    /// was restarted and lost its table (twice its default interval).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    /// was restarted and lost its table (twice its default interval); 1s to
+    /// 1d.
+    #[arg(long, default_value = "60s", value_parser = duration::within(SECOND, DAY))]
     pub heartbeat_timeout: Duration,
 
-    /// How long to keep trying to register at start before giving up.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// How long to keep trying to register at start before giving up; 0s to
+    /// 1d.
+    #[arg(long, default_value = "30s", value_parser = duration::within(Duration::ZERO, DAY))]
     pub registry_wait: Duration,
 }
 

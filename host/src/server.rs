@@ -241,12 +241,20 @@ fn from_plugin(response: bindings::Response) -> Response<Full<Bytes>> {
             "the service answered an invalid status",
         );
     };
-    let mut headers = end_to_end(&header_map(
-        response
-            .headers
-            .iter()
-            .map(|h| (h.name.as_str(), h.value.as_str())),
-    ));
+    let pairs = response
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_str()));
+    let mut headers = match header_map(pairs) {
+        Ok(headers) => end_to_end(&headers),
+        Err(e) => {
+            tracing::error!("plugin answered {e}");
+            return text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the service answered {e}"),
+            );
+        }
+    };
     headers.remove(http::header::CONTENT_LENGTH);
     let mut answer = Response::new(Full::new(Bytes::from(response.body)));
     *answer.status_mut() = status;

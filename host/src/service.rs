@@ -169,6 +169,8 @@ fn sandbox_settings(cli: &Cli) -> SandboxSettings {
         dir: cli.dir.clone(),
         compile_cache: cli.compile_cache(),
         reuse: cli.reuse,
+        max_queue: cli.max_queue as usize,
+        queue_timeout: cli.queue_timeout,
     }
 }
 

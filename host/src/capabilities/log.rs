@@ -2,9 +2,9 @@
 //! `POST /log` with the line as body and this service's name as source.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, Method};
 
-use crate::outbound::{Call, CallFailure};
+use crate::outbound::{Call, CallFailure, set_source};
 use crate::plugin::bindings::sparrow::service::log::Host;
 use crate::plugin::context::RequestCtx;
 
@@ -19,9 +19,7 @@ impl Host for RequestCtx {
             ));
         }
         let mut headers = HeaderMap::new();
-        if let Ok(source) = HeaderValue::from_str(&self.env.name) {
-            headers.insert("x-log-source", source);
-        }
+        set_source(&mut headers, &self.env.name);
         let call = Call {
             method: Method::POST,
             path: "/log".into(),

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::Method;
 
-use crate::outbound::{Call, CallFailure, header_map};
+use crate::outbound::{Call, CallFailure, header_map, set_source};
 use crate::plugin::bindings::sparrow::service::services::Host;
 use crate::plugin::bindings::{CallError, Header, Request, Response};
 use crate::plugin::context::RequestCtx;
@@ -26,15 +26,20 @@ impl Host for RequestCtx {
                 request.path
             )));
         }
+        let mut headers = header_map(
+            request
+                .headers
+                .iter()
+                .map(|h| (h.name.as_str(), h.value.as_str())),
+        )
+        .map_err(|e| CallError::InvalidRequest(e.to_string()))?;
+        // Who calls is the host's to say: a gateway must not pass on a
+        // client's claim to be another service.
+        set_source(&mut headers, &self.env.name);
         let call = Call {
             method,
             path: request.path,
-            headers: header_map(
-                request
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.as_str(), h.value.as_str())),
-            ),
+            headers,
             body: Bytes::from(request.body),
         };
         match self.env.outbound.call(&name, &call).await {

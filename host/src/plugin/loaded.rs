@@ -20,16 +20,16 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    /// Runs `request` in an instance of this version. The whole request,
-    /// waiting for a slot included, gets the request timeout.
+    /// Runs `request` in an instance of this version, once it has a slot,
+    /// for the request timeout at most.
     pub async fn handle(
         &self,
         engine: &PluginEngine,
         env: Arc<ServiceEnv>,
         request: Request,
     ) -> Result<Response, Failure> {
+        let _slot = engine.slot().await?;
         let deadline = tokio::time::Instant::now() + engine.settings.request_timeout;
-        let _slot = engine.slot(deadline).await?;
         let mut instance = self.pool.take(engine, env)?;
         instance.arm(deadline.into_std());
         // The epoch deadline stops code that spins; this timer stops a plugin

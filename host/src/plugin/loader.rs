@@ -74,8 +74,8 @@ impl PluginEngine {
         pool: &InstancePool,
         env: Arc<ServiceEnv>,
     ) -> anyhow::Result<Description> {
+        let _slot = self.slot().await?;
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
-        let _slot = self.slot(deadline).await?;
         let mut instance = pool.take(self, env)?;
         instance.arm(deadline.into_std());
         match tokio::time::timeout_at(deadline, pool.describe(&mut instance)).await {

@@ -29,6 +29,11 @@ pub struct SandboxSettings {
     /// Requests one instance may serve; 1 (the default) is a fresh
     /// instance for every request.
     pub reuse: u32,
+    /// Requests that may wait for an instance slot at once; more are
+    /// refused (503).
+    pub max_queue: usize,
+    /// How long a request may wait for an instance slot (503 after).
+    pub queue_timeout: Duration,
 }
 
 /// Why a request got no response from the plugin.
@@ -41,7 +46,8 @@ pub enum Failure {
     /// exhausted ...); the message says which.
     #[error("trapped: {0}")]
     Trap(String),
-    /// Every instance slot stayed busy for the whole request timeout.
+    /// Every instance slot stayed busy, and the queue for them was full or
+    /// did not move within the queue timeout.
     #[error("every instance slot stayed busy")]
     Busy,
     /// The host could not set up an instance for it.

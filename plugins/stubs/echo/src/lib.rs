@@ -94,6 +94,20 @@ impl Guest for Echo {
                     .map(|h| format!("{}: {}\n", h.name, h.value))
                     .collect::<String>(),
             ),
+            "/many-headers" => {
+                let n = request
+                    .query("n")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(40_000);
+                let mut response = Response::text(200, format!("{n} headers"));
+                response.headers = (0..n)
+                    .map(|i| Header {
+                        name: format!("x-h{i}"),
+                        value: "v".into(),
+                    })
+                    .collect();
+                response
+            }
             "/version" => Response::text(200, VERSION),
             "/count" => match state::increment("count", 1) {
                 Ok(n) => Response::text(200, n.to_string()),

@@ -1,0 +1,155 @@
+//! Bounds and hostile input: each limit answers with a clear status or a
+//! one-line error, never a panic, a torn write or a request that waits
+//! forever; and a client cannot speak for a service.
+
+use std::time::Duration;
+
+use sparrow_tests::{Proc, TempDir, binary, get, plugin, poll_until, post, send, stub};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// The echo stub in a host, with its registry.
+fn echo_host(extra: &[&str]) -> (Proc, Proc) {
+    let registry = Proc::registry(&["--heartbeat-interval", "1h"]);
+    let host = Proc::host(&stub("echo"), &registry, extra);
+    (registry, host)
+}
+
+#[test]
+fn a_log_line_is_written_whole_or_refused_with_413() {
+    let registry = Proc::registry(&[]);
+    let dir = TempDir::new("long-lines");
+    let log = Proc::host(
+        &plugin("log"),
+        &registry,
+        &["--dir", dir.path().to_str().unwrap()],
+    );
+    let file = dir.path().join("services.log");
+
+    let reply = post(&log.url("/log"), &vec![b'x'; 100 * 1024]);
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    assert!(reply.text().contains("line too long"), "{}", reply.text());
+    let written = std::fs::read(&file).unwrap_or_default();
+    assert!(written.is_empty(), "{} bytes written", written.len());
+
+    // The longest line that fits goes out whole, and the next one starts on
+    // its own line.
+    let mut size = 64 * 1024;
+    loop {
+        let reply = post(&log.url("/log"), &vec![b'y'; size]);
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(reply.status, 413, "{}", reply.text());
+        size -= 1;
+    }
+    assert_eq!(post(&log.url("/log"), b"after").status, 200);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", &text[..text.len().min(200)]);
+    assert!(lines[0].ends_with(&"y".repeat(size)));
+    assert!(lines[1].ends_with(": after"), "{}", lines[1]);
+}
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after_and_the_slot_holder_finishes() {
+    let (_registry, host) = echo_host(&["--max-instances", "1", "--queue-timeout", "200ms"]);
+    let url = host.url("/sleep?ms=4000");
+    let holder = std::thread::spawn(move || get(&url));
+    let mut busy = None;
+    assert!(
+        poll_until(SETTLE, || {
+            let reply = get(&host.url("/version"));
+            let full = reply.status == 503;
+            busy = Some(reply);
+            full
+        }),
+        "never busy: {:?}",
+        busy.map(|r| r.status)
+    );
+    let busy = busy.unwrap();
+    assert_eq!(busy.headers["retry-after"], "1");
+    assert!(busy.text().contains("overloaded"), "{}", busy.text());
+    assert_eq!(holder.join().unwrap().status, 200);
+    assert_eq!(get(&host.url("/version")).status, 200);
+}
+
+#[test]
+fn with_no_queue_a_busy_host_answers_503_at_once() {
+    let (_registry, host) = echo_host(&["--max-instances", "1", "--max-queue", "0"]);
+    let url = host.url("/sleep?ms=3000");
+    let holder = std::thread::spawn(move || get(&url));
+    assert!(poll_until(SETTLE, || get(&host.url("/version")).status == 503));
+    assert_eq!(holder.join().unwrap().status, 200);
+}
+
+#[test]
+fn any_number_of_headers_from_a_plugin_is_an_error_not_a_crash() {
+    let (_registry, host) = echo_host(&[]);
+    let reply = get(&host.url("/many-headers?n=40000"));
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(
+        reply.text().contains("more than 100 headers"),
+        "{}",
+        reply.text()
+    );
+    let reply = get(&host.url("/many-headers?n=50"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(get(&host.url("/version")).status, 200);
+}
+
+#[test]
+fn out_of_range_durations_are_refused_with_one_line_naming_the_flag() {
+    for (flag, value) in [
+        ("--request-timeout", "10000000y"),
+        ("--request-timeout", "0s"),
+        ("--call-timeout", "1000y"),
+        ("--heartbeat-timeout", "0s"),
+        ("--queue-timeout", "2h"),
+    ] {
+        let mut host = Proc::start(
+            "host",
+            &binary("host"),
+            &[
+                "--plugin",
+                stub("echo").to_str().unwrap(),
+                "--addr",
+                "127.0.0.1:0",
+                flag,
+                value,
+            ],
+        );
+        let status = host.wait_exit(Duration::from_secs(30)).expect("host exits");
+        assert!(!status.success(), "{flag} {value} was accepted");
+        let log = host.log();
+        let first = log.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error:") && first.contains(flag) && first.contains("range"),
+            "{flag} {value}: {log}"
+        );
+    }
+}
+
+#[test]
+fn a_client_cannot_log_in_another_services_name_through_the_gateway() {
+    let registry = Proc::registry(&[]);
+    let dir = TempDir::new("log-source");
+    let _log = Proc::host(
+        &plugin("log"),
+        &registry,
+        &["--dir", dir.path().to_str().unwrap()],
+    );
+    let gateway = Proc::host(&plugin("gateway"), &registry, &[]);
+    assert!(poll_until(SETTLE, || {
+        send(
+            "POST",
+            &gateway.url("/log"),
+            &[("x-log-source", "visit")],
+            b"forged",
+        )
+        .is_ok_and(|r| r.status == 200)
+    }));
+    let text = std::fs::read_to_string(dir.path().join("services.log")).unwrap();
+    let line = text.lines().find(|l| l.ends_with(": forged")).unwrap();
+    assert!(line.contains(" gateway: forged"), "{line}");
+}

@@ -153,3 +153,64 @@ fn a_client_cannot_log_in_another_services_name_through_the_gateway() {
     let line = text.lines().find(|l| l.ends_with(": forged")).unwrap();
     assert!(line.contains(" gateway: forged"), "{line}");
 }
+
+/// Reads what the server sends on `stream` until it closes, for `within` at
+/// most; `None` if it is still open then.
+fn read_until_closed(stream: &mut std::net::TcpStream, within: Duration) -> Option<String> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut received = Vec::new();
+    match stream.read_to_end(&mut received) {
+        Ok(_) => Some(String::from_utf8_lossy(&received).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Some(String::from_utf8_lossy(&received).into_owned())
+        }
+        Err(_) => None,
+    }
+}
+
+/// Fills every connection slot with clients that send nothing and one that
+/// sends half a body; all are cut off, and a normal client is served.
+fn slow_clients_are_cut_off(server: &Proc, normal: &str) {
+    use std::io::Write;
+    let mut idle: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    let mut trickle = std::net::TcpStream::connect(server.addr()).unwrap();
+    trickle
+        .write_all(b"POST /services HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+        .unwrap();
+    // With all four slots taken, this one is served once they are freed.
+    let reply = get(&server.url(normal));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    for stream in &mut idle {
+        let closed = read_until_closed(stream, Duration::from_secs(20));
+        assert!(closed.is_some(), "an idle client was not cut off");
+    }
+    let answer = read_until_closed(&mut trickle, Duration::from_secs(20))
+        .expect("a trickling client was not cut off");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+const SLOW_CLIENT_LIMITS: [&str; 6] = [
+    "--max-connections",
+    "4",
+    "--header-timeout",
+    "500ms",
+    "--body-timeout",
+    "500ms",
+];
+
+#[test]
+fn the_registry_cuts_off_slow_clients_and_serves_the_others() {
+    let registry = Proc::registry(&SLOW_CLIENT_LIMITS);
+    slow_clients_are_cut_off(&registry, "/services");
+}
+
+#[test]
+fn a_host_cuts_off_slow_clients_and_serves_the_others() {
+    let (_registry, host) = echo_host(&SLOW_CLIENT_LIMITS);
+    // The trickling client sends a notification, which the host reads
+    // itself; the normal one reaches the plugin.
+    slow_clients_are_cut_off(&host, "/version");
+}

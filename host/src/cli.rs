@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use protocol::accept::ServeSettings;
 use protocol::duration::{self, DAY, HOUR, MILLISECOND, SECOND};
 
 /// Runs one Sparrow service: serves HTTP on `--addr`, registers with the
@@ -113,6 +114,9 @@ pub struct Cli {
     /// 1d.
     #[arg(long, default_value = "60s", value_parser = duration::within(SECOND, DAY))]
     pub heartbeat_timeout: Duration,
+
+    #[command(flatten)]
+    pub serve: ServeSettings,
 
     /// How long to keep trying to register at start before giving up; 0s to
     /// 1d.

@@ -31,9 +31,6 @@ const CLIENT_ADDR_HEADER: &str = "x-sparrow-client-addr";
 /// The address this instance is registered at.
 const LOCAL_ADDR_HEADER: &str = "x-sparrow-local-addr";
 
-/// A client gets this long to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The plugin version that serves requests, with its environment.
 pub struct Active {
     pub plugin: Plugin,
@@ -45,7 +42,7 @@ pub struct App {
     pub engine: PluginEngine,
     pub shared: Shared,
     pub discovery: Discovery,
-    pub max_body: usize,
+    pub bodies: BodyLimits,
     /// With `--sync`: makes the plugin's writes durable before an answer.
     pub flusher: Option<Flusher>,
     /// Where this instance listens and is registered.
@@ -58,7 +55,7 @@ impl App {
         engine: PluginEngine,
         shared: Shared,
         discovery: Discovery,
-        max_body: usize,
+        bodies: BodyLimits,
         flusher: Option<Flusher>,
         active: Active,
     ) -> Self {
@@ -67,7 +64,7 @@ impl App {
             engine,
             shared,
             discovery,
-            max_body,
+            bodies,
             flusher,
             active: RwLock::new(Arc::new(active)),
         }
@@ -86,18 +83,20 @@ impl App {
     }
 }
 
-/// Serves `listener` until `shutdown` completes, then drains connections for
-/// at most `drain`.
+/// How much of a request body is read, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max: usize,
+    pub timeout: Duration,
+}
+
+/// Serves `listener` until `shutdown` completes, then drains connections.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    settings: ServeSettings,
 ) {
-    let settings = ServeSettings {
-        header_read_timeout: HEADER_READ_TIMEOUT,
-        drain,
-    };
     let service_for = |peer| {
         let app = app.clone();
         service_fn(move |request| {
@@ -116,7 +115,9 @@ async fn route(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Respo
             text_response(StatusCode::OK, "ok")
         }
         "/services" if method == Method::POST || method == Method::DELETE => {
-            app.discovery.notification(request).await
+            app.discovery
+                .notification(request, app.bodies.timeout)
+                .await
         }
         "/heart-beat" | "/services" => {
             text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -131,7 +132,7 @@ async fn to_plugin(
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    let body = match read_body(body, app.max_body).await {
+    let body = match read_body(body, app.bodies.max, app.bodies.timeout).await {
         Ok(body) => body,
         Err(e) => return text_response(e.status(), e.to_string()),
     };

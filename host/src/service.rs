@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use protocol::accept::ServeSettings;
 use protocol::record::ServiceRecord;
 use protocol::registry_client::RegistryClient;
 use protocol::token::Token;
@@ -23,7 +24,7 @@ use crate::durability::Flusher;
 use crate::kv::KvStore;
 use crate::outbound::Outbound;
 use crate::plugin::{Plugin, PluginEngine, SandboxSettings, Shared};
-use crate::server::{self, Active, App};
+use crate::server::{self, Active, App, BodyLimits};
 use crate::swap::{Overrides, Swapper, short};
 
 /// How long a call to the registry may take.
@@ -90,7 +91,11 @@ impl Host {
             (Some(dir), true) => Some(Flusher::new(dir)?),
             _ => None,
         };
-        let app = App::new(engine, shared, discovery, cli.max_body, flusher, active);
+        let bodies = BodyLimits {
+            max: cli.max_body,
+            timeout: cli.serve.body_read_timeout,
+        };
+        let app = App::new(engine, shared, discovery, bodies, flusher, active);
         Ok(Host {
             cli,
             app: Arc::new(app),
@@ -109,12 +114,16 @@ impl Host {
     /// deregisters, then lets requests in flight finish.
     pub async fn run(self, control: Control) -> anyhow::Result<()> {
         let Host { cli, app, listener } = self;
-        let drain = cli.request_timeout + Duration::from_secs(1);
+        let settings = ServeSettings {
+            // A request in flight may run for the whole request timeout.
+            drain: cli.request_timeout + Duration::from_secs(1),
+            ..cli.serve.clone()
+        };
         let server = tokio::spawn(server::serve(
             listener,
             app.clone(),
             control.stopped(),
-            drain,
+            settings,
         ));
         let stopped = control.stopped();
         let swapper = Swapper {

@@ -101,7 +101,7 @@ pub async fn send(
     let exchange = async {
         let response = http.request(request).await.map_err(SendError::from)?;
         let (parts, body) = response.into_parts();
-        let bytes = read_body(body, MAX_ANSWER)
+        let bytes = read_body(body, MAX_ANSWER, timeout)
             .await
             .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
         Ok((parts.status, bytes))

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::{Args, Parser};
+use protocol::accept::ServeSettings;
 use protocol::duration::{self, DAY, HOUR, MILLISECOND};
 
 #[derive(Clone, Debug, Args)]
@@ -35,6 +36,9 @@ pub struct Config {
     /// protocol is open, as in the original
     #[arg(long, env = "SPARROW_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    #[command(flatten)]
+    pub serve: ServeSettings,
 }
 
 impl Default for Config {

@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
-use protocol::accept::{self, ServeSettings};
+use protocol::accept;
 use protocol::http::http_client;
 use protocol::listening;
 use protocol::token::Token;
@@ -29,6 +29,7 @@ pub async fn serve(
     let http = http_client();
     let table = Arc::new(Table::new());
     let token = Token::new(config.token.clone());
+    let serve_settings = config.serve.clone();
     let notifier = Notifier::new(http.clone(), config.notify_timeout, token.clone());
     let heartbeat = tokio::spawn(heartbeat::run(
         Arc::clone(&table),
@@ -40,6 +41,7 @@ pub async fn serve(
         table,
         notifier,
         token,
+        body_timeout: serve_settings.body_read_timeout,
     });
     let service_for = |_peer| {
         let api = Arc::clone(&api);
@@ -49,7 +51,7 @@ pub async fn serve(
         shutdown.await;
         tracing::info!("shutting down");
     };
-    accept::serve(listener, &ServeSettings::default(), service_for, shutdown).await;
+    accept::serve(listener, &serve_settings, service_for, shutdown).await;
     heartbeat.abort();
     Ok(())
 }

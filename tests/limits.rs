@@ -214,3 +214,19 @@ fn a_host_cuts_off_slow_clients_and_serves_the_others() {
     // itself; the normal one reaches the plugin.
     slow_clients_are_cut_off(&host, "/version");
 }
+
+#[test]
+fn state_beyond_its_limits_fails_the_request_and_keeps_the_rest() {
+    let (_registry, host) = echo_host(&["--state-max-value", "1KiB", "--state-max-keys", "2"]);
+    assert_eq!(get(&host.url("/set?key=a&size=1024")).status, 200);
+    let reply = get(&host.url("/set?key=a&size=1025"));
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(
+        host.wait_for_log("state.set refused", SETTLE),
+        "{}",
+        host.log()
+    );
+    assert_eq!(get(&host.url("/count")).text(), "1");
+    assert_eq!(get(&host.url("/set?key=c")).status, 500);
+    assert_eq!(get(&host.url("/count")).text(), "2");
+}

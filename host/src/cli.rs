@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use protocol::accept::ServeSettings;
+
+use crate::kv::StateLimits;
 use protocol::duration::{self, DAY, HOUR, MILLISECOND, SECOND};
 
 /// Runs one Sparrow service: serves HTTP on `--addr`, registers with the
@@ -95,6 +97,18 @@ pub struct Cli {
     #[arg(long)]
     pub state: Option<PathBuf>,
 
+    /// The most keys the state may hold.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub state_max_keys: u32,
+
+    /// The largest state key, e.g. `1KiB`.
+    #[arg(long, default_value = "1KiB", value_parser = parse_size)]
+    pub state_max_key: usize,
+
+    /// The largest state value, e.g. `64KiB`.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    pub state_max_value: usize,
+
     /// Where compiled plugins are kept, so that a restart does not compile
     /// again [default: $XDG_CACHE_HOME/sparrow or ~/.cache/sparrow].
     #[arg(long, env = "SPARROW_CACHE_DIR")]
@@ -138,6 +152,14 @@ impl Cli {
                 })?;
             Some(base.join("sparrow"))
         })
+    }
+
+    pub fn state_limits(&self) -> StateLimits {
+        StateLimits {
+            max_keys: self.state_max_keys as usize,
+            max_key_bytes: self.state_max_key,
+            max_value_bytes: self.state_max_value,
+        }
     }
 
     /// `--requires` as given, without the empty names that `--requires ""`

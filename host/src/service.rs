@@ -190,8 +190,8 @@ fn shared_state(cli: &Cli) -> anyhow::Result<Shared> {
         outbound: Outbound::new(cache.clone(), cli.call_timeout, cli.max_body),
         cache,
         kv: Arc::new(match &cli.state {
-            Some(path) => KvStore::open(path)?,
-            None => KvStore::default(),
+            Some(path) => KvStore::open(path, cli.state_limits())?,
+            None => KvStore::in_memory(cli.state_limits()),
         }),
     })
 }

@@ -108,6 +108,14 @@ impl Guest for Echo {
                     .collect();
                 response
             }
+            "/set" => {
+                let size = request
+                    .query("size")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                state::set(request.query("key").unwrap_or("k"), &"x".repeat(size));
+                Response::text(200, format!("set {size} bytes"))
+            }
             "/version" => Response::text(200, VERSION),
             "/count" => match state::increment("count", 1) {
                 Ok(n) => Response::text(200, n.to_string()),

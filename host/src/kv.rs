@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(kv.increment("n", 41), Ok(42));
         kv.set("t".into(), "abc".into()).unwrap();
         assert!(kv.increment("t", 1).is_err());
-        kv.set("max".into(), i64::MAX.to_string());
+        kv.set("max".into(), i64::MAX.to_string()).unwrap();
         assert!(kv.increment("max", 1).is_err());
     }
 

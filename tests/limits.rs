@@ -230,3 +230,56 @@ fn state_beyond_its_limits_fails_the_request_and_keeps_the_rest() {
     assert_eq!(get(&host.url("/set?key=c")).status, 500);
     assert_eq!(get(&host.url("/count")).text(), "2");
 }
+
+/// The compiled entries in a cache directory.
+fn cache_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|listing| {
+            listing
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_cache_others_can_write_is_not_used_and_a_tampered_entry_is_not_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    let registry = Proc::registry(&["--heartbeat-interval", "1h"]);
+    let shared = TempDir::new("cache-shared");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cache_arg = ["--cache-dir", shared.path().to_str().unwrap()];
+    let host = Proc::host(&stub("echo"), &registry, &cache_arg);
+    assert_eq!(get(&host.url("/version")).status, 200);
+    assert!(
+        host.log().contains("writable by no one else; not caching"),
+        "{}",
+        host.log()
+    );
+    assert!(cache_entries(shared.path()).is_empty());
+    drop(host);
+
+    let private = TempDir::new("cache-private");
+    let cache_arg = ["--cache-dir", private.path().to_str().unwrap()];
+    drop(Proc::host(&stub("echo"), &registry, &cache_arg));
+    let entries = cache_entries(private.path());
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mut compiled = std::fs::read(&entries[0]).unwrap();
+    let middle = compiled.len() / 2;
+    compiled[middle] ^= 0xff;
+    std::fs::write(&entries[0], compiled).unwrap();
+    let host = Proc::host(&stub("echo"), &registry, &cache_arg);
+    assert_eq!(get(&host.url("/version")).status, 200);
+    assert!(
+        host.log().contains("does not match its checksum"),
+        "{}",
+        host.log()
+    );
+    assert!(
+        !host.log().contains("taken from the cache"),
+        "{}",
+        host.log()
+    );
+}

@@ -8,6 +8,7 @@ use clap::Parser;
 use protocol::accept::ServeSettings;
 
 use crate::kv::StateLimits;
+use crate::plugin::CompileCache;
 use protocol::duration::{self, DAY, HOUR, MILLISECOND, SECOND};
 
 /// Runs one Sparrow service: serves HTTP on `--addr`, registers with the
@@ -114,6 +115,11 @@ pub struct Cli {
     #[arg(long, env = "SPARROW_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// The most the compiled-plugin cache may hold; past it the entries used
+    /// least recently are removed, e.g. `1GiB`.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub cache_max: usize,
+
     /// Compile the plugin at every start; keep nothing on disk.
     #[arg(long, conflicts_with = "cache_dir")]
     pub no_cache: bool,
@@ -140,17 +146,21 @@ pub struct Cli {
 
 impl Cli {
     /// The compiled-plugin cache directory, if caching is on.
-    pub fn compile_cache(&self) -> Option<PathBuf> {
+    pub fn compile_cache(&self) -> Option<CompileCache> {
         if self.no_cache {
             return None;
         }
-        self.cache_dir.clone().or_else(|| {
+        let dir = self.cache_dir.clone().or_else(|| {
             let base = std::env::var_os("XDG_CACHE_HOME")
                 .map(PathBuf::from)
                 .or_else(|| {
                     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache"))
                 })?;
             Some(base.join("sparrow"))
+        })?;
+        Some(CompileCache {
+            dir,
+            max_bytes: self.cache_max as u64,
         })
     }
 

@@ -80,6 +80,10 @@ pub fn http_client() -> HttpClient {
         .build(connector)
 }
 
+/// The largest answer to a heartbeat that is read: the protocol's answer is
+/// empty, and 64 heartbeats run at once.
+pub const MAX_HEARTBEAT_ANSWER: usize = 4 * 1024;
+
 /// Sends one request (with the token, if any) and reads the whole answer, all
 /// within `timeout`.
 pub async fn send(
@@ -89,6 +93,19 @@ pub async fn send(
     body: Bytes,
     timeout: Duration,
     token: &Token,
+) -> Result<(StatusCode, Bytes), ClientError> {
+    send_bounded(http, method, url, body, timeout, token, MAX_ANSWER).await
+}
+
+/// [`send`], reading at most `max_answer` bytes of the answer.
+pub async fn send_bounded(
+    http: &HttpClient,
+    method: Method,
+    url: &str,
+    body: Bytes,
+    timeout: Duration,
+    token: &Token,
+    max_answer: usize,
 ) -> Result<(StatusCode, Bytes), ClientError> {
     let mut request = Request::builder().method(method).uri(url);
     if !body.is_empty() {
@@ -101,7 +118,7 @@ pub async fn send(
     let exchange = async {
         let response = http.request(request).await.map_err(SendError::from)?;
         let (parts, body) = response.into_parts();
-        let bytes = read_body(body, MAX_ANSWER, timeout)
+        let bytes = read_body(body, max_answer, timeout)
             .await
             .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
         Ok((parts.status, bytes))

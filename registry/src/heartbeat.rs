@@ -27,7 +27,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::config::Config;
 use crate::notify::Notifier;
 use crate::table::{RegistrationId, Table, Target};
-use protocol::http::{HttpClient, send};
+use protocol::http::{HttpClient, MAX_HEARTBEAT_ANSWER, send_bounded};
 use protocol::token::Token;
 
 /// Everything a check needs, shared by all checks.
@@ -111,13 +111,14 @@ impl Checker {
         };
         let url = format!("http://{}/heart-beat", target.addr);
         matches!(
-            send(
+            send_bounded(
                 &self.http,
                 Method::GET,
                 &url,
                 Default::default(),
                 self.config.notify_timeout,
                 &Token::default(),
+                MAX_HEARTBEAT_ANSWER,
             )
             .await,
             Ok((StatusCode::OK, _))

@@ -4,16 +4,14 @@
 //! (in an instance slot, within the request timeout, like a request).
 //! Every step names the file and what was wrong with it.
 
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::Engine;
-use wasmtime::component::Component;
 
 use super::bindings::{Description, ServicePre, WORLD};
+use super::cache::{compile, hex};
 use super::context::ServiceEnv;
 use super::engine::PluginEngine;
 use super::loaded::Plugin;
@@ -37,7 +35,7 @@ impl PluginEngine {
         let cache = self.settings.compile_cache.clone();
         let key = digest.clone();
         let component =
-            tokio::task::spawn_blocking(move || compile(&engine, cache.as_deref(), &bytes, &key))
+            tokio::task::spawn_blocking(move || compile(&engine, cache.as_ref(), &bytes, &key))
                 .await
                 .context("compiler task failed")?
                 .with_context(|| format!("plugin {shown} does not compile"))?;
@@ -84,67 +82,6 @@ impl PluginEngine {
             Err(_elapsed) => Err(Failure::Timeout.into()),
         }
     }
-}
-
-/// Compiles `bytes`, or loads what an earlier compilation of the same bytes
-/// by a compatible engine left in `cache`.
-fn compile(
-    engine: &Engine,
-    cache: Option<&Path>,
-    bytes: &[u8],
-    digest: &str,
-) -> anyhow::Result<Component> {
-    let Some(cache) = cache else {
-        return Ok(Component::new(engine, bytes)?);
-    };
-    let entry = cache_entry(engine, cache, digest);
-    if entry.exists() {
-        // SAFETY: `deserialize_file` trusts its input to be wasmtime's own
-        // output. Entries are written only below, atomically, under a name
-        // made of the hash of the source and of the engine's compilation
-        // settings (wasmtime's version among them), and wasmtime checks the
-        // version and settings again while loading.
-        match unsafe { Component::deserialize_file(engine, &entry) } {
-            Ok(component) => {
-                tracing::info!(entry = %entry.display(), "compiled plugin taken from the cache");
-                return Ok(component);
-            }
-            Err(e) => tracing::warn!(entry = %entry.display(), error = %e, "unusable cache entry"),
-        }
-    }
-    let component = Component::new(engine, bytes)?;
-    match component.serialize() {
-        Ok(compiled) => {
-            if let Err(e) = write_atomically(&entry, &compiled) {
-                tracing::warn!(entry = %entry.display(), error = %e, "cannot cache the compiled plugin");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot serialise the compiled plugin"),
-    }
-    Ok(component)
-}
-
-/// `CACHE/SOURCE-ENGINE.cwasm`: a new wasmtime version or other compilation
-/// settings get entries of their own.
-fn cache_entry(engine: &Engine, cache: &Path, digest: &str) -> PathBuf {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    cache.join(format!("{digest}-{:016x}.cwasm", hasher.finish()))
-}
-
-/// Writes a temporary file and renames it into place, so that a reader never
-/// sees half an entry, even with several hosts sharing the cache.
-fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&temporary, contents)?;
-    std::fs::rename(&temporary, path)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A component starts like a core module but with another layer number; tell

@@ -12,6 +12,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
+use super::cache::CompileCache;
 use super::context::{RequestCtx, ServiceEnv};
 use super::stdio::PluginOutput;
 
@@ -25,7 +26,7 @@ pub struct SandboxSettings {
     pub dir: Option<PathBuf>,
     /// Where compiled plugins are kept between runs; none: compile every
     /// time.
-    pub compile_cache: Option<PathBuf>,
+    pub compile_cache: Option<CompileCache>,
     /// Requests one instance may serve; 1 (the default) is a fresh
     /// instance for every request.
     pub reuse: u32,

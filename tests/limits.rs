@@ -283,3 +283,24 @@ fn a_cache_others_can_write_is_not_used_and_a_tampered_entry_is_not_loaded() {
         host.log()
     );
 }
+
+#[test]
+fn an_instance_gets_the_memory_limit_it_is_given() {
+    for limit_mib in [16u64, 40] {
+        let limit = format!("{limit_mib}MiB");
+        let (_registry, host) = echo_host(&["--memory-limit", &limit]);
+        assert_eq!(get(&host.url("/hog?report=1")).status, 500);
+        let reached = host
+            .log()
+            .lines()
+            .filter_map(|l| l.split("hog reached ").nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        // The stack, data and allocator's own use take a few MiB of it.
+        assert!(
+            reached < limit_mib && reached + 8 >= limit_mib,
+            "with --memory-limit {limit} the hog reached {reached} MiB"
+        );
+    }
+}

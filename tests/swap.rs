@@ -72,6 +72,23 @@ fn sighup_reloads_on_demand() {
         s.host.log()
     );
     assert_eq!(version(&s.host), "v1");
+
+    // A change the file watch cannot see (same inode, size and time): only
+    // SIGHUP brings it in.
+    let v2 = std::fs::read(stub("echo-v2")).unwrap();
+    let before = std::fs::metadata(&s.plugin).unwrap();
+    assert_eq!(before.len(), v2.len() as u64, "the stubs differ in size");
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&s.plugin)
+        .unwrap();
+    std::io::Write::write_all(&mut &file, &v2).unwrap();
+    file.set_modified(before.modified().unwrap()).unwrap();
+    drop(file);
+    assert_eq!(version(&s.host), "v1");
+    s.host.signal(Signal::SIGHUP);
+    wait_for_version(&s.host, "v2");
+    assert!(s.host.log().contains("why=\"SIGHUP\""), "{}", s.host.log());
 }
 
 #[test]

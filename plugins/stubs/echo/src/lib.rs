@@ -61,7 +61,7 @@ impl Guest for Echo {
         match path {
             "/trap" => panic!("stub trap requested"),
             "/loop" => spin(),
-            "/hog" => hog(),
+            "/hog" => hog(request.query("report").is_some()),
             "/recurse" => Response::text(200, recurse(black_box(1)).to_string()),
             "/sleep" => {
                 let ms = request
@@ -174,11 +174,16 @@ fn spin() -> ! {
     }
 }
 
-fn hog() -> ! {
-    let mut blocks = Vec::new();
+/// Allocates 1 MiB blocks until the memory limit stops it; with `report`,
+/// says on stderr how far it got.
+fn hog(report: bool) -> ! {
+    let mut blocks = Vec::with_capacity(4096);
     loop {
         let block = vec![1u8; 1 << 20];
         blocks.push(black_box(block));
+        if report {
+            eprintln!("hog reached {} MiB", blocks.len());
+        }
     }
 }
 

@@ -245,4 +245,40 @@ mod tests {
         }
         assert_eq!(end_to_end(&big).len(), 40_000);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            /// Any headers a plugin gives become a map or a clear error,
+            /// and no hop-by-hop header, nor one `Connection` names,
+            /// crosses a hop.
+            #[test]
+            fn header_conversion_never_panics_and_drops_hop_by_hop(
+                pairs in proptest::collection::vec(
+                    ("connection|keep-alive|te|upgrade|x-[a-z]{1,3}|\\PC{0,6}", "\\PC{0,12}"),
+                    0..150,
+                ),
+            ) {
+                let given = pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+                match header_map(given) {
+                    Ok(map) => {
+                        prop_assert!(pairs.len() <= MAX_HEADERS);
+                        let kept = end_to_end(&map);
+                        for hop in HOP_BY_HOP {
+                            prop_assert!(!kept.contains_key(hop));
+                        }
+                        for named in map.get_all(CONNECTION).iter().filter_map(|v| v.to_str().ok()) {
+                            for name in named.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                                prop_assert!(!kept.contains_key(name.to_ascii_lowercase().as_str()));
+                            }
+                        }
+                    }
+                    Err(_) => prop_assert!(pairs.len() > MAX_HEADERS),
+                }
+            }
+        }
+    }
 }

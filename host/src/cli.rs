@@ -64,12 +64,14 @@ pub struct Cli {
     #[arg(long, default_value = "5s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub call_timeout: Duration,
 
-    /// The most linear memory one instance may use, e.g. `64MiB`.
-    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    /// The most linear memory one instance may use, e.g. `64MiB`; 1MiB to
+    /// 4GiB (all a 32-bit instance can address).
+    #[arg(long, default_value = "64MiB", value_parser = size_within(1 << 20, 4 << 30))]
     pub memory_limit: usize,
 
-    /// The largest request body accepted (413 above it), e.g. `16MiB`.
-    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    /// The largest request body accepted (413 above it), and the largest
+    /// answer read from another service, e.g. `16MiB`; at most 1GiB.
+    #[arg(long, default_value = "16MiB", value_parser = size_within(0, 1 << 30))]
     pub max_body: usize,
 
     /// Let one instance serve up to N requests (one at a time) instead of a
@@ -182,6 +184,17 @@ impl Cli {
                 .filter(|n| !n.is_empty())
                 .collect()
         })
+    }
+}
+
+/// A clap value parser for a size in `min..=max` bytes.
+fn size_within(
+    min: usize,
+    max: usize,
+) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |text| match parse_size(text)? {
+        size if (min..=max).contains(&size) => Ok(size),
+        _ => Err(format!("'{text}' is out of range: from {min} to {max} bytes")),
     }
 }
 

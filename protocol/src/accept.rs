@@ -41,12 +41,12 @@ pub struct ServeSettings {
 
     /// A client gets this long to send the headers of a request (and to
     /// start the next one on a kept-alive connection); 1ms to 1h.
-    #[arg(long = "header-timeout", default_value = "10s", value_parser = duration::within(MILLISECOND, HOUR))]
+    #[arg(long = "header-timeout", value_name = "DURATION", default_value = "10s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub header_read_timeout: Duration,
 
     /// A client gets this long to send a request's body (408 after); 1ms to
     /// 1h.
-    #[arg(long = "body-timeout", default_value = "30s", value_parser = duration::within(MILLISECOND, HOUR))]
+    #[arg(long = "body-timeout", value_name = "DURATION", default_value = "30s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub body_read_timeout: Duration,
 
     /// How long requests in flight may take to finish once shutdown starts;

@@ -194,7 +194,9 @@ fn size_within(
 ) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
     move |text| match parse_size(text)? {
         size if (min..=max).contains(&size) => Ok(size),
-        _ => Err(format!("'{text}' is out of range: from {min} to {max} bytes")),
+        _ => Err(format!(
+            "'{text}' is out of range: from {min} to {max} bytes"
+        )),
     }
 }
 

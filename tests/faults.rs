@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use sparrow_tests::{Proc, TempDir, get, plugin, poll_until, post, registered, send, stub};
 
 const SETTLE: Duration = Duration::from_secs(20);
@@ -468,4 +469,74 @@ fn concurrent_visits_get_distinct_counts_and_the_count_survives_a_restart() {
 fn free_addr() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
+}
+
+/// The `syncfs` calls a process makes while `during` runs, seen by strace.
+/// A kill -9 cannot tell `--sync` from page-cache durability (the kernel
+/// keeps what was written); what `--sync` promises is that the data was
+/// flushed before the answer, and that is what this observes.
+fn syncfs_calls_during(pid: u32, during: impl FnOnce()) -> usize {
+    let dir = TempDir::new("strace");
+    let out = dir.path().join("trace");
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=syncfs", "-o"])
+        .arg(&out)
+        .args(["-p", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strace is missing: `cargo xtask test` installs it (Debian's strace)");
+    let traced = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("TracerPid:"))?.to_owned();
+                line["TracerPid:".len()..].trim().parse::<u32>().ok()
+            })
+            .is_some_and(|tracer| tracer != 0)
+    };
+    assert!(poll_until(SETTLE, traced), "strace did not attach");
+    during();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(strace.id() as i32),
+        Signal::SIGINT,
+    )
+    .unwrap();
+    strace.wait().unwrap();
+    std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("syncfs("))
+        .count()
+}
+
+#[test]
+fn with_sync_each_answer_waits_for_a_flush_and_without_it_none_is_made() {
+    const LINES: usize = 5;
+    for (extra, expected_at_least) in [(&["--sync"][..], LINES), (&[][..], 0)] {
+        let dir = TempDir::new("sync-trace");
+        let registry = Proc::registry(NO_HEARTBEAT);
+        let log = Proc::host(
+            &plugin("log"),
+            &registry,
+            &[&["--dir", dir.path().to_str().unwrap()], extra].concat(),
+        );
+        let calls = syncfs_calls_during(log.pid(), || {
+            // One at a time: each answer needs a flush that began after its
+            // own write, so none can share one.
+            for n in 0..LINES {
+                assert_eq!(
+                    post(&log.url("/log"), format!("line {n}").as_bytes()).status,
+                    200
+                );
+            }
+        });
+        if expected_at_least == 0 {
+            assert_eq!(calls, 0, "flushes without --sync");
+        } else {
+            assert!(
+                calls >= expected_at_least,
+                "{calls} flushes for {LINES} answers with --sync"
+            );
+        }
+    }
 }

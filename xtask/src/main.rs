@@ -7,12 +7,14 @@
 //!   pinned tools into `.tools/` first.
 //! - `up`: builds, then runs the registry and the log, visit and gateway
 //!   services on 127.0.0.1:20000-20003 until Ctrl-C.
-//! - `test`: builds, then runs every test.
+//! - `test`: installs the Debian tools the tests use when missing, builds,
+//!   then runs every test.
 //!
 //! Cargo alone cannot build for two targets in one command, nor start
 //! processes in order; this is the small program that does.
 
 mod build;
+mod debian;
 mod polyglot;
 mod up;
 
@@ -67,6 +69,7 @@ fn main() -> anyhow::Result<()> {
                 .block_on(up::run(&workspace, release))
         }
         Task::Test { args } => {
+            debian::ensure(debian::TEST_TOOLS)?;
             workspace.build_all(false)?;
             workspace.cargo(["test"].into_iter().chain(args.iter().map(String::as_str)))
         }

@@ -288,7 +288,13 @@ fn twenty_swaps_under_load_lose_no_request() {
 fn a_restarted_host_takes_the_compiled_plugin_from_the_cache() {
     let s = swappable(&[]);
     let cache = s.dir.path().join("cache");
-    let entries = |dir: &Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    let entries = |dir: &Path| {
+        std::fs::read_dir(dir).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                .count()
+        })
+    };
     assert_eq!(
         entries(&cache),
         1,
@@ -307,4 +313,38 @@ fn a_restarted_host_takes_the_compiled_plugin_from_the_cache() {
         again.log()
     );
     assert_eq!(version(&again), "v1");
+}
+
+#[test]
+fn a_version_that_never_describes_itself_is_refused_at_the_request_timeout() {
+    let s = swappable(&["--request-timeout", "1s"]);
+    install_atomically(&stub("echo-sleeps-describing"), &s.plugin);
+    assert!(
+        poll_until(SWAP_TIMEOUT, || refusals(
+            &s.host,
+            "failed to describe itself"
+        ) > 0),
+        "{}",
+        s.host.log()
+    );
+    assert_eq!(version(&s.host), "v1");
+}
+
+#[test]
+fn a_stop_during_a_swap_that_hangs_ends_the_host_at_once() {
+    let mut s = swappable(&["--request-timeout", "1h"]);
+    install_atomically(&stub("echo-sleeps-describing"), &s.plugin);
+    assert!(
+        s.host.wait_for_log("loading the plugin file", SWAP_TIMEOUT),
+        "{}",
+        s.host.log()
+    );
+    // The hour-long describe must not hold the stop: the bound is far below
+    // it, a correctness bound rather than a measure of speed.
+    let status = s.host.terminate(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}:\n{}",
+        s.host.log()
+    );
 }

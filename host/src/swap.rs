@@ -101,6 +101,7 @@ impl Swapper {
     }
 
     async fn swap(&self, why: &str) {
+        tracing::info!(why, plugin = %self.path.display(), "loading the plugin file");
         match self.try_swap().await {
             Ok(Some(digest)) => tracing::info!(why, version = %short(&digest), "plugin swapped"),
             Ok(None) => tracing::info!(why, "plugin unchanged"),

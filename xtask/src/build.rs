@@ -23,9 +23,9 @@ struct Stub {
 }
 
 /// The echo stub is built in variants: two versions that answer `/version`
-/// differently (hot-swap tests), and one that requires `echo`. The plain echo
-/// is the benchmark's plugin.
-const STUBS: [Stub; 5] = [
+/// differently (hot-swap tests), one that requires `echo`, and one whose
+/// `describe` never returns. The plain echo is the benchmark's plugin.
+const STUBS: [Stub; 6] = [
     Stub {
         name: "echo",
         package: "stub-echo",
@@ -40,6 +40,11 @@ const STUBS: [Stub; 5] = [
         name: "echo-calls-echo",
         package: "stub-echo",
         env: &[("STUB_REQUIRES", "echo")],
+    },
+    Stub {
+        name: "echo-sleeps-describing",
+        package: "stub-echo",
+        env: &[("STUB_DESCRIBE", "sleep")],
     },
     Stub {
         name: "plain-echo",

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `/trap` | panics (a trap) |
 //! | `/loop` | spins forever |
-//! | `/hog` | allocates memory without end |
+//! | `/hog` | allocates memory without end (`?report=1`: says how far on stderr) |
 //! | `/recurse` | recurses without end (stack overflow) |
 //! | `/sleep?ms=N` | sleeps N ms, then answers |
 //! | `/static` | bumps a static counter and answers it (always 1 if instances are fresh) |
@@ -14,6 +14,8 @@
 //! | `/env` | answers the number of environment variables it sees |
 //! | `/headers` | answers every request header as `name: value` lines |
 //! | `/count` | increments the host-kept counter `count` and answers it |
+//! | `/set?key=K&size=N` | sets state `K` to N bytes |
+//! | `/many-headers?n=N` | answers N headers |
 //! | `/version` | answers the version it was built as (`STUB_VERSION`, default `v1`) |
 //! | `/call/{service}/...` | calls `{service}` with the rest of the path through the host |
 //! | anything else | 200, the body echoed, `x-echo-method` and `x-echo-path` set |
@@ -21,7 +23,8 @@
 //! Paths may also start with `/echo` (as they do behind a gateway).
 //!
 //! Its description requires what `STUB_REQUIRES` (comma-separated) said at
-//! build time, nothing by default.
+//! build time, nothing by default; with `STUB_DESCRIBE=sleep`, `describe`
+//! sleeps for an hour (a version that never finishes loading).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,6 +43,10 @@ struct Echo;
 
 impl Guest for Echo {
     fn describe() -> Description {
+        if option_env!("STUB_DESCRIBE") == Some("sleep") {
+            // Waits on the host, where epoch interruption cannot reach it.
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
         Description {
             name: "echo".into(),
             requires: option_env!("STUB_REQUIRES")

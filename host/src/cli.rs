@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser};
 use protocol::accept::ServeSettings;
 
 use crate::kv::StateLimits;
@@ -15,7 +15,10 @@ use protocol::duration::{self, DAY, HOUR, MILLISECOND, SECOND};
 /// registry, and hands every request to a WebAssembly component (the plugin)
 /// in a fresh instance.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "`host compile --plugin FILE` compiles a plugin into the cache ahead of a swap (see `host compile --help`)."
+)]
 pub struct Cli {
     /// The plugin: a WebAssembly component of the `sparrow:service` world.
     #[arg(long)]
@@ -64,11 +67,6 @@ pub struct Cli {
     #[arg(long, default_value = "5s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub call_timeout: Duration,
 
-    /// The most linear memory one instance may use, e.g. `64MiB`; 1MiB to
-    /// 4GiB (all a 32-bit instance can address).
-    #[arg(long, default_value = "64MiB", value_parser = size_within(1 << 20, 4 << 30))]
-    pub memory_limit: usize,
-
     /// The largest request body accepted (413 above it), and the largest
     /// answer read from another service, e.g. `16MiB`; at most 1GiB.
     #[arg(long, default_value = "16MiB", value_parser = size_within(0, 1 << 30))]
@@ -112,19 +110,8 @@ pub struct Cli {
     #[arg(long, default_value = "64KiB", value_parser = parse_size)]
     pub state_max_value: usize,
 
-    /// Where compiled plugins are kept, so that a restart does not compile
-    /// again [default: $XDG_CACHE_HOME/sparrow or ~/.cache/sparrow].
-    #[arg(long, env = "SPARROW_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
-
-    /// The most the compiled-plugin cache may hold; past it the entries used
-    /// least recently are removed, e.g. `1GiB`.
-    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
-    pub cache_max: usize,
-
-    /// Compile the plugin at every start; keep nothing on disk.
-    #[arg(long, conflicts_with = "cache_dir")]
-    pub no_cache: bool,
+    #[command(flatten)]
+    pub compiling: CompileSettings,
 
     /// Shared secret of the registry (`registry --token`): sent with
     /// registrations, and required on the registry's notifications.
@@ -147,25 +134,6 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The compiled-plugin cache directory, if caching is on.
-    pub fn compile_cache(&self) -> Option<CompileCache> {
-        if self.no_cache {
-            return None;
-        }
-        let dir = self.cache_dir.clone().or_else(|| {
-            let base = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache"))
-                })?;
-            Some(base.join("sparrow"))
-        })?;
-        Some(CompileCache {
-            dir,
-            max_bytes: self.cache_max as u64,
-        })
-    }
-
     pub fn state_limits(&self) -> StateLimits {
         StateLimits {
             max_keys: self.state_max_keys as usize,
@@ -198,6 +166,66 @@ fn size_within(
             "'{text}' is out of range: from {min} to {max} bytes"
         )),
     }
+}
+
+/// What decides how a plugin is compiled and where the result is kept:
+/// shared by serving and by `host compile`, which must agree on it for a
+/// compiled plugin to be found in the cache.
+#[derive(Debug, Clone, Args)]
+pub struct CompileSettings {
+    /// The most linear memory one instance may use, e.g. `64MiB`; 1MiB to
+    /// 4GiB (all a 32-bit instance can address).
+    #[arg(long, default_value = "64MiB", value_parser = size_within(1 << 20, 4 << 30))]
+    pub memory_limit: usize,
+
+    /// Where compiled plugins are kept, so that a restart does not compile
+    /// again [default: $XDG_CACHE_HOME/sparrow or ~/.cache/sparrow].
+    #[arg(long, env = "SPARROW_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// The most the compiled-plugin cache may hold; past it the entries used
+    /// least recently are removed, e.g. `1GiB`.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub cache_max: usize,
+
+    /// Compile the plugin at every start; keep nothing on disk.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+}
+
+impl CompileSettings {
+    /// The compiled-plugin cache directory, if caching is on.
+    pub fn compile_cache(&self) -> Option<CompileCache> {
+        if self.no_cache {
+            return None;
+        }
+        let dir = self.cache_dir.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache"))
+                })?;
+            Some(base.join("sparrow"))
+        })?;
+        Some(CompileCache {
+            dir,
+            max_bytes: self.cache_max as u64,
+        })
+    }
+}
+
+/// `host compile`: compiles a plugin into the cache, so that a swap to it
+/// (or a start with it) finds it compiled. Give it the `--memory-limit` and
+/// cache options of the host that will run the plugin.
+#[derive(Debug, Parser)]
+#[command(name = "host compile")]
+pub struct CompileCli {
+    /// The plugin to compile.
+    #[arg(long)]
+    pub plugin: PathBuf,
+
+    #[command(flatten)]
+    pub compiling: CompileSettings,
 }
 
 /// Parses sizes like `65536`, `512KiB`, `64MiB`, `1GiB` (also `KB`/`MB`/`GB`,

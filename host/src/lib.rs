@@ -4,6 +4,8 @@
 //! - [`cli`]: the command line, which is also the configuration.
 //! - [`control`]: what stops the host or reloads its plugin (signals in the
 //!   binary, a [`Controller`] in tests).
+//! - [`precompile`]: `host compile`, filling the compiled-plugin cache ahead
+//!   of a swap.
 //! - [`service`]: the life of the service, from start to drained stop:
 //!   [`serve`], or [`Host::start`] then [`Host::run`].
 //! - `server`: the HTTP side, routing protocol endpoints to `discovery` and
@@ -21,6 +23,7 @@
 
 pub mod cli;
 pub mod control;
+pub mod precompile;
 pub mod service;
 
 mod capabilities;
@@ -32,6 +35,7 @@ mod plugin;
 mod server;
 mod swap;
 
-pub use cli::Cli;
+pub use cli::{Cli, CompileCli};
 pub use control::{Control, Controller, Signals, control};
+pub use precompile::compile;
 pub use service::{Host, serve};

@@ -145,7 +145,7 @@ async fn to_plugin(
         .await
     {
         Ok(response) => response,
-        Err(failure) => return failure_response(service, failure),
+        Err(failure) => return failure_response(service, &parts, failure),
     };
     if let Some(flusher) = &app.flusher
         && let Err(e) = flusher.flush().await
@@ -192,25 +192,41 @@ fn plugin_request(
     }
 }
 
-/// What the client is told when the plugin gave no response.
-fn failure_response(service: &str, failure: Failure) -> Response<Full<Bytes>> {
+/// What the client is told when the plugin gave no response; the log line
+/// names the service and the request.
+fn failure_response(
+    service: &str,
+    request: &http::request::Parts,
+    failure: Failure,
+) -> Response<Full<Bytes>> {
+    let (method, path) = (request.method.as_str(), request.uri.path());
     match failure {
         Failure::Timeout => {
-            tracing::warn!(service, "request stopped at the request timeout");
+            tracing::warn!(
+                service,
+                method,
+                path,
+                "request stopped at the request timeout"
+            );
             text_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("service '{service}' did not answer in time"),
             )
         }
         Failure::Trap(why) => {
-            tracing::error!(service, "plugin trapped: {why}");
+            tracing::error!(service, method, path, "plugin trapped: {why}");
             text_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("service '{service}' failed on this request"),
             )
         }
         Failure::Busy => {
-            tracing::warn!(service, "every instance slot stayed busy; request refused");
+            tracing::warn!(
+                service,
+                method,
+                path,
+                "every instance slot stayed busy; request refused"
+            );
             let mut busy = text_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("service '{service}' is overloaded; try again"),
@@ -222,7 +238,7 @@ fn failure_response(service: &str, failure: Failure) -> Response<Full<Bytes>> {
             busy
         }
         Failure::Setup(why) => {
-            tracing::error!(service, "cannot run the plugin: {why}");
+            tracing::error!(service, method, path, "cannot run the plugin: {why}");
             text_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("service '{service}' cannot run: {why}"),

@@ -25,7 +25,7 @@ use crate::kv::KvStore;
 use crate::outbound::Outbound;
 use crate::plugin::{Plugin, PluginEngine, SandboxSettings, Shared};
 use crate::server::{self, Active, App, BodyLimits};
-use crate::swap::{Overrides, Swapper, short};
+use crate::swap::{Overrides, Stamp, Swapper, short, stamp};
 
 /// How long a call to the registry may take.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,6 +47,8 @@ pub struct Host {
     cli: Cli,
     app: Arc<App>,
     listener: TcpListener,
+    /// The plugin file as it was when it was read.
+    loaded: Option<Stamp>,
 }
 
 impl Host {
@@ -63,6 +65,7 @@ impl Host {
         let engine = PluginEngine::new(sandbox_settings(&cli))?;
         let shared = shared_state(&cli)?;
         let started = Instant::now();
+        let loaded = stamp(&cli.plugin);
         // While it describes itself the plugin has no name yet and may call
         // nothing.
         let plugin = engine
@@ -100,6 +103,7 @@ impl Host {
             cli,
             app: Arc::new(app),
             listener,
+            loaded,
         })
     }
 
@@ -113,7 +117,12 @@ impl Host {
     /// Serves, registers, keeps registered, swaps plugin versions; on stop,
     /// deregisters, then lets requests in flight finish.
     pub async fn run(self, control: Control) -> anyhow::Result<()> {
-        let Host { cli, app, listener } = self;
+        let Host {
+            cli,
+            app,
+            listener,
+            loaded,
+        } = self;
         let settings = ServeSettings {
             // A request in flight may run for the whole request timeout.
             drain: cli.request_timeout + Duration::from_secs(1),
@@ -130,6 +139,7 @@ impl Host {
             app: app.clone(),
             path: cli.plugin.clone(),
             overrides: overrides(&cli),
+            loaded,
         };
         let swapper = tokio::spawn(swapper.run(control));
 
@@ -173,10 +183,10 @@ fn keep_registered(app: Arc<App>, cli: &Cli) -> impl Future<Output = ()> + use<>
 fn sandbox_settings(cli: &Cli) -> SandboxSettings {
     SandboxSettings {
         request_timeout: cli.request_timeout,
-        memory_limit: cli.memory_limit,
+        memory_limit: cli.compiling.memory_limit,
         max_instances: cli.max_instances,
         dir: cli.dir.clone(),
-        compile_cache: cli.compile_cache(),
+        compile_cache: cli.compiling.compile_cache(),
         reuse: cli.reuse,
         max_queue: cli.max_queue as usize,
         queue_timeout: cli.queue_timeout,

@@ -40,13 +40,13 @@ pub(super) fn compile(
     digest: &str,
 ) -> anyhow::Result<Component> {
     let Some(cache) = cache.filter(|cache| is_private(&cache.dir)) else {
-        return Ok(Component::new(engine, bytes)?);
+        return compile_now(engine, bytes);
     };
     let entry = cache_entry(engine, &cache.dir, digest);
     if let Some(component) = load(engine, &entry) {
         return Ok(component);
     }
-    let component = Component::new(engine, bytes)?;
+    let component = compile_now(engine, bytes)?;
     match component.serialize() {
         Ok(compiled) => {
             if let Err(e) = store(&entry, &compiled) {
@@ -56,6 +56,16 @@ pub(super) fn compile(
         }
         Err(e) => tracing::warn!(error = %e, "cannot serialise the compiled plugin"),
     }
+    Ok(component)
+}
+
+/// Compiles, saying so: from milliseconds to many seconds for big plugins,
+/// and the log is where an operator sees why a swap has not happened yet.
+fn compile_now(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
+    let started = std::time::Instant::now();
+    tracing::info!(bytes = bytes.len(), "compiling the plugin");
+    let component = Component::new(engine, bytes)?;
+    tracing::info!(took = ?started.elapsed(), "compiled the plugin");
     Ok(component)
 }
 

@@ -10,8 +10,12 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
 
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
 use super::bindings::{Description, ServicePre, WORLD};
 use super::cache::{compile, hex};
+use super::context::RequestCtx;
 use super::context::ServiceEnv;
 use super::engine::PluginEngine;
 use super::loaded::Plugin;
@@ -23,30 +27,10 @@ impl PluginEngine {
     /// it describes itself.
     pub async fn load(&self, path: &Path, env: Arc<ServiceEnv>) -> anyhow::Result<Plugin> {
         let shown = path.display().to_string();
-        let bytes = tokio::fs::read(path)
-            .await
-            .with_context(|| format!("cannot read plugin {shown}"))?;
-        check_is_component(&bytes).with_context(|| format!("plugin {shown}"))?;
-        let digest = hex(&Sha256::digest(&bytes));
-
-        // Compiling takes from milliseconds to seconds: keep it off the
-        // threads that serve requests.
-        let engine = self.engine.clone();
-        let cache = self.settings.compile_cache.clone();
-        let key = digest.clone();
-        let component =
-            tokio::task::spawn_blocking(move || compile(&engine, cache.as_ref(), &bytes, &key))
-                .await
-                .context("compiler task failed")?
-                .with_context(|| format!("plugin {shown} does not compile"))?;
-
+        let (component, digest) = self.compile_file(path).await?;
         let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(ServicePre::new)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("plugin {shown} is not a component of the {WORLD} world"))?;
-
+            .link(&component)
+            .with_context(|| format!("plugin {shown}"))?;
         let pool = InstancePool::new(
             pre,
             self.settings.reuse,
@@ -66,6 +50,52 @@ impl PluginEngine {
         })
     }
 
+    /// Reads, checks and compiles the file (or takes it from the compiled
+    /// cache); answers the component and the file's SHA-256. Used by `host
+    /// compile` too, which fills the cache ahead of a swap.
+    pub async fn compile_file(&self, path: &Path) -> anyhow::Result<(Component, String)> {
+        let shown = path.display().to_string();
+        let bytes = tokio::fs::read(path)
+            .await
+            .with_context(|| format!("cannot read plugin {shown}"))?;
+        check_is_component(&bytes).with_context(|| format!("plugin {shown}"))?;
+        let digest = hex(&Sha256::digest(&bytes));
+
+        // Compiling takes from milliseconds to seconds: keep it off the
+        // threads that serve requests.
+        let engine = self.engine.clone();
+        let cache = self.settings.compile_cache.clone();
+        let key = digest.clone();
+        let component =
+            tokio::task::spawn_blocking(move || compile(&engine, cache.as_ref(), &bytes, &key))
+                .await
+                .context("compiler task failed")?
+                .with_context(|| format!("plugin {shown} does not compile"))?;
+        Ok((component, digest))
+    }
+
+    /// Links the component against the host's world; when it imports what
+    /// the host does not provide, says what, and how to leave it out.
+    pub fn link(&self, component: &Component) -> anyhow::Result<ServicePre<RequestCtx>> {
+        let linked = self
+            .linker
+            .instantiate_pre(component)
+            .and_then(ServicePre::new)
+            .map_err(anyhow::Error::from);
+        linked.map_err(|e| {
+            let foreign = foreign_imports(&self.engine, component);
+            if foreign.is_empty() {
+                e.context(format!("is not a component of the {WORLD} world"))
+            } else {
+                anyhow::anyhow!(
+                    "is not a component of the {WORLD} world: it imports {}, which this host does not provide{}",
+                    foreign.join(", "),
+                    hint(&foreign)
+                )
+            }
+        })
+    }
+
     /// Asks a freshly loaded plugin who it is, as bounded as a request.
     async fn describe(
         &self,
@@ -81,6 +111,37 @@ impl PluginEngine {
             Ok(Err(error)) => Err(classify(error).into()),
             Err(_elapsed) => Err(Failure::Timeout.into()),
         }
+    }
+}
+
+/// The interfaces a plugin of the `sparrow:service` world may import: its
+/// own and WASI's command-line set.
+const PROVIDED: [&str; 7] = [
+    "sparrow:service/",
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+];
+
+/// The component's imports outside [`PROVIDED`].
+fn foreign_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .filter(|name| !PROVIDED.iter().any(|p| name.starts_with(p)))
+        .collect()
+}
+
+/// How to build without the known extra imports.
+fn hint(foreign: &[String]) -> &'static str {
+    if foreign.iter().any(|name| name.starts_with("wasi:http/")) {
+        " (a JavaScript plugin built with jco: add `--disable http --disable fetch-event` to `jco componentize`)"
+    } else {
+        ""
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::cache::CompileCache;
@@ -96,11 +96,31 @@ pub(super) fn new_store(
     Ok(store)
 }
 
-/// What a failed call into an instance means for the client.
+/// What a failed call into an instance means for the client. A trap is
+/// described by its cause and the plugin's own frames, on one line: never the
+/// host's native backtrace, which says nothing about the plugin.
 pub(super) fn classify(error: wasmtime::Error) -> Failure {
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Failure::Timeout,
-        Some(trap) => Failure::Trap(format!("{trap}: {error:?}")),
-        None => Failure::Trap(format!("{error:?}")),
+    if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
+        return Failure::Timeout;
     }
+    let cause = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    let frames = error
+        .downcast_ref::<WasmBacktrace>()
+        .map(|backtrace| {
+            backtrace
+                .frames()
+                .iter()
+                .map(|frame| frame.func_name().unwrap_or("?").to_owned())
+                .collect::<Vec<_>>()
+                .join(" <- ")
+        })
+        .unwrap_or_default();
+    Failure::Trap(if frames.is_empty() {
+        cause
+    } else {
+        format!("{cause}; plugin frames: {frames}")
+    })
 }

@@ -1,0 +1,114 @@
+//! The registry's HTTP API as the tests call it: its table read back over
+//! `GET /services`, and, for async tests, a registry process with a client
+//! whose every call expects an answer and fails the test without one.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode, header};
+use registry::ServiceRecord;
+use serde_json::Value;
+
+use crate::http::{Client, get};
+use crate::process::Proc;
+
+/// One request to the registry may take this long.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `Addr` of every record in a JSON array (none when it is no array).
+pub fn addrs(records: &Value) -> Vec<String> {
+    records
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|r| r["Addr"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The addresses `registry` lists for `service` (blocking).
+pub fn registered(registry: &Proc, service: &str) -> Vec<String> {
+    addrs(&get(&registry.url("/services")).json()[service])
+}
+
+/// A registry started with [`Proc::registry`], and a client to its API for
+/// async tests.
+pub struct RegistryProcess {
+    pub proc: Proc,
+    http: Client,
+}
+
+impl RegistryProcess {
+    /// [`Proc::registry`] with `extra` settings; panics, with its log, when
+    /// it does not start.
+    pub fn start(extra: &[&str]) -> RegistryProcess {
+        RegistryProcess {
+            proc: Proc::registry(extra),
+            http: Client::new().timeout(TIMEOUT),
+        }
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        self.proc.url(path)
+    }
+
+    /// One request, answered with its status and body; panics when there
+    /// is no answer.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, String) {
+        let body = body.into();
+        // As the registry's own client sends it.
+        let json: &[(&str, &str)] = if body.is_empty() {
+            &[]
+        } else {
+            &[(header::CONTENT_TYPE.as_str(), "application/json")]
+        };
+        let url = self.url(path);
+        let reply = self
+            .http
+            .send(method, &url, json, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let status = StatusCode::from_u16(reply.status).expect("a status hyper read");
+        (status, reply.text())
+    }
+
+    /// Registers `record`, expecting 200; the JSON answer.
+    pub async fn register(&self, record: &ServiceRecord) -> Value {
+        self.send_record(Method::POST, record).await
+    }
+
+    /// Deregisters `record`, expecting 200.
+    pub async fn deregister(&self, record: &ServiceRecord) {
+        self.send_record(Method::DELETE, record).await;
+    }
+
+    async fn send_record(&self, method: Method, record: &ServiceRecord) -> Value {
+        let json = serde_json::to_vec(record).expect("a record is JSON");
+        let (status, body) = self.request(method, "/services", json).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+        }
+    }
+
+    /// `GET /services`, expecting 200.
+    pub async fn services(&self) -> Value {
+        let (status, body) = self.request(Method::GET, "/services", Bytes::new()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+    }
+
+    /// The addresses of the registered instances of `name`.
+    pub async fn addrs_of(&self, name: &str) -> Vec<String> {
+        addrs(&self.services().await[name])
+    }
+}

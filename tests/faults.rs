@@ -9,13 +9,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sparrow_tests::{Proc, TempDir, get, plugin, poll_until, post, registered, send, stub};
+use harness::{
+    FAST_HEARTBEATS, Launch, NO_HEARTBEAT, Proc, TempDir, binary, free_addr, get, plugin,
+    poll_until, post, registered, send, stub,
+};
 
 const SETTLE: Duration = Duration::from_secs(20);
-/// The harness's registry: 1 s interval, 2 attempts, 200 ms apart.
-const EVICTION_BOUND: Duration = Duration::from_millis(1000 + 2 * 200 + 1000);
-/// For tests that register fake instances: no heartbeat during the test.
-const NO_HEARTBEAT: &[&str] = &["--heartbeat-interval", "1h"];
+
+/// How soon the harness's registry evicts a dead instance: the next
+/// heartbeat, every attempt failing, and a second of slack.
+fn eviction_bound() -> Duration {
+    let h = FAST_HEARTBEATS;
+    h.interval + h.retry_delay * h.attempts + Duration::from_secs(1)
+}
 
 fn log_host(registry: &Proc, dir: &TempDir) -> Proc {
     Proc::host(
@@ -37,9 +43,10 @@ fn a_killed_host_is_evicted_in_time_and_visit_recovers_with_a_new_log() {
     let killed = Instant::now();
     assert!(poll_until(SETTLE, || registered(&registry, "log").is_empty()));
     let evicted_after = killed.elapsed();
+    let bound = eviction_bound();
     assert!(
-        evicted_after <= EVICTION_BOUND,
-        "evicted after {evicted_after:?}, bound {EVICTION_BOUND:?}"
+        evicted_after <= bound,
+        "evicted after {evicted_after:?}, bound {bound:?}"
     );
     // visit heard of it: no log instance left to try.
     assert!(poll_until(SETTLE, || {
@@ -58,7 +65,7 @@ fn a_killed_host_is_evicted_in_time_and_visit_recovers_with_a_new_log() {
 #[test]
 fn hosts_register_again_after_a_registry_restart() {
     let dir = TempDir::new("restart");
-    let addr = free_addr();
+    let addr = free_addr().unwrap().to_string();
     let mut registry = Proc::registry_at(&addr, &[]);
     let fast = ["--heartbeat-timeout", "2s"];
     let _log = Proc::host(
@@ -132,20 +139,15 @@ fn with_a_token_unauthenticated_writes_and_notifications_answer_401() {
     assert_eq!(authorized.status, 200);
 
     // A host without the token cannot register.
-    let mut intruder = Proc::start(
-        "intruder",
-        &sparrow_tests::binary("host"),
-        &[
-            "--plugin",
-            stub("echo").to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-            "--registry",
-            &registry.url(""),
-            "--registry-wait",
-            "1s",
-        ],
-    );
+    let mut intruder = Launch::host(
+        binary("host"),
+        &stub("echo"),
+        "127.0.0.1:0",
+        &registry.url(""),
+    )
+    .args(["--registry-wait", "1s"])
+    .spawn()
+    .unwrap();
     assert!(!intruder.wait_exit(SETTLE).expect("exits").success());
     assert!(intruder.log().contains("401"), "{}", intruder.log());
 }
@@ -462,10 +464,4 @@ fn concurrent_visits_get_distinct_counts_and_the_count_survives_a_restart() {
     }));
     let first = first.unwrap();
     assert!(first >= N as u64 + 2, "the count started again: {first}");
-}
-
-/// A loopback address nothing listens on right now.
-fn free_addr() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
 }

@@ -441,8 +441,15 @@ fn concurrent_visits_get_distinct_counts_and_the_count_survives_a_restart() {
         })
         .collect();
     counts.sort_unstable();
-    // The warm-up visit was 1.
-    assert_eq!(counts, (2..=N as u64 + 1).collect::<Vec<_>>());
+    // Distinct and consecutive. The warm-up took the counts before them: a
+    // visit counts even when it fails, as it does while the host, listening
+    // already, has not yet registered and heard where log is.
+    let after_warm_up = counts[0];
+    let last = counts[N - 1];
+    assert_eq!(
+        counts,
+        (after_warm_up..after_warm_up + N as u64).collect::<Vec<_>>()
+    );
 
     visit.kill9();
     let visit = Proc::host(
@@ -451,7 +458,7 @@ fn concurrent_visits_get_distinct_counts_and_the_count_survives_a_restart() {
         &["--state", state.to_str().unwrap()],
     );
     // Every visit counts, answered or not: the first after the restart is
-    // N + 2 at the least.
+    // past the last one before it.
     let mut first = None;
     assert!(poll_until(SETTLE, || {
         let reply = get(&visit.url("/"));
@@ -463,5 +470,8 @@ fn concurrent_visits_get_distinct_counts_and_the_count_survives_a_restart() {
         first.is_some()
     }));
     let first = first.unwrap();
-    assert!(first >= N as u64 + 2, "the count started again: {first}");
+    assert!(
+        first > last,
+        "the count started again: {first} after {last}"
+    );
 }

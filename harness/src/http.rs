@@ -2,6 +2,7 @@
 //! keep-alive connections and a deadline on every exchange, and a blocking
 //! form so that a test reads as a plain sequence of steps.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -106,16 +107,22 @@ impl Default for Client {
     }
 }
 
-thread_local! {
-    /// The blocking calls of a thread share one runtime and one client, so
-    /// that a test's requests reuse connections as a real client would.
-    static BLOCKING: (tokio::runtime::Runtime, Client) = {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+/// The runtime and client of the blocking calls, shared by every thread.
+/// The runtime's own workers drive the pooled connections between calls,
+/// so a connection the server closed (a process killed, then started again
+/// on its address) leaves the pool as it closes, instead of failing the
+/// next request that would take it.
+fn blocking() -> &'static (tokio::runtime::Runtime, Client) {
+    static BLOCKING: OnceLock<(tokio::runtime::Runtime, Client)> = OnceLock::new();
+    BLOCKING.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("harness-http")
             .enable_all()
             .build()
             .expect("a runtime for the blocking HTTP client");
         (runtime, Client::new())
-    };
+    })
 }
 
 /// [`Client::send`], blocking the thread; not for async code.
@@ -125,7 +132,8 @@ where
     M::Error: Into<http::Error>,
 {
     let body = Bytes::copy_from_slice(body);
-    BLOCKING.with(|(runtime, client)| runtime.block_on(client.send(method, url, headers, body)))
+    let (runtime, client) = blocking();
+    runtime.block_on(client.send(method, url, headers, body))
 }
 
 /// A blocking GET; panics when there is no answer.

@@ -9,7 +9,7 @@ use http::{Method, StatusCode, header};
 use registry::ServiceRecord;
 use serde_json::Value;
 
-use crate::http::{Client, get};
+use crate::http::{Client, get, send};
 use crate::process::Proc;
 
 /// One request to the registry may take this long.
@@ -30,6 +30,17 @@ pub fn addrs(records: &Value) -> Vec<String> {
 /// The addresses `registry` lists for `service` (blocking).
 pub fn registered(registry: &Proc, service: &str) -> Vec<String> {
     addrs(&get(&registry.url("/services")).json()[service])
+}
+
+/// Whether `registry` lists an instance at `addr`, of any service (blocking;
+/// a registry that does not answer lists nothing).
+pub fn lists(registry: &Proc, addr: &str) -> bool {
+    let Ok(reply) = send(Method::GET, &registry.url("/services"), &[], b"") else {
+        return false;
+    };
+    let table: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    let services = table.as_object().into_iter().flat_map(|s| s.values());
+    services.flat_map(addrs).any(|a| a == addr)
 }
 
 /// A registry started with [`Proc::registry`], and a client to its API for

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::paths::binary;
-use crate::process::{Launch, Proc};
+use crate::process::{Launch, Proc, START_TIMEOUT};
+use crate::registry_api::lists;
+use crate::wait::poll_until;
 
 /// The registry's heartbeat settings.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +64,7 @@ impl Launch {
 }
 
 /// The tests' shortcuts: each panics, with the process's log, when it does
-/// not start listening.
+/// not start.
 impl Proc {
     /// A registry on a free port with [`FAST_HEARTBEATS`], except for the
     /// settings `extra` gives.
@@ -81,10 +83,21 @@ impl Proc {
         started(launch.args(extra))
     }
 
-    /// A host of `plugin` on a free port, registered with `registry`.
+    /// A host of `plugin` on a free port, once `registry` lists it.
     pub fn host(plugin: &Path, registry: &Proc, extra: &[&str]) -> Proc {
         let launch = Launch::host(binary("host"), plugin, "127.0.0.1:0", &registry.url(""));
-        started(launch.args(extra))
+        let host = started(launch.args(extra));
+        // A host answers before it has registered: until then it knows none
+        // of the services it requires, and its tasks started alongside (the
+        // plugin file's watcher) may not have run yet.
+        let addr = host.addr().to_string();
+        assert!(
+            poll_until(START_TIMEOUT, || lists(registry, &addr)),
+            "{} at {addr} never appeared in the registry's table:\n{}",
+            host.name(),
+            host.log()
+        );
+        host
     }
 }
 

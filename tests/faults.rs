@@ -236,10 +236,17 @@ fn a_forwarding_loop_is_stopped_with_508() {
     // A second gateway: each reaches the other, so /gateway/... bounces
     // between them until one sees its own Via entry.
     let _other = Proc::host(&plugin("gateway"), &g.registry, &[]);
-    assert!(poll_until(SETTLE, || registered(&g.registry, "gateway")
-        .len()
-        == 2));
-    let reply = get(&g.gateway.url("/gateway/echo/version"));
+    assert_eq!(registered(&g.registry, "gateway").len(), 2);
+    // The first gateway hears of the second through the registry's
+    // notification, a moment after the registry lists it: 503 until then.
+    let mut reply = None;
+    assert!(poll_until(SETTLE, || {
+        let answer = get(&g.gateway.url("/gateway/echo/version"));
+        let heard = answer.status != 503;
+        reply = Some(answer);
+        heard
+    }));
+    let reply = reply.unwrap();
     assert_eq!(reply.status, 508, "{}", reply.text());
     assert!(reply.text().contains("loop detected"), "{}", reply.text());
 

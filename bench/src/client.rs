@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harness::Deadline;
 use harness::http::{Client, Reply};
-use http::{Method, header};
+use http::Method;
 
 /// One request may take this long before it counts as failed.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,12 +22,7 @@ fn client() -> &'static Client {
 
 /// Sends one request; the body, when there is one, is JSON.
 pub async fn send(method: Method, url: &str, body: Bytes) -> anyhow::Result<Reply> {
-    let json: &[(&str, &str)] = if body.is_empty() {
-        &[]
-    } else {
-        &[(header::CONTENT_TYPE.as_str(), "application/json")]
-    };
-    client().send(method, url, json, body).await
+    client().send_json(method, url, body).await
 }
 
 /// GETs `url` every `every` until it answers 200 with `body` (any body when

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, Method, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as Pooled;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -94,6 +94,23 @@ impl Client {
             .await
             .with_context(|| format!("{method} {url}: no answer within {:?}", self.timeout))?
             .with_context(|| format!("{method} {url}"))
+    }
+
+    /// [`Client::send`] with a JSON body (`content-type: application/json`
+    /// when there is a body), as the registry's own client sends records.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        url: &str,
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<Reply> {
+        let body = body.into();
+        let json: &[(&str, &str)] = if body.is_empty() {
+            &[]
+        } else {
+            &[(header::CONTENT_TYPE.as_str(), "application/json")]
+        };
+        self.send(method, url, json, body).await
     }
 
     pub async fn get(&self, url: &str) -> anyhow::Result<Reply> {

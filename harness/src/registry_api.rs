@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, StatusCode, header};
+use http::{Method, StatusCode};
 use registry::ServiceRecord;
 use serde_json::Value;
 
@@ -73,17 +73,10 @@ impl RegistryProcess {
         path: &str,
         body: impl Into<Bytes>,
     ) -> (StatusCode, String) {
-        let body = body.into();
-        // As the registry's own client sends it.
-        let json: &[(&str, &str)] = if body.is_empty() {
-            &[]
-        } else {
-            &[(header::CONTENT_TYPE.as_str(), "application/json")]
-        };
         let url = self.url(path);
         let reply = self
             .http
-            .send(method, &url, json, body)
+            .send_json(method, &url, body)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
         let status = StatusCode::from_u16(reply.status).expect("a status hyper read");

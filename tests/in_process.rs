@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use clap::Parser;
+use harness::plugin;
 use host::{Cli, Host, control};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use sparrow_tests::plugin;
 use tokio::net::TcpListener;
 
 /// A registry on a free port, stopped when the returned sender is dropped.

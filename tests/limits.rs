@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sparrow_tests::{Proc, TempDir, binary, get, plugin, poll_until, post, send, stub};
+use harness::{Launch, Proc, TempDir, binary, get, plugin, poll_until, post, send, stub};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -107,18 +107,12 @@ fn out_of_range_durations_are_refused_with_one_line_naming_the_flag() {
         ("--heartbeat-timeout", "0s"),
         ("--queue-timeout", "2h"),
     ] {
-        let mut host = Proc::start(
-            "host",
-            &binary("host"),
-            &[
-                "--plugin",
-                stub("echo").to_str().unwrap(),
-                "--addr",
-                "127.0.0.1:0",
-                flag,
-                value,
-            ],
-        );
+        let mut host = Launch::new("host", binary("host"))
+            .arg("--plugin")
+            .arg(stub("echo"))
+            .args(["--addr", "127.0.0.1:0", flag, value])
+            .spawn()
+            .unwrap();
         let status = host.wait_exit(Duration::from_secs(30)).expect("host exits");
         assert!(!status.success(), "{flag} {value} was accepted");
         let log = host.log();

@@ -9,10 +9,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use harness::TempDir;
 
 use crate::Settings;
 use crate::client;
-use crate::procs::{Proc, TempDir, stub};
+use crate::procs;
 use crate::report::{self, Row};
 
 const CASE: &str = "hot-swap";
@@ -20,13 +21,14 @@ const POLL: Duration = Duration::from_millis(2);
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
-    let (v1, v2) = (stub(settings, "echo")?, stub(settings, "echo-v2")?);
-    let registry = Proc::registry(settings, &[])?;
-    let dir = TempDir::new("swap")?;
-    let cache = TempDir::new("cache")?;
+    let stub = |name| settings.artifacts.stub(name);
+    let (v1, v2) = (stub("echo")?, stub("echo-v2")?);
+    let registry = procs::registry(settings, &[])?;
+    let dir = TempDir::try_new("swap")?;
+    let cache = TempDir::try_new("cache")?;
     let plugin = dir.join("plugin.wasm");
     std::fs::copy(&v1, &plugin).context("copying the plugin")?;
-    let host = Proc::host(
+    let host = procs::host(
         settings,
         &plugin,
         &registry,

@@ -84,21 +84,9 @@ pub fn http_client() -> HttpClient {
 /// empty, and 64 heartbeats run at once.
 pub const MAX_HEARTBEAT_ANSWER: usize = 4 * 1024;
 
-/// Sends one request (with the token, if any) and reads the whole answer, all
-/// within `timeout`.
+/// Sends one request (with the token, if any) and reads the whole answer, at
+/// most `max_answer` bytes of it, all within `timeout`.
 pub async fn send(
-    http: &HttpClient,
-    method: Method,
-    url: &str,
-    body: Bytes,
-    timeout: Duration,
-    token: &Token,
-) -> Result<(StatusCode, Bytes), ClientError> {
-    send_bounded(http, method, url, body, timeout, token, MAX_ANSWER).await
-}
-
-/// [`send`], reading at most `max_answer` bytes of the answer.
-pub async fn send_bounded(
     http: &HttpClient,
     method: Method,
     url: &str,
@@ -139,7 +127,7 @@ pub async fn send_record(
     token: &Token,
 ) -> Result<(StatusCode, Bytes), ClientError> {
     let json = serde_json::to_vec(record).map_err(|e| ClientError::Request(e.to_string()))?;
-    send(http, method, url, json.into(), timeout, token).await
+    send(http, method, url, json.into(), timeout, token, MAX_ANSWER).await
 }
 
 /// An error with its causes on one line: hyper's errors say little at the

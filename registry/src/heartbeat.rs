@@ -27,7 +27,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::config::Config;
 use crate::notify::Notifier;
 use crate::table::{RegistrationId, Table, Target};
-use protocol::http::{HttpClient, MAX_HEARTBEAT_ANSWER, send_bounded};
+use protocol::http::{HttpClient, MAX_HEARTBEAT_ANSWER, send};
 use protocol::token::Token;
 
 /// Everything a check needs, shared by all checks.
@@ -111,7 +111,7 @@ impl Checker {
         };
         let url = format!("http://{}/heart-beat", target.addr);
         matches!(
-            send_bounded(
+            send(
                 &self.http,
                 Method::GET,
                 &url,

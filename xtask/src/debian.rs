@@ -5,7 +5,9 @@
 
 use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
+
+use crate::build::run;
 
 /// A program the tests run, and the Debian package that provides it.
 pub struct Tool {
@@ -39,24 +41,18 @@ pub fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
         );
     }
     eprintln!("xtask: installing {} with apt-get", missing.join(" "));
-    run(Command::new("apt-get").arg("update").arg("-qq"))?;
-    run(Command::new("apt-get")
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    run(update)?;
+    let mut install = Command::new("apt-get");
+    install
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(install)
 }
 
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("cannot run {command:?}"))?;
-    if !status.success() {
-        bail!("{command:?} failed: {status}");
-    }
-    Ok(())
 }

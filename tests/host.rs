@@ -291,3 +291,49 @@ fn with_reuse_an_instance_serves_n_requests_and_a_failed_one_is_dropped() {
     assert_eq!(get(&host.url("/trap")).status, 500);
     assert_eq!(get(&host.url("/static")).text(), "1");
 }
+
+#[test]
+fn a_trap_is_logged_with_the_request_and_the_plugin_frames_only() {
+    let registry = Proc::registry(&[]);
+    // RUST_BACKTRACE is for the host's own panics: a plugin's trap must not
+    // bring the host's native frames with it.
+    let mut host = Launch::host(
+        binary("host"),
+        &stub("echo"),
+        "127.0.0.1:0",
+        &registry.url(""),
+    )
+    .env("RUST_BACKTRACE", "1")
+    .start()
+    .unwrap();
+    host.wait_listening(Duration::from_secs(60)).unwrap();
+    let reply = send("POST", &host.url("/trap?why=test"), &[], b"x").unwrap();
+    assert_eq!(reply.status, 500);
+    assert!(
+        host.wait_for_log("plugin trapped", Duration::from_secs(10)),
+        "{}",
+        host.log()
+    );
+    let log = host.log();
+    let trap = log.lines().find(|l| l.contains("plugin trapped")).unwrap();
+    for expected in [
+        "ERROR",
+        "service=\"echo\"",
+        "method=\"POST\"",
+        "path=\"/trap\"",
+        "plugin frames: wasm-function[",
+    ] {
+        assert!(trap.contains(expected), "{expected} missing: {trap}");
+    }
+    for native in ["Stack backtrace", "std::rt::lang_start", "tokio::runtime"] {
+        assert!(!log.contains(native), "native frames in the log:\n{log}");
+    }
+    // The panic message is the plugin's stderr, a warning; Rust's hint to
+    // set RUST_BACKTRACE (which a plugin cannot) is dropped.
+    let panic = log
+        .lines()
+        .find(|l| l.contains("stub trap requested"))
+        .unwrap();
+    assert!(panic.contains("WARN"), "{panic}");
+    assert!(!log.contains("note: run with `RUST_BACKTRACE=1`"), "{log}");
+}

@@ -43,6 +43,7 @@ pub struct Launch {
     program: PathBuf,
     args: Vec<OsString>,
     rust_log: String,
+    env: Vec<(OsString, OsString)>,
     watcher: Option<Watcher>,
 }
 
@@ -54,6 +55,7 @@ impl Launch {
             program: program.into(),
             args: Vec::new(),
             rust_log: "info".into(),
+            env: Vec::new(),
             watcher: None,
         }
     }
@@ -79,6 +81,13 @@ impl Launch {
         self
     }
 
+    /// Sets an environment variable of the process.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Launch {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
     /// Calls `watcher` with every line the process logs, as soon as it is
     /// read: for what must be noted when it happens (the time of a line)
     /// rather than found in the log later.
@@ -93,6 +102,7 @@ impl Launch {
             .args(&self.args)
             .env("RUST_LOG", &self.rust_log)
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

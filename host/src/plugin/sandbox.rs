@@ -96,6 +96,9 @@ pub(super) fn new_store(
     Ok(store)
 }
 
+/// The plugin frames a trap's log line shows, innermost first.
+const MAX_FRAMES: usize = 16;
+
 /// What a failed call into an instance means for the client. A trap is
 /// described by its cause and the plugin's own frames, on one line: never the
 /// host's native backtrace, which says nothing about the plugin.
@@ -110,12 +113,21 @@ pub(super) fn classify(error: wasmtime::Error) -> Failure {
     let frames = error
         .downcast_ref::<WasmBacktrace>()
         .map(|backtrace| {
-            backtrace
+            let mut shown: Vec<String> = backtrace
                 .frames()
                 .iter()
-                .map(|frame| frame.func_name().unwrap_or("?").to_owned())
-                .collect::<Vec<_>>()
-                .join(" <- ")
+                .take(MAX_FRAMES)
+                .map(|frame| match frame.func_name() {
+                    Some(name) => name.to_owned(),
+                    // A stripped plugin has no names: its function index is
+                    // what `wasm-tools` can look up.
+                    None => format!("wasm-function[{}]", frame.func_index()),
+                })
+                .collect();
+            if backtrace.frames().len() > MAX_FRAMES {
+                shown.push("...".into());
+            }
+            shown.join(" <- ")
         })
         .unwrap_or_default();
     Failure::Trap(if frames.is_empty() {

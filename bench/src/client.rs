@@ -15,7 +15,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The benchmark has one runtime for its whole run, which the client's
 /// connections belong to.
-fn client() -> &'static Client {
+pub fn client() -> &'static Client {
     static CLIENT: OnceLock<Client> = OnceLock::new();
     CLIENT.get_or_init(|| Client::new().timeout(TIMEOUT))
 }

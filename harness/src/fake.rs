@@ -31,6 +31,8 @@ pub enum Behaviour {
     Healthy,
     /// Accepts connections and never answers anything.
     Hang,
+    /// Like `Healthy`, but answers each heartbeat with a 1 MiB body.
+    Chatty,
 }
 
 /// A notification a fake instance received, decoded as PROTOCOL.md says.
@@ -155,7 +157,8 @@ async fn accept_loop(listener: TcpListener, behaviour: Behaviour, seen: Arc<Seen
                 Ok((stream, _)) if behaviour == Behaviour::Hang => hung.push(stream),
                 Ok((stream, _)) => {
                     let seen = Arc::clone(&seen);
-                    let service = service_fn(move |request| answer(Arc::clone(&seen), request));
+                    let service =
+                        service_fn(move |request| answer(Arc::clone(&seen), behaviour, request));
                     connections.spawn(
                         http1::Builder::new()
                             .keep_alive(false)
@@ -172,6 +175,7 @@ async fn accept_loop(listener: TcpListener, behaviour: Behaviour, seen: Arc<Seen
 
 async fn answer(
     seen: Arc<Seen>,
+    behaviour: Behaviour,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let received = Instant::now();
@@ -199,10 +203,14 @@ async fn answer(
         }
         _ => StatusCode::NOT_FOUND,
     };
+    let body = match (behaviour, parts.uri.path()) {
+        (Behaviour::Chatty, "/heart-beat") => Full::new(Bytes::from(vec![b'x'; 1 << 20])),
+        _ => Full::default(),
+    };
     let response = Response::builder()
         .status(status)
         .header(header::CONNECTION, "close")
-        .body(Full::default())
+        .body(body)
         .expect("a valid response");
     Ok(response)
 }

@@ -88,3 +88,21 @@ async fn an_instance_that_never_answers_is_evicted() {
     // The healthy one stays.
     assert_eq!(registry.addrs_of("visit").await, [dependent.addr.as_str()]);
 }
+
+/// The protocol's heartbeat answer is empty: one that sends a megabyte is
+/// not read (64 heartbeats run at once) and counts as a failed attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_answered_with_a_megabyte_fails_and_evicts() {
+    let registry = RegistryProcess::start(&[]);
+    let client = RegistryClient::new(&registry.url(""), Duration::from_secs(10)).unwrap();
+    let chatty = FakeService::start(Behaviour::Chatty).await;
+    client
+        .register(&chatty.record("chatty", &[]))
+        .await
+        .unwrap();
+    eventually("heart-beaten", || async { chatty.heartbeats() > 0 }).await;
+    eventually("evicted", || async {
+        registry.addrs_of("chatty").await.is_empty()
+    })
+    .await;
+}

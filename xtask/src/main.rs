@@ -15,9 +15,12 @@
 mod build;
 mod polyglot;
 mod up;
+mod workspace;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+
+use workspace::Workspace;
 
 #[derive(Parser)]
 #[command(about = "Sparrow's developer tasks")]
@@ -54,12 +57,12 @@ enum Task {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let workspace = build::Workspace::locate()?;
+    let workspace = Workspace::locate()?;
     match cli.task {
-        Task::Build { release } => workspace.build_all(release),
+        Task::Build { release } => build_all(&workspace, release),
         Task::Polyglot => polyglot::build_polyglot(&workspace),
         Task::Up { release } => {
-            workspace.build_system(release)?;
+            build::build_system(&workspace, release)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -67,8 +70,16 @@ fn main() -> anyhow::Result<()> {
                 .block_on(up::run(&workspace, release))
         }
         Task::Test { args } => {
-            workspace.build_all(false)?;
+            build_all(&workspace, false)?;
             workspace.cargo(["test"].into_iter().chain(args.iter().map(String::as_str)))
         }
     }
+}
+
+/// Everything: the Rust plugins and the binaries, the Python and JavaScript
+/// plugins, and the test stubs.
+fn build_all(workspace: &Workspace, release: bool) -> anyhow::Result<()> {
+    build::build_system(workspace, release)?;
+    polyglot::build_polyglot(workspace)?;
+    build::build_stubs(workspace)
 }

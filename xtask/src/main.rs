@@ -8,11 +8,15 @@
 //! - `up`: builds, then runs the registry and the log, visit and gateway
 //!   services on 127.0.0.1:20000-20003 until Ctrl-C.
 //! - `test`: builds, then runs every test.
+//! - `new NAME --lang rust|python|js [--dir DIR]`: writes a service project
+//!   of its own (by default next to the repository), which builds with its
+//!   language's tools and package registry alone.
 //!
 //! Cargo alone cannot build for two targets in one command, nor start
 //! processes in order; this is the small program that does.
 
 mod build;
+mod new;
 mod polyglot;
 mod up;
 mod workspace;
@@ -53,6 +57,19 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Writes a new service project, with its own copy of the WIT contract,
+    /// a hello-world handler, a README that says how to build it and pinned
+    /// tools; it builds outside this repository.
+    New {
+        /// The service name: lowercase letters, digits and hyphens.
+        name: String,
+        #[arg(long, value_enum)]
+        lang: new::Lang,
+        /// Where to write it: a new or empty directory [default: NAME next
+        /// to this repository].
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,6 +86,7 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the runtime")?
                 .block_on(up::run(&workspace, release))
         }
+        Task::New { name, lang, dir } => new::run(&workspace, &name, lang, dir),
         Task::Test { args } => {
             build_all(&workspace, false)?;
             workspace.cargo(["test"].into_iter().chain(args.iter().map(String::as_str)))

@@ -157,7 +157,7 @@ fn with_a_token_unauthenticated_writes_and_notifications_answer_401() {
 struct Gatewayed {
     registry: Proc,
     gateway: Proc,
-    _echo: Proc,
+    echo: Proc,
 }
 
 fn gatewayed(gateway_args: &[&str]) -> Gatewayed {
@@ -170,7 +170,7 @@ fn gatewayed(gateway_args: &[&str]) -> Gatewayed {
     Gatewayed {
         registry,
         gateway,
-        _echo: echo,
+        echo,
     }
 }
 
@@ -228,6 +228,34 @@ fn the_gateway_drops_hop_by_hop_headers_and_sets_forwarding_ones() {
     );
     // The host speaks for itself: the client's claim did not get through.
     assert_ne!(headers["x-sparrow-client-addr"], "6.6.6.6:66");
+}
+
+#[test]
+fn the_gateway_says_which_prefix_it_forwarded_and_replaces_a_clients() {
+    let g = gatewayed(&[]);
+    for client_says in [None, Some("/not-echo"), Some("/echo")] {
+        let headers: Vec<(&str, &str)> = client_says
+            .map(|prefix| ("x-forwarded-prefix", prefix))
+            .into_iter()
+            .collect();
+        let reply = send("GET", &g.gateway.url("/echo/headers?x=1"), &headers, b"").unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        // The path still carries the prefix; the header names it, once.
+        let text = reply.text();
+        let prefixes: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("x-forwarded-prefix: "))
+            .collect();
+        assert_eq!(prefixes, ["/echo"], "client sent {client_says:?}");
+    }
+    // Called directly, the service sees no prefix.
+    let reply = get(&g.echo.url("/headers"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        !reply.text().contains("x-forwarded-prefix"),
+        "{}",
+        reply.text()
+    );
 }
 
 #[test]

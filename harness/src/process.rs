@@ -273,10 +273,16 @@ impl Proc {
 
     /// Waits for the process to exit by itself; `None` if it has not within
     /// `timeout`.
+    /// Waits for the process to exit, and for its last log lines to be
+    /// read (the reader thread may lag the exit), for `timeout` at most.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        Deadline::after(timeout)
+        let status = Deadline::after(timeout)
             .every(EXIT_POLL)
-            .poll(|| self.child.try_wait().ok().flatten())
+            .poll(|| self.child.try_wait().ok().flatten())?;
+        // stderr closes with the process; a child it started could hold it
+        // open, so this wait is bounded too.
+        self.output.wait(timeout, |log| log.closed);
+        Some(status)
     }
 
     pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::bail;
 
-use crate::build::run;
+use crate::workspace::run;
 
 /// A program the tests run, and the Debian package that provides it.
 pub struct Tool {

@@ -281,7 +281,7 @@ impl Proc {
             .poll(|| self.child.try_wait().ok().flatten())?;
         // stderr closes with the process; a child it started could hold it
         // open, so this wait is bounded too.
-        self.output.wait(timeout, |log| log.closed);
+        drop(self.output.wait(timeout, |log| log.closed));
         Some(status)
     }
 

@@ -172,3 +172,76 @@ fn forwarding_headers(request: &Request, service: &str, me: &str) -> Vec<Header>
 }
 
 sparrow_plugin::export!(Gateway);
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn request(path: String, headers: Vec<(String, String)>) -> Request {
+        Request {
+            method: "GET".into(),
+            path,
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| Header { name, value })
+                .collect(),
+            body: Vec::new(),
+        }
+    }
+
+    fn headers() -> impl Strategy<Value = Vec<(String, String)>> {
+        proptest::collection::vec(
+            (
+                "via|Via|connection|x-forwarded-for|x-forwarded-prefix|x-sparrow-client-addr|host|x-[a-z]{1,4}",
+                "\\PC{0,24}",
+            ),
+            0..12,
+        )
+    }
+
+    proptest! {
+        /// The service is the first path segment: never empty, never with a
+        /// slash, and what the path starts with.
+        #[test]
+        fn the_target_is_the_first_segment(path in "/?\\PC{0,30}") {
+            let req = request(path.clone(), vec![]);
+            if let Some(service) = target_service(&req) {
+                prop_assert!(!service.is_empty() && !service.contains('/'));
+                prop_assert!(path.trim_start_matches('/').starts_with(service));
+            }
+        }
+
+        /// Whatever the client sent, a request this gateway forwarded is
+        /// recognised when it comes back (the loop guard), and what leaves
+        /// carries one prefix, no `Connection`, nothing it names, and no
+        /// `x-sparrow-*` header.
+        #[test]
+        fn forwarding_is_recognised_and_clean(
+            headers in headers(),
+            service in "[a-z]{1,8}",
+            port in 1u16..,
+        ) {
+            let me = format!("127.0.0.1:{port}");
+            let req = request(format!("/{service}/x"), headers);
+            let out = forwarding_headers(&req, &service, &me);
+            let back = request(format!("/{service}/x"), out.iter().map(|h| (h.name.clone(), h.value.clone())).collect());
+            prop_assert!(via_entries(&back).iter().any(|hop| received_by(hop) == me));
+            let prefixes: Vec<&Header> = out.iter().filter(|h| h.name == "x-forwarded-prefix").collect();
+            prop_assert_eq!(prefixes.len(), 1);
+            prop_assert_eq!(&prefixes[0].value, &format!("/{service}"));
+            let named: Vec<String> = req.headers.iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+                .flat_map(|h| h.value.split(',').map(|n| n.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+                .filter(|n| !n.is_empty())
+                .collect();
+            for h in &out {
+                let name = h.name.to_ascii_lowercase();
+                prop_assert!(name != "connection" && !name.starts_with("x-sparrow-"));
+                let set_here = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix", "via"];
+                prop_assert!(set_here.contains(&name.as_str()) || !named.contains(&name), "{name} was named by Connection");
+            }
+        }
+    }
+}

@@ -21,6 +21,9 @@ use hyper_util::rt::TokioExecutor;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+pub mod etcd;
+pub mod load;
+
 /// How long a process may take to start listening, on a loaded machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -185,6 +188,11 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether it logged the address it listens on.
+    pub fn is_listening(&self) -> bool {
+        self.addr.is_some()
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -6,14 +6,18 @@
 //! - `polyglot`: only the Python and JavaScript plugins, installing their
 //!   pinned tools into `.tools/` first.
 //! - `up`: builds, then runs the registry and the log, visit and gateway
-//!   services on 127.0.0.1:20000-20003 until Ctrl-C.
-//! - `test`: builds, then runs every test.
+//!   services on 127.0.0.1:20000-20003 until Ctrl-C; with `--etcd`, a local
+//!   etcd and a second registry replica too.
+//! - `test`: builds, installs etcd where missing, then runs every test.
+//! - `protoc`: prints the protoc that builds use.
 //!
 //! Cargo alone cannot build for two targets in one command, nor start
 //! processes in order; this is the small program that does.
 
 mod build;
+mod etcd;
 mod polyglot;
+mod protoc;
 mod up;
 
 use anyhow::Context as _;
@@ -43,6 +47,10 @@ enum Task {
         /// Build the native binaries with optimisations.
         #[arg(long)]
         release: bool,
+        /// Keep the registry's table in a local etcd (127.0.0.1:20010, data
+        /// in run/etcd) and run two registry replicas, 20000 and 20005.
+        #[arg(long)]
+        etcd: bool,
     },
     /// Builds everything, then runs every test; further arguments go to
     /// `cargo test`.
@@ -50,6 +58,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Prints the path of the protoc that builds use (for scripts that run
+    /// cargo themselves: `export PROTOC=$(cargo xtask protoc)`).
+    Protoc,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,17 +69,27 @@ fn main() -> anyhow::Result<()> {
     match cli.task {
         Task::Build { release } => workspace.build_all(release),
         Task::Polyglot => polyglot::build_polyglot(&workspace),
-        Task::Up { release } => {
+        Task::Up { release, etcd } => {
+            let etcd = etcd.then(etcd::ensure_installed).transpose()?;
             workspace.build_system(release)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the runtime")?
-                .block_on(up::run(&workspace, release))
+                .block_on(up::run(&workspace, release, etcd.as_deref()))
+        }
+        Task::Protoc => {
+            println!("{}", protoc::path()?.display());
+            Ok(())
         }
         Task::Test { args } => {
+            // The etcd tests run a real etcd cluster.
+            let etcd = etcd::ensure_installed()?;
             workspace.build_all(false)?;
-            workspace.cargo(["test"].into_iter().chain(args.iter().map(String::as_str)))
+            let mut test = workspace
+                .cargo_command(["test"].into_iter().chain(args.iter().map(String::as_str)));
+            test.env("SPARROW_ETCD", etcd);
+            build::run(test)
         }
     }
 }

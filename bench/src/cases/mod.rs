@@ -6,6 +6,7 @@ mod host_overhead;
 mod hot_swap;
 mod log;
 mod registry;
+mod registry_etcd;
 mod startup;
 
 use clap::ValueEnum;
@@ -19,7 +20,8 @@ pub enum Case {
     HostOverhead,
     /// Gateway -> visit -> log, real processes.
     EndToEnd,
-    /// Registrations/s, one heartbeat sweep, notification fan-out.
+    /// Registrations/s, one heartbeat sweep, notification fan-out; with
+    /// etcd too, and the failover between two replicas.
     Registry,
     /// POST /log with and without --sync.
     Log,

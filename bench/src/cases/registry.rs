@@ -2,7 +2,8 @@
 //! heartbeat sweep over 10,000 instances takes (against the default 30 s
 //! interval), and how long until 1,000 dependents are told of a new instance
 //! they need (against a 1 s target). The instances and dependents are fakes
-//! served by this process, one loopback listener each.
+//! served by this process, one loopback listener each. Then the same with
+//! the table in etcd (`registry_etcd.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +40,6 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     let fakes = Fakes::start(n + d + 1).await?;
     let interval = humantime(settings.heartbeat_interval);
     let registry = Proc::registry(settings, &["--heartbeat-interval", &interval])?;
-    let services = registry.url("/services");
     let mut rows = Vec::new();
 
     // Registrations: N distinct records, 32 at a time.
@@ -72,10 +72,37 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         sweep.as_secs_f64() / DEFAULT_INTERVAL.as_secs_f64(),
     ));
 
-    // Fan-out: D dependents require `bench-x`; then `bench-x` registers.
+    let fan_out = fan_out(&registry, &fakes, n, d, settings).await?;
+    rows.push(Row::compared(
+        CASE,
+        &format!("register → all {d} dependents notified (vs 1 s target)"),
+        report::duration(fan_out),
+        report::duration(FAN_OUT_TARGET),
+        fan_out.as_secs_f64() / FAN_OUT_TARGET.as_secs_f64(),
+    ));
+    drop(registry);
+
+    // The same with the table in etcd, against these in-memory figures.
+    let in_memory = super::registry_etcd::InMemory {
+        registrations_per_second: registered.rate(),
+        fan_out,
+    };
+    rows.extend(super::registry_etcd::run(settings, &fakes, &in_memory).await);
+    Ok(rows)
+}
+
+/// D dependents (fakes after the first `n`) require `bench-x`; then
+/// `bench-x` registers: how long until the last dependent is told.
+pub(super) async fn fan_out(
+    registry: &Proc,
+    fakes: &Fakes,
+    n: usize,
+    d: usize,
+    settings: &Settings,
+) -> anyhow::Result<Duration> {
     let dependents = Arc::new(fakes.addrs[n..n + d].to_vec());
     register(
-        &registry,
+        registry,
         dependents,
         "bench-dependent",
         &["bench-x"],
@@ -85,7 +112,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     fakes.clear();
     let x = record("bench-x", fakes.addrs[n + d], &[]);
     let posted = Instant::now();
-    let (status, _) = client::send(Method::POST, &services, x).await?;
+    let (status, _) = client::send(Method::POST, &registry.url("/services"), x).await?;
     ensure!(status == 200, "registering bench-x answered {status}");
     let deadline = posted + Duration::from_secs(30);
     while fakes.notified.load(Ordering::SeqCst) < d {
@@ -102,15 +129,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         .filter_map(|s| s.notifications.lock().unwrap().first().copied())
         .max()
         .expect("every dependent was notified");
-    let fan_out = last - posted;
-    rows.push(Row::compared(
-        CASE,
-        &format!("register → all {d} dependents notified (vs 1 s target)"),
-        report::duration(fan_out),
-        report::duration(FAN_OUT_TARGET),
-        fan_out.as_secs_f64() / FAN_OUT_TARGET.as_secs_f64(),
-    ));
-    Ok(rows)
+    Ok(last - posted)
 }
 
 fn record(name: &str, addr: SocketAddr, requires: &[&str]) -> Bytes {
@@ -120,7 +139,7 @@ fn record(name: &str, addr: SocketAddr, requires: &[&str]) -> Bytes {
 }
 
 /// Registers one record per address, as `name`, with 32 connections.
-async fn register(
+pub(super) async fn register(
     registry: &Proc,
     addrs: Arc<Vec<SocketAddr>>,
     name: &'static str,

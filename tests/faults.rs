@@ -580,3 +580,59 @@ fn with_sync_each_answer_waits_for_a_flush_and_without_it_none_is_made() {
         }
     }
 }
+
+/// gateway → visit → log under load, the in-memory registry killed and
+/// restarted: not one request may fail. Hosts register again one after
+/// another (gateway first, then visit, then log, by their heartbeat
+/// timeouts), so each re-registration is answered by a registry that knows
+/// less than the host does; a host that replaced its cache with such an
+/// answer would lose live instances and answer 503 (or visit 500) until the
+/// others registered again.
+#[test]
+fn a_registry_restart_under_load_fails_no_request() {
+    let dir = TempDir::new("restart-load");
+    let addr = free_addr().unwrap().to_string();
+    let mut registry = Proc::registry_at(&addr, &[]);
+    let _log = Proc::host(
+        &plugin("log"),
+        &registry,
+        &[
+            "--heartbeat-timeout",
+            "3s",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let visit = Proc::host(&plugin("visit"), &registry, &["--heartbeat-timeout", "2s"]);
+    let gateway = Proc::host(
+        &plugin("gateway"),
+        &registry,
+        &["--heartbeat-timeout", "1s"],
+    );
+    let url = gateway.url("/visit/");
+    assert!(poll_until(SETTLE, || get(&url).status == 200));
+
+    let load = harness::load::Load::start(&url, 8);
+    assert!(load.wait_for_more(100, SETTLE));
+    registry.kill9();
+    let registry = Proc::registry_at(&addr, &[]);
+    assert!(
+        poll_until(SETTLE, || ["log", "visit", "gateway"]
+            .iter()
+            .all(|s| registered(&registry, s).len() == 1)),
+        "not every host registered again:\n{}",
+        registry.log()
+    );
+    // Some more traffic once everything is back.
+    assert!(load.wait_for_more(100, SETTLE));
+    let (ok, failures) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed across the restart, e.g. {:?}\n{}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)],
+        gateway.log()
+    );
+    assert!(visit.log().contains("registering again"));
+}

@@ -15,14 +15,18 @@
 //! - [`tempdir`]: a temporary directory removed when dropped.
 //! - [`usage`]: a process's CPU time and resident memory.
 //! - [`ports`]: a free loopback address.
+//! - [`etcd`]: a real etcd cluster on loopback, and registry replicas on it.
+//! - [`load`]: clients sending requests in the background, counting failures.
 //!
 //! Shortcuts that tests call on every line (`Proc::host`, `plugin`, `get`,
 //! `TempDir::new`) panic with the reason, which fails the test with it; the
 //! benchmark uses the forms that return errors (`Launch`, `Artifacts`,
 //! `http::Client`, `TempDir::try_new`).
 
+pub mod etcd;
 pub mod fake;
 pub mod http;
+pub mod load;
 pub mod paths;
 pub mod ports;
 pub mod process;

@@ -24,18 +24,29 @@ pub struct Cli {
     #[arg(long)]
     pub plugin: PathBuf,
 
-    /// Where to listen, and the address registered for this instance
-    /// (HOST:PORT; port 0 picks a free port).
+    /// Where to listen (HOST:PORT; port 0 picks a free port); also the
+    /// address registered for this instance, unless `--advertise` says
+    /// another.
     #[arg(long)]
     pub addr: SocketAddr,
 
-    /// The registry's base URL.
+    /// The address other services are told to reach this instance at
+    /// (HOST:PORT), when it differs from `--addr` (e.g. `--addr
+    /// 0.0.0.0:20003`, which nobody can connect to).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+
+    /// The registry's base URL; several, comma-separated, for replicas that
+    /// share one table (`registry --etcd`): the host registers with one and
+    /// moves to the next when it stops answering.
     #[arg(
         long,
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:20000",
         env = "SPARROW_REGISTRY"
     )]
-    pub registry: String,
+    pub registry: Vec<String>,
 
     /// The service name to register; defaults to the name the plugin
     /// describes.

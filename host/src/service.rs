@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use protocol::accept::ServeSettings;
-use protocol::record::ServiceRecord;
+use protocol::record::{RecordError, ServiceRecord};
 use protocol::registry_client::RegistryClient;
 use protocol::token::Token;
 use tokio::net::TcpListener;
@@ -60,8 +60,7 @@ impl Host {
         {
             bail!("--dir {}: not a directory", dir.display());
         }
-        let client = RegistryClient::new(&cli.registry, REGISTRY_TIMEOUT)
-            .with_context(|| format!("--registry {}", cli.registry))?;
+        let clients = registry_clients(&cli.registry)?;
         let engine = PluginEngine::new(sandbox_settings(&cli))?;
         let shared = shared_state(&cli)?;
         let started = Instant::now();
@@ -85,7 +84,7 @@ impl Host {
             protocol::listening::message(listener.local_addr()?)
         );
         let discovery = Discovery::new(
-            client,
+            clients,
             Token::new(cli.token.clone()),
             shared.cache.clone(),
             record,
@@ -180,6 +179,23 @@ fn keep_registered(app: Arc<App>, cli: &Cli) -> impl Future<Output = ()> + use<>
     async move { app.discovery.keep_registered(timeout).await }
 }
 
+/// One client per `--registry` URL, refusing unusable ones.
+fn registry_clients(urls: &[String]) -> anyhow::Result<Vec<RegistryClient>> {
+    let urls: Vec<&str> = urls
+        .iter()
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        bail!("--registry: no URL given");
+    }
+    urls.into_iter()
+        .map(|url| {
+            RegistryClient::new(url, REGISTRY_TIMEOUT).with_context(|| format!("--registry {url}"))
+        })
+        .collect()
+}
+
 fn sandbox_settings(cli: &Cli) -> SandboxSettings {
     SandboxSettings {
         request_timeout: cli.request_timeout,
@@ -222,11 +238,20 @@ fn identity(
     plugin: Plugin,
 ) -> anyhow::Result<(ServiceRecord, Active)> {
     let (name, requires) = overrides(cli).apply(&plugin.description);
-    let addr = listener.local_addr()?;
-    let record = ServiceRecord::new(name.clone(), addr.to_string(), requires.clone());
-    record
-        .validate()
-        .with_context(|| format!("cannot register as '{name}'"))?;
+    let addr = match &cli.advertise {
+        Some(advertised) => advertised.trim().to_owned(),
+        None => listener.local_addr()?.to_string(),
+    };
+    let record = ServiceRecord::new(name.clone(), addr, requires.clone());
+    if let Err(e) = record.validate() {
+        let hint = match (&e, &cli.advertise) {
+            (RecordError::Unspecified(_), None) => {
+                " (give --advertise HOST:PORT, the address others can reach)"
+            }
+            _ => "",
+        };
+        bail!("cannot register as '{name}': {e}{hint}");
+    }
     let active = Active {
         plugin,
         env: shared.env(name, requires),

@@ -48,6 +48,8 @@ pub enum RecordError {
     BadAddr(String),
     #[error("Addr {0:?} has no valid port (1-65535)")]
     BadPort(String),
+    #[error("Addr {0:?} is an unspecified address, which other services cannot connect to")]
+    Unspecified(String),
     #[error("RequiredServices entry {0:?} is not a service name")]
     BadRequired(String),
 }
@@ -136,9 +138,19 @@ fn check_addr(addr: &str) -> Result<(), RecordError> {
         return Err(bad_addr());
     }
     match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
-        _ => Err(RecordError::BadPort(addr.to_owned())),
+        Ok(p) if p > 0 => {}
+        _ => return Err(RecordError::BadPort(addr.to_owned())),
     }
+    // `0.0.0.0` / `::` mean "every interface" to a listener, and nothing to
+    // a client: a registered instance there would be unreachable.
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    if ip
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+    {
+        return Err(RecordError::Unspecified(addr.to_owned()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -194,7 +206,16 @@ mod tests {
                 "{bad}"
             );
         }
-        for bad in ["h:0", "h:", "h:65536", "h:x"] {
+        for unspecified in ["0.0.0.0:20003", "[::]:20003"] {
+            assert!(
+                matches!(
+                    record("a", unspecified).validate(),
+                    Err(RecordError::Unspecified(_))
+                ),
+                "{unspecified}"
+            );
+        }
+        for bad in ["h:0", "h:", "h:65536", "h:x", "0.0.0.0:0"] {
             assert!(
                 matches!(record("a", bad).validate(), Err(RecordError::BadPort(_))),
                 "{bad}"

@@ -4,6 +4,10 @@
 //!   instances of every required service;
 //! - `DELETE /services` deregisters (an unknown instance is not an error);
 //! - `GET /services` and `GET /services/{name}` show the table with health.
+//!
+//! A write the store cannot make (etcd unreachable) answers 503 with a
+//! one-line reason. Reads answer from the local table; with an etcd store
+//! that has lost its watch they carry `x-sparrow-stale: true`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,15 +18,16 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use crate::notify::Notifier;
-use crate::table::Table;
+use crate::store::Store;
 use protocol::body::{MAX_BODY, json_response, read_record, text_response};
 use protocol::record::ServiceRecord;
 use protocol::token::{Token, unauthorized};
 
-pub(crate) struct Api {
-    pub(crate) table: Arc<Table>,
-    pub(crate) notifier: Notifier,
+/// Marks a read served from a copy that may be behind (see the module doc).
+const STALE_HEADER: &str = "x-sparrow-stale";
+
+pub(crate) struct Api<S> {
+    pub(crate) store: Arc<S>,
     /// Required on writes when set.
     pub(crate) token: Token,
     /// How long a client may take to send a record.
@@ -31,7 +36,7 @@ pub(crate) struct Api {
 
 type HttpResponse = Response<Full<Bytes>>;
 
-impl Api {
+impl<S: Store> Api<S> {
     pub(crate) async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
@@ -48,12 +53,14 @@ impl Api {
             "/services" => match method {
                 Method::POST => self.register(body).await,
                 Method::DELETE => self.deregister(body).await,
-                Method::GET => json_response(StatusCode::OK, &self.table.view()),
+                Method::GET => {
+                    self.read(|| json_response(StatusCode::OK, &self.store.table().view()))
+                }
                 _ => not_allowed("GET, POST, DELETE"),
             },
             path => match path.strip_prefix("/services/") {
                 Some(name) if !name.is_empty() && !name.contains('/') => match method {
-                    Method::GET => self.view_service(name),
+                    Method::GET => self.read(|| self.view_service(name)),
                     _ => not_allowed("GET"),
                 },
                 _ => text_response(StatusCode::NOT_FOUND, format!("no route for {path}")),
@@ -67,17 +74,27 @@ impl Api {
             Ok(record) => record,
             Err(response) => return response,
         };
-        let registered = self.table.register(record);
-        let record = &registered.change.record;
-        tracing::info!(
-            name = record.name,
-            addr = record.addr,
-            required = ?record.required_services,
-            updated = registered.updated,
-            "registered"
+        let (name, addr, required) = (
+            record.name.clone(),
+            record.addr.clone(),
+            record.required_services.clone(),
         );
-        self.notifier.notify(Method::POST, registered.change);
-        json_response(StatusCode::OK, &registered.answer)
+        match self.store.register(record).await {
+            Ok(registered) => {
+                tracing::info!(
+                    name,
+                    addr,
+                    ?required,
+                    updated = registered.updated,
+                    "registered"
+                );
+                json_response(StatusCode::OK, &registered.answer)
+            }
+            Err(e) => {
+                tracing::warn!(name, addr, error = %e, "registration failed");
+                text_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+        }
     }
 
     async fn deregister(&self, body: Incoming) -> HttpResponse {
@@ -85,22 +102,34 @@ impl Api {
             Ok(record) => record,
             Err(response) => return response,
         };
-        match self.table.deregister(&record) {
-            Some(change) => {
-                tracing::info!(name = record.name, addr = record.addr, "deregistered");
-                self.notifier.notify(Method::DELETE, change);
-            }
-            None => tracing::debug!(
+        match self.store.deregister(&record).await {
+            Ok(true) => tracing::info!(name = record.name, addr = record.addr, "deregistered"),
+            Ok(false) => tracing::debug!(
                 name = record.name,
                 addr = record.addr,
                 "deregistered unknown instance"
             ),
+            Err(e) => {
+                tracing::warn!(name = record.name, addr = record.addr, error = %e, "deregistration failed");
+                return text_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            }
         }
         Response::new(Full::default())
     }
 
+    /// A read, marked when it may be stale.
+    fn read(&self, answer: impl FnOnce() -> HttpResponse) -> HttpResponse {
+        let mut response = answer();
+        if self.store.stale() {
+            response
+                .headers_mut()
+                .insert(STALE_HEADER, HeaderValue::from_static("true"));
+        }
+        response
+    }
+
     fn view_service(&self, name: &str) -> HttpResponse {
-        match self.table.view_service(name) {
+        match self.store.table().view_service(name) {
             Some(instances) => json_response(StatusCode::OK, &instances),
             None => text_response(
                 StatusCode::NOT_FOUND,

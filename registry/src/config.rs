@@ -1,5 +1,6 @@
 //! The registry's tunables, parsed from the command line (durations are
-//! written like `500ms` or `30s`). The defaults are the original's.
+//! written like `500ms` or `30s`). The heartbeat defaults are the
+//! original's.
 
 use std::time::Duration;
 
@@ -31,6 +32,33 @@ pub struct Config {
     #[arg(long, default_value = "2s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub notify_timeout: Duration,
 
+    /// Notifications queued for one dependent before its queue is coalesced
+    /// to the latest change of each instance (a slow or dead dependent
+    /// cannot make the registry grow without bound)
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub notify_queue: u32,
+
+    /// Keep the table in etcd (comma-separated `http://HOST:PORT` of its
+    /// members), shared by every registry given the same etcd and prefix;
+    /// without it the table lives in this process's memory
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',', value_parser = etcd_url)]
+    pub etcd: Vec<String>,
+
+    /// The prefix of every key the registry keeps in etcd
+    #[arg(long, default_value = "/sparrow", value_parser = etcd_prefix)]
+    pub etcd_prefix: String,
+
+    /// Deadline of every etcd request: a write etcd does not acknowledge
+    /// within it answers 503
+    #[arg(long, default_value = "2s", value_parser = duration::within(MILLISECOND, HOUR))]
+    pub etcd_timeout: Duration,
+
+    /// Lease of the replica that runs the heartbeat sweeps (with `--etcd`,
+    /// whole seconds, at least 2): when it dies, another replica takes over
+    /// within about 1.25 × this
+    #[arg(long, default_value = "3s", value_parser = leader_ttl)]
+    pub leader_ttl: Duration,
+
     /// Shared secret: registrations, deregistrations and notifications must
     /// carry `Authorization: Bearer TOKEN` (401 otherwise). Without it the
     /// protocol is open, as in the original
@@ -53,6 +81,40 @@ impl Default for Config {
     }
 }
 
+fn etcd_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    match text.strip_prefix("http://") {
+        Some(rest)
+            if rest
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+                && !rest.contains('/') =>
+        {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!("{text:?} is not http://HOST:PORT")),
+    }
+}
+
+fn etcd_prefix(text: &str) -> Result<String, String> {
+    let trimmed = text.trim_end_matches('/');
+    if !trimmed.starts_with('/') || trimmed.chars().any(char::is_whitespace) {
+        return Err(format!("{text:?} is not a key prefix like /sparrow"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn leader_ttl(text: &str) -> Result<Duration, String> {
+    // etcd raises shorter leases to its own minimum (about 2 s by default)
+    // without saying so: refuse them, so that the bound stated is the real
+    // one.
+    let ttl = duration::parse_within(text, Duration::from_secs(2), HOUR)?;
+    if ttl < Duration::from_secs(2) || ttl.subsec_nanos() != 0 {
+        return Err("must be whole seconds, at least 2s".to_string());
+    }
+    Ok(ttl)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +127,30 @@ mod tests {
         assert_eq!(c.heartbeat_retry_delay, Duration::from_secs(1));
         assert_eq!(c.heartbeat_concurrency, 64);
         assert_eq!(c.notify_timeout, Duration::from_secs(2));
+        assert_eq!(c.notify_queue, 1024);
+        assert!(c.etcd.is_empty());
+        assert_eq!(c.etcd_prefix, "/sparrow");
+        assert_eq!(c.leader_ttl, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn checks_etcd_options() {
+        assert!(etcd_url("http://127.0.0.1:2379").is_ok());
+        for bad in [
+            "127.0.0.1:2379",
+            "http://h",
+            "http://h:0",
+            "http://h:1/x",
+            "https://h:1",
+        ] {
+            assert!(etcd_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!(etcd_prefix("/a/b/"), Ok("/a/b".to_string()));
+        assert!(etcd_prefix("a").is_err());
+        assert!(etcd_prefix("/").is_err());
+        assert!(leader_ttl("1s").is_err());
+        assert!(leader_ttl("2500ms").is_err());
+        assert_eq!(leader_ttl("2s"), Ok(Duration::from_secs(2)));
     }
 
     #[test]

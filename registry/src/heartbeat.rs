@@ -25,15 +25,13 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::Config;
-use crate::notify::Notifier;
-use crate::table::{RegistrationId, Table, Target};
+use crate::store::{RegistrationId, Store, Target};
 use protocol::http::{HttpClient, MAX_HEARTBEAT_ANSWER, send};
 use protocol::token::Token;
 
 /// Everything a check needs, shared by all checks.
-struct Checker {
-    table: Arc<Table>,
-    notifier: Notifier,
+struct Checker<S> {
+    store: Arc<S>,
     http: HttpClient,
     config: Config,
     permits: Semaphore,
@@ -41,16 +39,23 @@ struct Checker {
 
 /// Runs sweeps forever; stop it by dropping (aborting) the future, which
 /// also aborts the checks in flight.
-pub async fn run(table: Arc<Table>, notifier: Notifier, http: HttpClient, config: Config) {
+/// With an etcd store, only the leading replica runs them (`leader.rs`),
+/// and a new leader sweeps `at_once`: the instances have gone unchecked
+/// since the old leader died.
+pub async fn run<S: Store>(store: Arc<S>, http: HttpClient, config: Config, at_once: bool) {
     let interval = config.heartbeat_interval;
     let checker = Arc::new(Checker {
         permits: Semaphore::new(config.heartbeat_concurrency as usize),
-        table,
-        notifier,
+        store,
         http,
         config,
     });
-    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+    let first = if at_once {
+        Instant::now()
+    } else {
+        Instant::now() + interval
+    };
+    let mut ticker = tokio::time::interval_at(first, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut checks = JoinSet::new();
     // A check can outlast the interval (an instance that never answers);
@@ -59,7 +64,7 @@ pub async fn run(table: Arc<Table>, notifier: Notifier, http: HttpClient, config
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let targets = checker.table.targets();
+                let targets = checker.store.table().targets();
                 tracing::debug!(instances = targets.len(), "heartbeat sweep");
                 for target in targets {
                     if in_flight.insert(target.id) {
@@ -75,7 +80,7 @@ pub async fn run(table: Arc<Table>, notifier: Notifier, http: HttpClient, config
     }
 }
 
-impl Checker {
+impl<S: Store> Checker<S> {
     async fn check(self: Arc<Self>, target: Target) -> RegistrationId {
         let attempts = self.config.heartbeat_attempts;
         for attempt in 1..=attempts {
@@ -83,7 +88,7 @@ impl Checker {
                 tokio::time::sleep(self.config.heartbeat_retry_delay).await;
             }
             let alive = self.probe(&target).await;
-            self.table.record_heartbeat(&target, alive);
+            self.store.table().record_heartbeat(&target, alive);
             if alive {
                 return target.id;
             }
@@ -94,13 +99,22 @@ impl Checker {
                 "heartbeat failed"
             );
         }
-        if let Some(change) = self.table.evict(&target) {
-            tracing::info!(
+        // The store tells the dependents (the in-memory table at once, the
+        // etcd watch of every replica when the deletion comes back).
+        match self.store.evict(&target).await {
+            Ok(true) => tracing::info!(
                 name = target.name,
                 addr = target.addr,
                 "evicted after {attempts} failed heartbeats"
-            );
-            self.notifier.notify(Method::DELETE, change);
+            ),
+            Ok(false) => {}
+            // The instance stays; the next sweep checks it again.
+            Err(e) => tracing::warn!(
+                name = target.name,
+                addr = target.addr,
+                error = %e,
+                "cannot evict"
+            ),
         }
         target.id
     }

@@ -9,17 +9,21 @@
 //! - [`config`]: the tunables, from the command line.
 //! - [`server`]: start, serve, stop.
 //! - `api`: routing and one handler per operation.
-//! - `table`: the instances, who depends on whom, and what changed.
+//! - `store`: where the table lives (memory, or etcd shared by replicas),
+//!   and the table itself: the instances, who depends on whom.
+//! - `leader`: which etcd-backed replica runs the heartbeat sweeps.
 //! - `heartbeat`: the sweeps that check instances and evict dead ones.
-//! - `notify`: telling dependents, concurrently and in order per dependent.
+//! - `notify`: telling dependents, concurrently, in order per instance, with
+//!   bounded queues.
 
 pub mod config;
 pub mod server;
 
 mod api;
 mod heartbeat;
+mod leader;
 mod notify;
-mod table;
+mod store;
 
 pub use config::Config;
-pub use server::serve;
+pub use server::{ServeError, serve};

@@ -5,18 +5,29 @@
 //! table's lock, so one dependent that never answered stalled the registry.
 //! Here each dependent address has its own queue, drained by its own task:
 //! dependents are notified concurrently, a slow one delays only itself, and
-//! each one still receives its notifications in order (a `POST` followed by a
-//! `DELETE` of the same instance must not arrive swapped).
+//! each one receives the notifications about one instance in the order the
+//! changes were made (a `POST` followed by a `DELETE` of the same instance
+//! must not arrive swapped). That order is the order of [`Notifier::notify`]
+//! calls, so the table calls it while it still holds its lock (see
+//! `table.rs`): queueing only locks this module's map and never waits.
+//!
+//! A queue holds at most `--notify-queue` notifications in order. A
+//! dependent that cannot keep up (or is dead, each notification taking its
+//! attempts and timeouts) would otherwise grow it without end; past the
+//! bound the queue is coalesced: only the latest notification of each
+//! instance stays, in place. What the dependent ends up knowing is the same
+//! (the latest state of every instance), it just skips intermediate states,
+//! and a queue never holds more than one notification per instance beyond
+//! the bound, so its size is bounded by the table's.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Method;
-use tokio::sync::mpsc;
 
-use crate::table::Change;
+use crate::store::table::Change;
 use protocol::http::{HttpClient, send_record};
 use protocol::locks::lock;
 use protocol::record::ServiceRecord;
@@ -37,26 +48,87 @@ pub struct Notifier {
 struct Shared {
     http: HttpClient,
     timeout: Duration,
-    /// One queue per dependent address that has notifications pending.
-    queues: Mutex<HashMap<String, mpsc::UnboundedSender<Notification>>>,
+    /// One queue per dependent address that has notifications pending; a
+    /// queue in the map has a task draining it.
+    queues: Mutex<HashMap<String, Queue>>,
+    /// Notifications a queue holds before it is coalesced.
+    bound: usize,
     /// Sent with every notification, so that dependents can tell the
     /// registry from anyone else.
     token: Token,
 }
 
+#[derive(Clone, Debug)]
 struct Notification {
     method: Method,
     record: Arc<ServiceRecord>,
 }
 
+impl Notification {
+    fn same_instance(&self, other: &Notification) -> bool {
+        self.record.same_instance(&other.record)
+    }
+}
+
+/// The pending notifications of one dependent, oldest first.
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Notification>,
+}
+
+impl Queue {
+    /// Appends `notification`, coalescing first when the queue holds
+    /// `bound` notifications already.
+    fn push(&mut self, notification: Notification, bound: usize) {
+        if self.items.len() >= bound {
+            self.coalesce();
+        }
+        if self.items.len() >= bound {
+            // Every pending notification is about a different instance: the
+            // new one replaces its instance's, which keeps that instance's
+            // order (the pending one was older) and the queue's size.
+            if let Some(pending) = self
+                .items
+                .iter_mut()
+                .find(|p| p.same_instance(&notification))
+            {
+                *pending = notification;
+                return;
+            }
+        }
+        self.items.push_back(notification);
+    }
+
+    /// Keeps only the latest notification of each instance, where it is.
+    fn coalesce(&mut self) {
+        let before = self.items.len();
+        let mut seen = HashSet::new();
+        let mut kept: Vec<Notification> = self
+            .items
+            .drain(..)
+            .rev()
+            .filter(|n| seen.insert((n.record.name.clone(), n.record.addr.clone())))
+            .collect();
+        kept.reverse();
+        self.items = kept.into();
+        tracing::debug!(
+            before,
+            after = self.items.len(),
+            "notification queue coalesced"
+        );
+    }
+}
+
 impl Notifier {
-    /// `timeout` bounds each attempt.
-    pub fn new(http: HttpClient, timeout: Duration, token: Token) -> Self {
+    /// `timeout` bounds each attempt; `bound` is the queue size past which a
+    /// dependent's queue is coalesced.
+    pub fn new(http: HttpClient, timeout: Duration, token: Token, bound: usize) -> Self {
         Self {
             shared: Arc::new(Shared {
                 http,
                 timeout,
                 token,
+                bound: bound.max(1),
                 queues: Mutex::default(),
             }),
         }
@@ -75,15 +147,13 @@ impl Notifier {
             match queues.entry(addr) {
                 // The worker removes its queue under this lock before it
                 // stops, so a queue still in the map is still drained.
-                Entry::Occupied(queue) => {
-                    let _ = queue.get().send(notification);
-                }
+                Entry::Occupied(mut queue) => queue.get_mut().push(notification, self.shared.bound),
                 Entry::Vacant(slot) => {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    let _ = tx.send(notification);
                     let addr = slot.key().clone();
-                    slot.insert(tx);
-                    tokio::spawn(Arc::clone(&self.shared).drain(addr, rx));
+                    let mut queue = Queue::default();
+                    queue.push(notification, self.shared.bound);
+                    slot.insert(queue);
+                    tokio::spawn(Arc::clone(&self.shared).drain(addr));
                 }
             }
         }
@@ -93,21 +163,19 @@ impl Notifier {
 impl Shared {
     /// Delivers the queued notifications of one dependent, in order, and
     /// stops when its queue is empty.
-    async fn drain(self: Arc<Self>, addr: String, mut rx: mpsc::UnboundedReceiver<Notification>) {
+    async fn drain(self: Arc<Self>, addr: String) {
         let url = format!("http://{addr}/services");
         loop {
-            let next = match rx.try_recv() {
-                Ok(next) => next,
-                Err(_) => {
-                    let mut queues = lock(&self.queues);
-                    // Look again under the lock: `notify` may have queued one
-                    // since.
-                    match rx.try_recv() {
-                        Ok(next) => next,
-                        Err(_) => {
-                            queues.remove(&addr);
-                            return;
-                        }
+            let next = {
+                let mut queues = lock(&self.queues);
+                let Some(queue) = queues.get_mut(&addr) else {
+                    return;
+                };
+                match queue.items.pop_front() {
+                    Some(next) => next,
+                    None => {
+                        queues.remove(&addr);
+                        return;
                     }
                 }
             };
@@ -147,5 +215,70 @@ impl Shared {
             addr = record.addr,
             "giving up notifying after {NOTIFY_ATTEMPTS} attempts"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(method: Method, addr: &str) -> Notification {
+        Notification {
+            method,
+            record: Arc::new(ServiceRecord::new("log", addr, vec![])),
+        }
+    }
+
+    fn shown(queue: &Queue) -> Vec<String> {
+        queue
+            .items
+            .iter()
+            .map(|n| format!("{} {}", n.method, n.record.addr))
+            .collect()
+    }
+
+    #[test]
+    fn keeps_everything_in_order_below_the_bound() {
+        let mut queue = Queue::default();
+        queue.push(n(Method::POST, "h:1"), 4);
+        queue.push(n(Method::DELETE, "h:1"), 4);
+        queue.push(n(Method::POST, "h:1"), 4);
+        assert_eq!(shown(&queue), ["POST h:1", "DELETE h:1", "POST h:1"]);
+    }
+
+    #[test]
+    fn past_the_bound_keeps_the_latest_state_of_each_instance() {
+        let mut queue = Queue::default();
+        for _ in 0..50 {
+            queue.push(n(Method::POST, "h:1"), 3);
+            queue.push(n(Method::POST, "h:2"), 3);
+            queue.push(n(Method::DELETE, "h:1"), 3);
+        }
+        assert!(queue.items.len() <= 3, "{:?}", shown(&queue));
+        // Whatever was skipped, the last word on each instance is the last
+        // change made to it.
+        let last = |addr: &str| {
+            queue
+                .items
+                .iter()
+                .rev()
+                .find(|n| n.record.addr == addr)
+                .map(|n| n.method.clone())
+        };
+        assert_eq!(last("h:1"), Some(Method::DELETE));
+        assert_eq!(last("h:2"), Some(Method::POST));
+    }
+
+    #[test]
+    fn a_full_queue_of_distinct_instances_replaces_in_place_or_grows() {
+        let mut queue = Queue::default();
+        queue.push(n(Method::POST, "h:1"), 2);
+        queue.push(n(Method::POST, "h:2"), 2);
+        queue.push(n(Method::DELETE, "h:1"), 2);
+        assert_eq!(shown(&queue), ["DELETE h:1", "POST h:2"]);
+        // A third instance cannot be coalesced with anything: it is kept,
+        // so the queue is bounded by the number of instances.
+        queue.push(n(Method::POST, "h:3"), 2);
+        assert_eq!(shown(&queue), ["DELETE h:1", "POST h:2", "POST h:3"]);
     }
 }

@@ -1,13 +1,14 @@
-//! The registry server's lifecycle: accept connections, run the heartbeat,
-//! and stop cleanly when told to.
+//! The registry server's lifecycle: pick the store, accept connections, run
+//! the heartbeat (every sweep with the in-memory store; only while leading
+//! with etcd), and stop cleanly when told to.
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
-use protocol::accept;
-use protocol::http::http_client;
+use protocol::accept::{self, ServeSettings};
+use protocol::http::{HttpClient, http_client};
 use protocol::listening;
 use protocol::token::Token;
 use tokio::net::TcpListener;
@@ -15,8 +16,20 @@ use tokio::net::TcpListener;
 use crate::api::Api;
 use crate::config::Config;
 use crate::heartbeat;
+use crate::leader::Leadership;
 use crate::notify::Notifier;
-use crate::table::Table;
+use crate::store::Store;
+use crate::store::etcd::{EtcdStore, Keys};
+use crate::store::memory::MemoryStore;
+
+/// Why the registry could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Etcd(String),
+}
 
 /// Serves the registry on `listener` until `shutdown` completes, then lets
 /// the requests in flight finish (for a few seconds at most).
@@ -24,24 +37,80 @@ pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
-    tracing::info!("{}", listening::message(listener.local_addr()?));
+) -> Result<(), ServeError> {
+    let local_addr = listener.local_addr()?;
     let http = http_client();
-    let table = Arc::new(Table::new());
     let token = Token::new(config.token.clone());
     let serve_settings = config.serve.clone();
-    let notifier = Notifier::new(http.clone(), config.notify_timeout, token.clone());
-    let heartbeat = tokio::spawn(heartbeat::run(
-        Arc::clone(&table),
-        notifier.clone(),
-        http,
-        config,
+    let notifier = Notifier::new(
+        http.clone(),
+        config.notify_timeout,
+        token.clone(),
+        config.notify_queue as usize,
+    );
+    if config.etcd.is_empty() {
+        let store = Arc::new(MemoryStore::new(notifier));
+        tracing::info!("{}", listening::message(local_addr));
+        let heartbeat = tokio::spawn(heartbeat::run(Arc::clone(&store), http, config, false));
+        serve_api(listener, store, token, &serve_settings, shutdown).await;
+        heartbeat.abort();
+        return Ok(());
+    }
+
+    let keys = Keys::new(&config.etcd_prefix);
+    let store = EtcdStore::connect(&config.etcd, keys.clone(), config.etcd_timeout, notifier)
+        .await
+        .map_err(|e| ServeError::Etcd(e.to_string()))?;
+    let store = Arc::new(store);
+    tracing::info!(
+        etcd = config.etcd.join(","),
+        prefix = config.etcd_prefix,
+        "{}",
+        listening::message(local_addr)
+    );
+    let follower = tokio::spawn(Arc::clone(&store).follow());
+    let leadership = Arc::new(Leadership::new(
+        store.client(),
+        keys.leader(),
+        format!("{local_addr} pid {}", std::process::id()),
+        config.leader_ttl,
+        config.etcd_timeout,
     ));
+    let leading = {
+        let store = Arc::clone(&store);
+        let lead = move || sweeps(Arc::clone(&store), http.clone(), config.clone());
+        tokio::spawn(Arc::clone(&leadership).run(lead))
+    };
+    serve_api(listener, store, token, &serve_settings, shutdown).await;
+    // Aborting the leadership ends the sweeps with it; then let the others
+    // take over at once.
+    leading.abort();
+    let _ = leading.await;
+    leadership.resign().await;
+    follower.abort();
+    Ok(())
+}
+
+/// The sweeps of a replica that just became the leader.
+fn sweeps<S: Store>(
+    store: Arc<S>,
+    http: HttpClient,
+    config: Config,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(heartbeat::run(store, http, config, true))
+}
+
+async fn serve_api<S: Store>(
+    listener: TcpListener,
+    store: Arc<S>,
+    token: Token,
+    settings: &ServeSettings,
+    shutdown: impl Future<Output = ()>,
+) {
     let api = Arc::new(Api {
-        table,
-        notifier,
+        store,
         token,
-        body_timeout: serve_settings.body_read_timeout,
+        body_timeout: settings.body_read_timeout,
     });
     let service_for = |_peer| {
         let api = Arc::clone(&api);
@@ -51,7 +120,5 @@ pub async fn serve(
         shutdown.await;
         tracing::info!("shutting down");
     };
-    accept::serve(listener, &serve_settings, service_for, shutdown).await;
-    heartbeat.abort();
-    Ok(())
+    accept::serve(listener, settings, service_for, shutdown).await;
 }

@@ -3,6 +3,7 @@
 //! machine. Without root, a missing one is an error that says what to
 //! install.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::bail;
@@ -15,8 +16,16 @@ pub struct Tool {
     pub package: &'static str,
 }
 
+/// etcd 3.4: a real cluster for the registry-on-etcd tests, and what
+/// `cargo xtask up --etcd` runs.
+pub const ETCD: Tool = Tool {
+    program: "etcd",
+    package: "etcd-server",
+};
+
 /// What the test suite needs besides the toolchain.
 pub const TEST_TOOLS: &[Tool] = &[
+    ETCD,
     // Watches a host's `syncfs` calls (the `--sync` test).
     Tool {
         program: "strace",
@@ -28,7 +37,7 @@ pub const TEST_TOOLS: &[Tool] = &[
 pub fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
     let missing: Vec<&str> = tools
         .iter()
-        .filter(|tool| !on_path(tool.program))
+        .filter(|tool| on_path(tool.program).is_none())
         .map(|tool| tool.package)
         .collect();
     if missing.is_empty() {
@@ -52,7 +61,10 @@ pub fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
     run(install)
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+/// Where `program` is on `PATH`.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }

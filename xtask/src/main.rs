@@ -6,20 +6,24 @@
 //! - `polyglot`: only the Python and JavaScript plugins, installing their
 //!   pinned tools into `.tools/` first.
 //! - `up`: builds, then runs the registry and the log, visit and gateway
-//!   services on 127.0.0.1:20000-20003 until Ctrl-C.
-//! - `test`: installs the Debian tools the tests use when missing, builds,
-//!   then runs every test.
+//!   services on 127.0.0.1:20000-20003 until Ctrl-C; with `--etcd`, a local
+//!   etcd and a second registry replica too.
+//! - `test`: installs what the tests run when missing (etcd, strace, from
+//!   Debian), builds, then runs every test.
 //! - `new NAME --lang rust|python|js [--dir DIR]`: writes a service project
 //!   of its own (by default next to the repository), which builds with its
 //!   language's tools and package registry alone.
+//! - `protoc`: prints the protoc that builds use.
 //!
 //! Cargo alone cannot build for two targets in one command, nor start
 //! processes in order; this is the small program that does.
 
 mod build;
 mod debian;
+mod etcd;
 mod new;
 mod polyglot;
+mod protoc;
 mod up;
 mod workspace;
 
@@ -52,6 +56,10 @@ enum Task {
         /// Build the native binaries with optimisations.
         #[arg(long)]
         release: bool,
+        /// Keep the registry's table in a local etcd (127.0.0.1:20010, data
+        /// in run/etcd) and run two registry replicas, 20000 and 20005.
+        #[arg(long)]
+        etcd: bool,
     },
     /// Builds everything, then runs every test; further arguments go to
     /// `cargo test`.
@@ -72,6 +80,9 @@ enum Task {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Prints the path of the protoc that builds use (for scripts that run
+    /// cargo themselves: `export PROTOC=$(cargo xtask protoc)`).
+    Protoc,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,19 +91,29 @@ fn main() -> anyhow::Result<()> {
     match cli.task {
         Task::Build { release } => build_all(&workspace, release),
         Task::Polyglot => polyglot::build_polyglot(&workspace),
-        Task::Up { release } => {
+        Task::Up { release, etcd } => {
+            let etcd = etcd.then(etcd::ensure_installed).transpose()?;
             build::build_system(&workspace, release)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the runtime")?
-                .block_on(up::run(&workspace, release))
+                .block_on(up::run(&workspace, release, etcd.as_deref()))
+        }
+        Task::Protoc => {
+            println!("{}", protoc::path()?.display());
+            Ok(())
         }
         Task::New { name, lang, dir } => new::run(&workspace, &name, lang, dir),
         Task::Test { args } => {
             debian::ensure(debian::TEST_TOOLS)?;
+            // The etcd tests run a real etcd cluster.
+            let etcd = etcd::ensure_installed()?;
             build_all(&workspace, false)?;
-            workspace.cargo(["test"].into_iter().chain(args.iter().map(String::as_str)))
+            let mut test = workspace
+                .cargo_command(["test"].into_iter().chain(args.iter().map(String::as_str)));
+            test.env("SPARROW_ETCD", etcd);
+            workspace::run(test)
         }
     }
 }

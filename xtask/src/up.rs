@@ -1,5 +1,6 @@
 //! `cargo xtask up`: the whole system on one machine, started in order and
-//! stopped together.
+//! stopped together (with `--etcd`: a local etcd and two registry replicas
+//! sharing the table, see `etcd.rs`).
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -34,7 +35,8 @@ struct Running {
     child: Child,
 }
 
-pub async fn run(workspace: &Workspace, release: bool) -> anyhow::Result<()> {
+/// `etcd`: the etcd binary, when the table is to live in etcd.
+pub async fn run(workspace: &Workspace, release: bool, etcd: Option<&Path>) -> anyhow::Result<()> {
     let run_dir = workspace.root.join(RUN_DIR);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
 
@@ -43,7 +45,7 @@ pub async fn run(workspace: &Workspace, release: bool) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut running = Vec::new();
     let started = tokio::select! {
-        started = start_all(workspace, release, &run_dir, &mut running) => started,
+        started = start_all(workspace, release, &run_dir, etcd, &mut running) => started,
         _ = interrupt.recv() => Ok(()),
         _ = terminate.recv() => Ok(()),
     };
@@ -64,17 +66,36 @@ async fn start_all(
     workspace: &Workspace,
     release: bool,
     run_dir: &Path,
+    etcd: Option<&Path>,
     running: &mut Vec<Running>,
 ) -> anyhow::Result<()> {
     let registry_bin = workspace.bin("registry", release);
     let host_bin = workspace.bin("host", release);
-    running.push(spawn(
-        "registry",
-        REGISTRY,
-        &registry_bin,
-        &["--addr", REGISTRY],
-    )?);
-    wait_until_listening(REGISTRY).await?;
+    let mut registries = vec![REGISTRY];
+    let mut registry_args = Vec::new();
+    if let Some(etcd) = etcd {
+        let data = run_dir.join("etcd");
+        running.push(spawn(
+            "etcd",
+            crate::etcd::CLIENT_ADDR,
+            etcd,
+            &crate::etcd::server_args(&data),
+        )?);
+        wait_until_listening(crate::etcd::CLIENT_ADDR).await?;
+        registries.push(crate::etcd::SECOND_REGISTRY);
+        registry_args = crate::etcd::registry_args();
+    }
+    for addr in &registries {
+        let mut args = vec!["--addr".to_owned(), addr.to_string()];
+        args.extend(registry_args.iter().cloned());
+        running.push(spawn("registry", addr, &registry_bin, &args)?);
+        wait_until_listening(addr).await?;
+    }
+    let registry_urls = registries
+        .iter()
+        .map(|addr| format!("http://{addr}"))
+        .collect::<Vec<_>>()
+        .join(",");
 
     for (plugin, addr) in SERVICES {
         let wasm = workspace
@@ -87,7 +108,7 @@ async fn start_all(
             "--addr".to_owned(),
             addr.to_owned(),
             "--registry".to_owned(),
-            format!("http://{REGISTRY}"),
+            registry_urls.clone(),
         ];
         if plugin == "log" {
             args.extend(["--dir".to_owned(), run_dir.display().to_string()]);
@@ -98,7 +119,15 @@ async fn start_all(
 
     println!();
     println!("Sparrow is up:");
-    println!("  registry  http://{REGISTRY}   (GET /services lists every instance)");
+    for addr in &registries {
+        println!("  registry  http://{addr}   (GET /services lists every instance)");
+    }
+    if etcd.is_some() {
+        println!(
+            "  etcd      http://{}   (the table, under /sparrow)",
+            crate::etcd::CLIENT_ADDR
+        );
+    }
     for (plugin, addr) in SERVICES {
         println!("  {plugin:<8}  http://{addr}");
     }

@@ -48,6 +48,11 @@ impl Workspace {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut command = Command::new(cargo);
         command.args(args).current_dir(&self.root);
+        // etcd-client's build script runs protoc; a missing one fails later
+        // with a message of its own.
+        if let Ok(protoc) = crate::protoc::path() {
+            command.env("PROTOC", protoc);
+        }
         command
     }
 }

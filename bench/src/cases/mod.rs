@@ -19,7 +19,8 @@ pub enum Case {
     HostOverhead,
     /// Gateway -> visit -> log, real processes.
     EndToEnd,
-    /// Registrations/s, one heartbeat sweep, notification fan-out.
+    /// Registrations/s, one heartbeat sweep, notification fan-out; with
+    /// etcd too, and the failover between two replicas.
     Registry,
     /// POST /log with and without --sync.
     Log,

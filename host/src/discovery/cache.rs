@@ -2,6 +2,13 @@
 //! filled from the registration answer, kept current by the registry's
 //! notifications, and asked for one instance at random (the original's
 //! load balancing).
+//!
+//! A registration answer only adds: an instance leaves the cache by a
+//! `DELETE` notification or by refusing a connection, never because an
+//! answer lacks it. A registry restarted with an empty table (or a replica
+//! behind the others) answers with less than the truth, and the callers
+//! would otherwise lose instances that are alive and answer 503 until every
+//! service registered again.
 
 use std::sync::RwLock;
 
@@ -22,9 +29,26 @@ impl InstanceCache {
         Self::default()
     }
 
-    /// Replaces everything, e.g. with a registration answer.
-    pub fn replace_all(&self, instances: Instances) {
-        *write(&self.instances) = instances;
+    /// Adds every instance of a registration answer (see the module doc:
+    /// nothing is removed).
+    pub fn merge(&self, instances: Instances) {
+        let mut known = write(&self.instances);
+        for (name, records) in instances {
+            let list = known.entry(name).or_default();
+            for record in records {
+                match list.iter_mut().find(|r| r.same_instance(&record)) {
+                    Some(same) => *same = record,
+                    None => list.push(record),
+                }
+            }
+        }
+        known.retain(|_, list| !list.is_empty());
+    }
+
+    /// Forgets the services `keep` says no: a new plugin version that no
+    /// longer requires them.
+    pub fn retain_services(&self, keep: impl Fn(&str) -> bool) {
+        write(&self.instances).retain(|name, _| keep(name));
     }
 
     /// Adds an instance, or updates it if (`Name`, `Addr`) is already known.
@@ -105,9 +129,26 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_adds_and_never_removes() {
+        let cache = InstanceCache::new();
+        cache.add(log("h:1"));
+        cache.add(ServiceRecord::new("visit", "h:9", vec![]));
+        // A registry that restarted knows only h:2 so far, and no visit.
+        cache.merge(Instances::from([
+            ("log".to_string(), vec![log("h:2")]),
+            ("visit".to_string(), vec![]),
+        ]));
+        assert_eq!(cache.instances("log"), vec![log("h:1"), log("h:2")]);
+        assert_eq!(cache.instances("visit").len(), 1);
+        cache.retain_services(|name| name == "log");
+        assert!(cache.instances("visit").is_empty());
+        assert_eq!(cache.instances("log").len(), 2);
+    }
+
+    #[test]
     fn picks_every_instance_at_random() {
         let cache = InstanceCache::new();
-        cache.replace_all(Instances::from([(
+        cache.merge(Instances::from([(
             "log".to_string(),
             vec![log("h:1"), log("h:2"), log("h:3")],
         )]));

@@ -2,7 +2,14 @@
 //! until the registry answers), keep the instance cache from the answer and
 //! from the registry's notifications, note heartbeats, register again when
 //! they stop (the registry restarted and forgot us), deregister at the end.
+//!
+//! With several registry URLs (replicas sharing one table in etcd), every
+//! write goes to the replica that answered last; one that stops answering
+//! (refused, timed out, 5xx) is left for the next, round the list. While no
+//! replica answers, the host keeps serving from its instance cache, which a
+//! registration answer only ever adds to.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -27,7 +34,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 pub struct Discovery {
-    client: RegistryClient,
+    /// One client per registry replica, in the order given.
+    clients: Vec<RegistryClient>,
+    /// The replica to try first: the one that answered last.
+    current: AtomicUsize,
     cache: Arc<InstanceCache>,
     /// Required on the registry's notifications when set.
     token: Token,
@@ -38,14 +48,20 @@ pub struct Discovery {
 }
 
 impl Discovery {
+    /// `clients` must not be empty.
     pub fn new(
-        client: RegistryClient,
+        clients: Vec<RegistryClient>,
         token: Token,
         cache: Arc<InstanceCache>,
         record: ServiceRecord,
     ) -> Self {
+        assert!(!clients.is_empty(), "at least one registry");
         Discovery {
-            client: client.with_token(token.clone()),
+            clients: clients
+                .into_iter()
+                .map(|c| c.with_token(token.clone()))
+                .collect(),
+            current: AtomicUsize::new(0),
             cache,
             token,
             last_heard: Mutex::new(Instant::now()),
@@ -98,10 +114,49 @@ impl Discovery {
         if old.name != record.name {
             self.deregister_record(&old).await;
         }
-        let instances = self.client.register(&record).await?;
-        self.cache.replace_all(required_only(&record, instances));
+        let instances = self.register_once(&record).await?;
+        self.cache.retain_services(|name| record.requires(name));
+        self.cache.merge(required_only(&record, instances));
         tracing::info!(name = %record.name, requires = ?record.required_services, "registered anew");
         Ok(())
+    }
+
+    /// Registers `record` with the first replica that answers, starting
+    /// with the one that answered last; the last error if none did.
+    async fn register_once(&self, record: &ServiceRecord) -> anyhow::Result<Instances> {
+        let mut last_error = None;
+        for client in self.in_turn() {
+            match client.register(record).await {
+                Ok(instances) => {
+                    self.answered(client);
+                    tracing::debug!(registry = client.base_url(), "registration answered");
+                    return Ok(instances);
+                }
+                Err(e) => {
+                    tracing::debug!(registry = client.base_url(), error = %e, "registry did not answer");
+                    last_error = Some(anyhow::anyhow!("registry {}: {e}", client.base_url()));
+                }
+            }
+        }
+        Err(last_error.expect("at least one registry"))
+    }
+
+    /// Every replica once, the one that answered last first.
+    fn in_turn(&self) -> impl Iterator<Item = &RegistryClient> {
+        let first = self.current.load(Ordering::Relaxed);
+        let n = self.clients.len();
+        (0..n).map(move |i| &self.clients[(first + i) % n])
+    }
+
+    fn answered(&self, client: &RegistryClient) {
+        if let Some(at) = self.clients.iter().position(|c| std::ptr::eq(c, client)) {
+            self.current.store(at, Ordering::Relaxed);
+        }
+    }
+
+    fn registries(&self) -> String {
+        let urls: Vec<&str> = self.clients.iter().map(RegistryClient::base_url).collect();
+        urls.join(",")
     }
 
     /// Registers this instance and fills the cache from the answer, retrying
@@ -111,12 +166,12 @@ impl Discovery {
         let mut backoff = FIRST_BACKOFF;
         loop {
             let record = self.record();
-            match self.client.register(&record).await {
+            match self.register_once(&record).await {
                 Ok(instances) => {
-                    self.cache.replace_all(required_only(&record, instances));
+                    self.cache.merge(required_only(&record, instances));
                     self.heard_heartbeat();
                     tracing::info!(
-                        registry = self.client.base_url(),
+                        registry = self.clients[self.current.load(Ordering::Relaxed)].base_url(),
                         name = %record.name,
                         addr = %record.addr,
                         "registered"
@@ -124,12 +179,12 @@ impl Discovery {
                     return Ok(());
                 }
                 Err(e) if started.elapsed().saturating_add(backoff) > wait => bail!(
-                    "registry {} did not accept the registration within {}: {e}",
-                    self.client.base_url(),
+                    "no registry of {} accepted the registration within {}: {e:#}",
+                    self.registries(),
                     humantime::format_duration(wait)
                 ),
                 Err(e) => {
-                    tracing::warn!(error = %e, "registration failed; retrying in {backoff:?}");
+                    tracing::warn!(error = %format!("{e:#}"), "registration failed; retrying in {backoff:?}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -144,9 +199,19 @@ impl Discovery {
     }
 
     async fn deregister_record(&self, record: &ServiceRecord) {
-        match self.client.deregister(record).await {
-            Ok(()) => tracing::info!(name = %record.name, "deregistered"),
-            Err(e) => tracing::warn!(name = %record.name, error = %e, "deregistration failed"),
+        for client in self.in_turn() {
+            match client.deregister(record).await {
+                Ok(()) => {
+                    tracing::info!(name = %record.name, registry = client.base_url(), "deregistered");
+                    return;
+                }
+                Err(e) => tracing::warn!(
+                    name = %record.name,
+                    registry = client.base_url(),
+                    error = %e,
+                    "deregistration failed"
+                ),
+            }
         }
     }
 

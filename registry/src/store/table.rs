@@ -1,15 +1,20 @@
-//! The registration table: every registered instance with its health.
+//! The registration table: every registered instance with its health, and
+//! who depends on whom. The in-memory store keeps the truth in one; the etcd
+//! store keeps a copy in one, fed by its watch.
 //!
 //! Every method takes the lock for a few map operations and returns owned
-//! data, so nothing can hold the lock across I/O: callers notify and probe
-//! after the method has returned.
+//! data, so nothing can hold the lock across I/O. A change queues its
+//! notifications while the lock is held (queueing never waits), which is
+//! what keeps them in the order of the changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use http::Method;
 use serde::Serialize;
 
+use crate::notify::Notifier;
 use protocol::locks::{read, write};
 use protocol::record::{EVERY_SERVICE, Instances, ServiceRecord};
 
@@ -17,7 +22,7 @@ use protocol::record::{EVERY_SERVICE, Instances, ServiceRecord};
 /// (`Name`, `Addr`) again gives a new id, so that a heartbeat that started
 /// before the re-registration cannot evict the new one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RegistrationId(u64);
+pub struct RegistrationId(pub u64);
 
 /// What the heartbeat knows about an instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -46,14 +51,16 @@ pub struct Change {
     pub dependents: Vec<String>,
 }
 
-/// The result of a registration.
+/// The result of [`Table::upsert`].
 #[derive(Debug)]
-pub struct Registered {
-    /// The instances of every service the new record requires.
-    pub answer: Instances,
-    pub change: Change,
+pub struct Upserted {
+    /// The instances of every service the new record requires, when asked.
+    pub answer: Option<Instances>,
     /// Whether (`Name`, `Addr`) was registered already.
     pub updated: bool,
+    /// The dependents told of it (for the tests).
+    #[cfg(test)]
+    pub notified: Vec<String>,
 }
 
 /// One instance as `GET /services` shows it.
@@ -67,15 +74,15 @@ pub struct InstanceView {
     pub last_heartbeat_unix_ms: Option<u64>,
 }
 
-#[derive(Debug, Default)]
+/// The table, and the notifier that hears of every change to it.
 pub struct Table {
     inner: RwLock<Inner>,
+    notifier: Notifier,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     services: BTreeMap<String, Vec<Entry>>,
-    next_id: u64,
 }
 
 #[derive(Debug)]
@@ -87,16 +94,25 @@ struct Entry {
 }
 
 impl Table {
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty table whose changes are told to dependents through
+    /// `notifier`.
+    pub fn new(notifier: Notifier) -> Self {
+        Table {
+            inner: RwLock::default(),
+            notifier,
+        }
     }
 
-    /// Adds `record`, or replaces the registration with the same
-    /// (`Name`, `Addr`).
-    pub fn register(&self, record: ServiceRecord) -> Registered {
+    /// Adds `record` as registration `id`, or replaces the registration with
+    /// the same (`Name`, `Addr`), and queues the `POST` for its dependents.
+    /// With `answer`, also says what a registration answers: the instances of
+    /// every service the record requires, as of this change.
+    ///
+    /// The notification is queued before the lock is released: two changes
+    /// of the same instance are queued in the order they were made, so its
+    /// dependents cannot hear them swapped.
+    pub fn upsert(&self, record: ServiceRecord, id: RegistrationId, answer: bool) -> Upserted {
         let mut inner = write(&self.inner);
-        inner.next_id += 1;
-        let id = RegistrationId(inner.next_id);
         let list = inner.services.entry(record.name.clone()).or_default();
         let known = list.iter_mut().find(|e| e.record.same_instance(&record));
         let updated = known.is_some();
@@ -113,23 +129,87 @@ impl Table {
                 last_heartbeat: None,
             }),
         }
-        Registered {
-            answer: inner.answer(&record),
-            change: inner.change(record),
+        let answer = answer.then(|| inner.answer(&record));
+        let change = inner.change(record);
+        #[cfg(test)]
+        let notified = change.dependents.clone();
+        self.notifier.notify(Method::POST, change);
+        Upserted {
+            answer,
             updated,
+            #[cfg(test)]
+            notified,
         }
     }
 
-    /// Removes the instance with the same (`Name`, `Addr`) as `record`;
-    /// `None` if there was none.
-    pub fn deregister(&self, record: &ServiceRecord) -> Option<Change> {
-        write(&self.inner).remove(&record.name, |e| e.record.addr == record.addr)
+    /// Removes the instance (`name`, `addr`) and queues the `DELETE` for its
+    /// dependents; false if there was none.
+    pub fn remove(&self, name: &str, addr: &str) -> bool {
+        let mut inner = write(&self.inner);
+        let change = inner.remove(name, |e| e.record.addr == addr);
+        self.tell(Method::DELETE, change)
     }
 
     /// Removes the instance if it is still the registration the heartbeat
-    /// checked.
-    pub fn evict(&self, target: &Target) -> Option<Change> {
-        write(&self.inner).remove(&target.name, |e| e.id == target.id)
+    /// checked, and queues the `DELETE`; false if it was not.
+    pub fn evict(&self, target: &Target) -> bool {
+        let mut inner = write(&self.inner);
+        let change = inner.remove(&target.name, |e| e.id == target.id);
+        self.tell(Method::DELETE, change)
+    }
+
+    /// Makes the table hold exactly `records` (with their registration
+    /// ids). With `notify`, each difference is told to dependents as the
+    /// `POST` or `DELETE` that would have made it; a re-read of a shared
+    /// table after a gap uses this, a first read does not.
+    pub fn reset(&self, records: Vec<(ServiceRecord, RegistrationId)>, notify: bool) {
+        let mut inner = write(&self.inner);
+        let wanted: BTreeSet<(String, String)> = records
+            .iter()
+            .map(|(r, _)| (r.name.clone(), r.addr.clone()))
+            .collect();
+        let gone: Vec<(String, String)> = inner
+            .entries()
+            .map(|e| (e.record.name.clone(), e.record.addr.clone()))
+            .filter(|key| !wanted.contains(key))
+            .collect();
+        for (name, addr) in gone {
+            let change = inner.remove(&name, |e| e.record.addr == addr);
+            if notify {
+                self.tell(Method::DELETE, change);
+            }
+        }
+        for (record, id) in records {
+            let list = inner.services.entry(record.name.clone()).or_default();
+            match list.iter_mut().find(|e| e.record.same_instance(&record)) {
+                Some(entry) if entry.id == id && entry.record == record => continue,
+                Some(entry) => {
+                    entry.record = record.clone();
+                    entry.id = id;
+                    entry.health = Health::Unchecked;
+                }
+                None => list.push(Entry {
+                    record: record.clone(),
+                    id,
+                    health: Health::Unchecked,
+                    last_heartbeat: None,
+                }),
+            }
+            if notify {
+                let change = inner.change(record);
+                self.notifier.notify(Method::POST, change);
+            }
+        }
+    }
+
+    fn tell(&self, method: Method, change: Option<Change>) -> bool {
+        match change {
+            Some(change) => {
+                self.notifier.notify(method, change);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Every registered instance, for one heartbeat sweep.
@@ -177,6 +257,11 @@ impl Table {
             .services
             .get(name)
             .map(|list| list.iter().map(Entry::view).collect())
+    }
+
+    /// How many instances are registered.
+    pub fn len(&self) -> usize {
+        read(&self.inner).entries().count()
     }
 }
 
@@ -254,63 +339,108 @@ fn unix_ms(time: SystemTime) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use protocol::http::http_client;
+    use protocol::token::Token;
 
     fn record(name: &str, addr: &str, required: &[&str]) -> ServiceRecord {
         ServiceRecord::new(name, addr, required.iter().map(|s| s.to_string()).collect())
     }
 
-    #[test]
-    fn answers_required_services_and_notifies_dependents() {
-        let table = Table::new();
+    fn table() -> Table {
+        Table::new(Notifier::new(
+            http_client(),
+            Duration::from_millis(10),
+            Token::default(),
+            16,
+        ))
+    }
+
+    fn id(n: u64) -> RegistrationId {
+        RegistrationId(n)
+    }
+
+    #[tokio::test]
+    async fn answers_required_services_and_notifies_dependents() {
+        let table = table();
         let visit = record("visit", "h:3", &["log"]);
-        let first = table.register(visit.clone());
-        assert_eq!(first.answer, Instances::from([("log".into(), vec![])]));
-        assert!(first.change.dependents.is_empty());
+        let first = table.upsert(visit.clone(), id(1), true);
+        assert_eq!(
+            first.answer,
+            Some(Instances::from([("log".into(), vec![])]))
+        );
+        assert!(first.notified.is_empty());
 
         let log = record("log", "h:2", &[]);
-        let second = table.register(log.clone());
-        assert_eq!(second.change.dependents, vec!["h:3"]);
-        assert!(second.answer.is_empty());
+        let second = table.upsert(log.clone(), id(2), true);
+        assert_eq!(second.notified, vec!["h:3"]);
+        assert_eq!(second.answer, Some(Instances::new()));
         assert!(!second.updated);
 
-        let again = table.register(visit.clone());
+        let again = table.upsert(visit.clone(), id(3), true);
         assert!(again.updated);
-        assert_eq!(again.answer["log"], vec![log.clone()]);
+        assert_eq!(again.answer.unwrap()["log"], vec![log.clone()]);
         assert_eq!(table.view()["visit"].len(), 1);
 
-        let removed = table.deregister(&log).unwrap();
-        assert_eq!(removed.dependents, vec!["h:3"]);
-        assert!(table.deregister(&log).is_none());
+        assert!(table.remove("log", "h:2"));
+        assert!(!table.remove("log", "h:2"));
     }
 
-    #[test]
-    fn wildcard_sees_every_service_but_itself() {
-        let table = Table::new();
-        table.register(record("log", "h:2", &[]));
+    #[tokio::test]
+    async fn wildcard_sees_every_service_but_itself() {
+        let table = table();
+        table.upsert(record("log", "h:2", &[]), id(1), false);
         let gateway = record("gateway", "h:1", &["*"]);
-        let registered = table.register(gateway);
-        assert_eq!(registered.answer.keys().collect::<Vec<_>>(), ["log"]);
-        let visit = table.register(record("visit", "h:3", &[]));
-        assert_eq!(visit.change.dependents, vec!["h:1"]);
+        let registered = table.upsert(gateway, id(2), true);
+        let answer = registered.answer.unwrap();
+        assert_eq!(answer.keys().collect::<Vec<_>>(), ["log"]);
+        let visit = table.upsert(record("visit", "h:3", &[]), id(3), false);
+        assert_eq!(visit.notified, vec!["h:1"]);
     }
 
-    #[test]
-    fn eviction_spares_a_re_registered_instance() {
-        let table = Table::new();
+    #[tokio::test]
+    async fn eviction_spares_a_re_registered_instance() {
+        let table = table();
         let log = record("log", "h:2", &[]);
-        table.register(log.clone());
+        table.upsert(log.clone(), id(1), false);
         let target = table.targets().pop().unwrap();
         table.record_heartbeat(&target, false);
         assert_eq!(table.view()["log"][0].health, Health::Failing);
-        table.register(log.clone());
-        assert!(table.evict(&target).is_none());
+        table.upsert(log.clone(), id(2), false);
+        assert!(!table.evict(&target));
         let fresh = table.targets().pop().unwrap();
         table.record_heartbeat(&fresh, true);
         let view = &table.view()["log"][0];
         assert_eq!(view.health, Health::Passing);
         assert!(view.last_heartbeat_unix_ms.is_some());
-        assert!(table.evict(&fresh).is_some());
+        assert!(table.evict(&fresh));
         assert!(table.view().is_empty());
+    }
+
+    #[tokio::test]
+    async fn reset_keeps_what_did_not_change() {
+        let table = table();
+        table.upsert(record("log", "h:1", &[]), id(1), false);
+        table.upsert(record("log", "h:2", &[]), id(2), false);
+        let target = table
+            .targets()
+            .into_iter()
+            .find(|t| t.addr == "h:1")
+            .unwrap();
+        table.record_heartbeat(&target, true);
+        table.reset(
+            vec![
+                (record("log", "h:1", &[]), id(1)),
+                (record("log", "h:3", &[]), id(3)),
+            ],
+            true,
+        );
+        let view = &table.view()["log"];
+        let addrs: Vec<&str> = view.iter().map(|v| v.record.addr.as_str()).collect();
+        assert_eq!(addrs, ["h:1", "h:3"]);
+        assert_eq!(view[0].health, Health::Passing);
+        assert_eq!(table.len(), 2);
     }
 }

@@ -1,0 +1,217 @@
+//! Leadership among the replicas of an etcd-backed registry: exactly one of
+//! them runs the heartbeat sweeps and evictions.
+//!
+//! The leader holds the key `PREFIX/leader`, attached to a lease of
+//! `--leader-ttl`. A replica takes the key with a transaction that succeeds
+//! only if nobody holds it (`create_revision == 0`), then refreshes the
+//! lease every third of the TTL. Others look every quarter of the TTL.
+//!
+//! When the leader dies, its lease expires within the TTL and the key goes
+//! with it; another replica takes it at its next look. So a new leader runs
+//! the sweeps at most about `1.25 × TTL` (plus a few etcd round trips) after
+//! the old one died, starting with one at once.
+//!
+//! A leader that cannot refresh its lease (etcd unreachable) stops sweeping
+//! once two thirds of the TTL have passed since its last refresh, before the
+//! lease can have expired, so two replicas never sweep at once for long; and
+//! an eviction deletes only the registration that was checked, so one
+//! overlapping sweep does no harm. A replica that stops (SIGTERM) revokes
+//! its lease, so the next one takes over at once.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use protocol::locks::lock;
+use tokio::task::JoinHandle;
+
+/// Aborts the task when dropped: the sweeps end with the leadership, even
+/// when the leadership task itself is aborted.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub struct Leadership {
+    client: Client,
+    key: String,
+    /// Who holds the key: `ADDR pid PID`, for people reading etcd.
+    me: String,
+    ttl: Duration,
+    /// Deadline of each etcd request.
+    timeout: Duration,
+    /// The lease while this replica leads.
+    lease: Mutex<Option<i64>>,
+}
+
+impl Leadership {
+    pub fn new(client: Client, key: String, me: String, ttl: Duration, timeout: Duration) -> Self {
+        Leadership {
+            client,
+            key,
+            me,
+            ttl,
+            timeout,
+            lease: Mutex::new(None),
+        }
+    }
+
+    /// Seconds of lease: etcd counts in whole seconds.
+    fn ttl_seconds(&self) -> i64 {
+        i64::try_from(self.ttl.as_millis().div_ceil(1000))
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    /// Competes for leadership forever; while this replica leads, `lead()`
+    /// runs (it is aborted when leadership is lost).
+    pub async fn run(self: Arc<Self>, lead: impl Fn() -> JoinHandle<()>) {
+        let look_every = self.ttl / 4;
+        loop {
+            match self.campaign().await {
+                Ok(Some(lease)) => {
+                    *lock(&self.lease) = Some(lease);
+                    tracing::info!(
+                        me = self.me,
+                        key = self.key,
+                        "leading: running the heartbeat sweeps"
+                    );
+                    let sweeps = AbortOnDrop(lead());
+                    self.hold(lease).await;
+                    drop(sweeps);
+                    tracing::warn!(
+                        me = self.me,
+                        "no longer leading: the heartbeat sweeps stopped"
+                    );
+                    self.resign().await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot campaign for leadership"),
+            }
+            tokio::time::sleep(look_every).await;
+        }
+    }
+
+    /// Takes the key if nobody holds it; the lease it is held with.
+    async fn campaign(&self) -> Result<Option<i64>, String> {
+        let mut client = self.client.clone();
+        let held = self.bounded(client.get(self.key.clone(), None)).await?;
+        if !held.kvs().is_empty() {
+            return Ok(None);
+        }
+        let lease = self
+            .bounded(client.lease_grant(self.ttl_seconds(), None))
+            .await?
+            .id();
+        let take = Txn::new()
+            .when([Compare::create_revision(
+                self.key.clone(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then([TxnOp::put(
+                self.key.clone(),
+                self.me.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        match self.bounded(client.txn(take)).await {
+            Ok(taken) if taken.succeeded() => Ok(Some(lease)),
+            other => {
+                let _ = self.bounded(client.lease_revoke(lease)).await;
+                other.map(|_| None)
+            }
+        }
+    }
+
+    /// Refreshes the lease until that fails for too long, or etcd says it
+    /// expired.
+    async fn hold(&self, lease: i64) {
+        let refresh_every = self.ttl / 3;
+        let give_up_after = self.ttl * 2 / 3;
+        let mut last_refresh = Instant::now();
+        'stream: while last_refresh.elapsed() < give_up_after {
+            let mut client = self.client.clone();
+            let Ok((mut keeper, mut answers)) = self.bounded(client.lease_keep_alive(lease)).await
+            else {
+                tokio::time::sleep(refresh_every / 4).await;
+                continue;
+            };
+            loop {
+                let sent = Instant::now();
+                if keeper.keep_alive().await.is_err() {
+                    continue 'stream;
+                }
+                match tokio::time::timeout(refresh_every, answers.message()).await {
+                    Ok(Ok(Some(answer))) if answer.ttl() > 0 => last_refresh = sent,
+                    Ok(Ok(Some(_))) => {
+                        tracing::warn!("the leadership lease expired");
+                        return;
+                    }
+                    // The stream broke (e.g. its member died): open another.
+                    Ok(Ok(None) | Err(_)) => continue 'stream,
+                    Err(_) => {}
+                }
+                if last_refresh.elapsed() >= give_up_after {
+                    tracing::warn!(
+                        "the leadership lease was not refreshed for {:?}",
+                        last_refresh.elapsed()
+                    );
+                    return;
+                }
+                tokio::time::sleep(refresh_every.saturating_sub(sent.elapsed())).await;
+            }
+        }
+    }
+
+    /// Lets go of the key at once, if this replica holds it (on stepping down
+    /// and on stop), so that another takes over without waiting for the
+    /// lease to expire.
+    pub async fn resign(&self) {
+        let Some(lease) = lock(&self.lease).take() else {
+            return;
+        };
+        let mut client = self.client.clone();
+        match self.bounded(client.lease_revoke(lease)).await {
+            Ok(_) => tracing::info!("leadership released"),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot revoke the leadership lease; it expires by itself")
+            }
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        request: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn leases_are_whole_seconds() {
+        let client = Client::connect(["http://127.0.0.1:1"], None).await.unwrap();
+        let leadership = |ttl| {
+            Leadership::new(
+                client.clone(),
+                "k".into(),
+                "me".into(),
+                ttl,
+                Duration::from_secs(1),
+            )
+        };
+        assert_eq!(leadership(Duration::from_secs(3)).ttl_seconds(), 3);
+        assert_eq!(leadership(Duration::from_millis(2500)).ttl_seconds(), 3);
+        assert_eq!(leadership(Duration::from_millis(10)).ttl_seconds(), 1);
+    }
+}

@@ -1,0 +1,369 @@
+//! The etcd store: the table lives in etcd, one key per instance,
+//! `PREFIX/services/NAME/ADDR`, whose value is the JSON record; several
+//! registry replicas share it.
+//!
+//! - Writes go to etcd, each in one request (a registration and its answer
+//!   are one transaction), so they are linearizable and never half done; a
+//!   write etcd does not acknowledge within `--etcd-timeout` answers 503.
+//! - Each replica keeps a copy of the table, read once and then kept
+//!   current by a prefix watch, which delivers every change in revision
+//!   order. Reads, heartbeat targets and notifications come from that copy.
+//! - Every replica notifies the dependents of every change it sees on the
+//!   watch: a dependent hears of each change at least once (once per replica
+//!   that is up), and from each replica in revision order. Duplicates are
+//!   harmless: a notification says the state of one instance.
+//! - The keys carry no lease: whether an instance lives is for the
+//!   heartbeats to say, and only the leading replica runs them (see
+//!   `leader.rs`). An eviction deletes the key only if it still holds the
+//!   registration that was checked (its mod revision).
+//! - When the watch breaks (etcd unreachable, or the member lost its
+//!   leader), the replica keeps answering reads from its copy, marked stale,
+//!   and watches again from the revision after the last one it applied, so
+//!   no change is missed. If etcd compacted that revision away, the replica
+//!   reads the whole table again and tells dependents of the differences.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
+    TxnOp, TxnOpResponse, WatchOptions,
+};
+use protocol::record::{EVERY_SERVICE, Instances, ServiceRecord};
+
+use super::{Registered, RegistrationId, Store, StoreError, Table, Target};
+use crate::notify::Notifier;
+
+/// The first pause before watching again after a failure; it doubles up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Where the registry's keys live under `--etcd-prefix`.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Every instance key starts with this.
+    pub fn services(&self) -> String {
+        format!("{}/services/", self.prefix)
+    }
+
+    fn service(&self, name: &str) -> String {
+        format!("{}/services/{name}/", self.prefix)
+    }
+
+    fn instance(&self, name: &str, addr: &str) -> String {
+        format!("{}/services/{name}/{addr}", self.prefix)
+    }
+
+    /// The key the leading replica holds (`leader.rs`).
+    pub fn leader(&self) -> String {
+        format!("{}/leader", self.prefix)
+    }
+
+    /// (`Name`, `Addr`) of an instance key. Names and addresses contain no
+    /// `/` (records are validated), so the first `/` separates them.
+    fn parse_instance<'k>(&self, key: &'k str) -> Option<(&'k str, &'k str)> {
+        let rest = key.strip_prefix(&self.services())?;
+        rest.split_once('/')
+    }
+}
+
+pub struct EtcdStore {
+    client: Client,
+    keys: Keys,
+    table: Table,
+    timeout: Duration,
+    /// Whether the watch is established, i.e. the copy is current.
+    watching: AtomicBool,
+}
+
+/// Any etcd failure, as the one line a 503 carries.
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string().replace(['\r', '\n'], " "))
+}
+
+impl EtcdStore {
+    /// Sets up the client; no connection is made yet, so etcd may come up
+    /// later. Fails only on unusable endpoint URLs.
+    pub async fn connect(
+        endpoints: &[String],
+        keys: Keys,
+        timeout: Duration,
+        notifier: Notifier,
+    ) -> Result<Self, StoreError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            // A member that lost its quorum refuses at once instead of
+            // letting requests wait, and ends watches it cannot serve.
+            .with_require_leader(true)
+            // Finds a member that died without closing its connections.
+            .with_keep_alive(Duration::from_secs(1), timeout)
+            .with_keep_alive_while_idle(true);
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("--etcd {}: {e}", endpoints.join(","))))?;
+        Ok(EtcdStore {
+            client,
+            keys,
+            table: Table::new(notifier),
+            timeout,
+            watching: AtomicBool::new(false),
+        })
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// One etcd request, bounded by `--etcd-timeout`.
+    async fn call<T>(
+        &self,
+        request: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Keeps the local copy current, for as long as the task runs.
+    pub async fn follow(self: Arc<Self>) {
+        // The last revision applied to the copy; none before the first read.
+        let mut revision = None;
+        let mut first_read = true;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let result = self
+                .follow_once(&mut revision, &mut first_read, &mut backoff)
+                .await;
+            self.watching.store(false, Ordering::SeqCst);
+            match result {
+                Ok(()) => tracing::warn!("etcd ended the watch; watching again"),
+                Err(e) => tracing::warn!(error = %e, "etcd watch failed; retrying in {backoff:?}"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn follow_once(
+        &self,
+        revision: &mut Option<i64>,
+        first_read: &mut bool,
+        backoff: &mut Duration,
+    ) -> Result<(), StoreError> {
+        let services = self.keys.services();
+        let start = match *revision {
+            Some(applied) => applied + 1,
+            None => {
+                let mut client = self.client();
+                let read = self
+                    .call(client.get(services.clone(), Some(GetOptions::new().with_prefix())))
+                    .await?;
+                let at = read.header().map_or(0, |h| h.revision());
+                let records = read
+                    .kvs()
+                    .iter()
+                    .filter_map(|kv| self.parse_record(kv))
+                    .collect();
+                // A first read only fills the copy; a read after a gap the
+                // watch could not cover tells dependents what changed.
+                self.table.reset(records, !*first_read);
+                *first_read = false;
+                *revision = Some(at);
+                tracing::info!(
+                    revision = at,
+                    instances = self.table.len(),
+                    "read the table from etcd"
+                );
+                at + 1
+            }
+        };
+        let mut client = self.client();
+        let options = WatchOptions::new().with_prefix().with_start_revision(start);
+        let mut stream = self.call(client.watch(services, Some(options))).await?;
+        while let Some(answer) = stream.message().await.map_err(unavailable)? {
+            if answer.created() {
+                self.watching.store(true, Ordering::SeqCst);
+                *backoff = FIRST_BACKOFF;
+                tracing::info!(from = start, "watching etcd");
+            }
+            if answer.canceled() {
+                if answer.compact_revision() > 0 {
+                    // What we missed is gone from etcd's history.
+                    *revision = None;
+                }
+                return Err(StoreError::Unavailable(format!(
+                    "watch canceled: {}",
+                    answer.cancel_reason()
+                )));
+            }
+            for event in answer.events() {
+                let Some(kv) = event.kv() else { continue };
+                match event.event_type() {
+                    EventType::Put => {
+                        if let Some((record, id)) = self.parse_record(kv) {
+                            self.table.upsert(record, id, false);
+                        }
+                    }
+                    EventType::Delete => {
+                        if let Some((name, addr)) =
+                            kv.key_str().ok().and_then(|k| self.keys.parse_instance(k))
+                        {
+                            self.table.remove(name, addr);
+                        }
+                    }
+                }
+                *revision = Some(kv.mod_revision());
+            }
+        }
+        Ok(())
+    }
+
+    /// The record an instance key holds, with its registration id (the
+    /// key's mod revision: a new one at every registration).
+    fn parse_record(&self, kv: &KeyValue) -> Option<(ServiceRecord, RegistrationId)> {
+        let record: Option<ServiceRecord> = serde_json::from_slice(kv.value())
+            .ok()
+            .filter(|r: &ServiceRecord| r.validate().is_ok());
+        if record.is_none() {
+            tracing::warn!(key = %String::from_utf8_lossy(kv.key()), "ignoring a key that holds no valid record");
+        }
+        let id = RegistrationId(u64::try_from(kv.mod_revision()).ok()?);
+        record.map(|r| (r, id))
+    }
+}
+
+impl Store for EtcdStore {
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    async fn register(&self, record: ServiceRecord) -> Result<Registered, StoreError> {
+        let json = serde_json::to_vec(&record).map_err(unavailable)?;
+        let key = self.keys.instance(&record.name, &record.addr);
+        let mut ops = vec![TxnOp::put(
+            key,
+            json,
+            Some(PutOptions::new().with_prev_key()),
+        )];
+        // The answer, read in the same transaction: the state right after
+        // this registration, whichever replica serves it.
+        let prefix = Some(GetOptions::new().with_prefix());
+        if record.required_services.iter().any(|r| r == EVERY_SERVICE) {
+            ops.push(TxnOp::get(self.keys.services(), prefix));
+        } else {
+            let mut names = record.required_services.clone();
+            names.sort();
+            names.dedup();
+            for name in names {
+                ops.push(TxnOp::get(self.keys.service(&name), prefix.clone()));
+            }
+        }
+        let mut client = self.client();
+        let done = self.call(client.txn(Txn::new().and_then(ops))).await?;
+        let mut updated = false;
+        let mut fetched = Vec::new();
+        for response in done.op_responses() {
+            match response {
+                TxnOpResponse::Put(put) => updated = put.prev_key().is_some(),
+                TxnOpResponse::Get(get) => fetched.extend(
+                    get.kvs()
+                        .iter()
+                        .filter_map(|kv| self.parse_record(kv))
+                        .map(|(r, _)| r),
+                ),
+                TxnOpResponse::Delete(_) | TxnOpResponse::Txn(_) => {}
+            }
+        }
+        Ok(Registered {
+            answer: answer(&record, fetched),
+            updated,
+        })
+    }
+
+    async fn deregister(&self, record: &ServiceRecord) -> Result<bool, StoreError> {
+        let mut client = self.client();
+        let key = self.keys.instance(&record.name, &record.addr);
+        let done = self.call(client.delete(key, None)).await?;
+        Ok(done.deleted() > 0)
+    }
+
+    async fn evict(&self, target: &Target) -> Result<bool, StoreError> {
+        let key = self.keys.instance(&target.name, &target.addr);
+        let checked = i64::try_from(target.id.0).unwrap_or(i64::MAX);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                checked,
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        let mut client = self.client();
+        Ok(self.call(client.txn(txn)).await?.succeeded())
+    }
+
+    fn stale(&self) -> bool {
+        !self.watching.load(Ordering::SeqCst)
+    }
+}
+
+/// A registration answer from the records read with it: every service the
+/// record requires mapped to its instances (`[]` when none; every service
+/// that has instances for `*`), leaving out the record itself.
+fn answer(record: &ServiceRecord, fetched: Vec<ServiceRecord>) -> Instances {
+    let mut answer = Instances::new();
+    for required in &record.required_services {
+        if required != EVERY_SERVICE {
+            answer.entry(required.clone()).or_default();
+        }
+    }
+    for other in fetched {
+        if !other.same_instance(record) && record.requires(&other.name) {
+            answer.entry(other.name.clone()).or_default().push(other);
+        }
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_back() {
+        let keys = Keys::new("/sparrow/");
+        let key = keys.instance("log", "127.0.0.1:20002");
+        assert_eq!(key, "/sparrow/services/log/127.0.0.1:20002");
+        assert_eq!(keys.parse_instance(&key), Some(("log", "127.0.0.1:20002")));
+        assert_eq!(keys.parse_instance("/other/services/log/h:1"), None);
+        assert_eq!(keys.leader(), "/sparrow/leader");
+    }
+
+    #[test]
+    fn answers_like_the_in_memory_table() {
+        let log = ServiceRecord::new("log", "h:2", vec![]);
+        let visit = ServiceRecord::new("visit", "h:3", vec!["log".into(), "nope".into()]);
+        let answer = answer(&visit, vec![log.clone(), visit.clone()]);
+        assert_eq!(answer["log"], vec![log.clone()]);
+        assert_eq!(answer["nope"], vec![]);
+        let gateway = ServiceRecord::new("gateway", "h:1", vec!["*".into()]);
+        let all = super::answer(&gateway, vec![log.clone(), gateway.clone()]);
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["log"]);
+    }
+}

@@ -1,0 +1,425 @@
+//! The registry on etcd, against a real three-member etcd cluster on
+//! loopback: two registry replicas share the table; hosts know both.
+//!
+//! Under load through gateway → visit → log: killing the leading replica,
+//! killing etcd members, losing etcd's quorum and getting it back,
+//! restarting every replica. And concurrent writes to both replicas, which
+//! must leave one table and every dependent agreeing with it.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use harness::etcd::{EtcdCluster, host_of, leader_of, registry_replica};
+use harness::load::Load;
+use harness::{Proc, TempDir, get, plugin, poll_until, registered, send};
+use http_body_util::{BodyExt, Full};
+
+const SETTLE: Duration = Duration::from_secs(30);
+/// README's bound for the replicas' 2 s lease (`registry_replica`): the
+/// lease expires within the TTL, a follower looks every quarter of it;
+/// plus 1.5 s for etcd round trips on a loaded machine.
+const TAKEOVER_BOUND: Duration = Duration::from_millis(2500 + 1500);
+/// The harness's heartbeats: 1 s interval, 2 attempts 200 ms apart; one
+/// more interval for a sweep already under way.
+const EVICTION_BOUND: Duration = Duration::from_millis(1000 + 2 * 200 + 1000 + 1000);
+const CLIENTS: usize = 8;
+
+/// A loopback address nothing listens on right now.
+fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Two replicas, two log hosts, visit and gateway, all settled.
+struct System {
+    replicas: Vec<Proc>,
+    logs: Vec<Proc>,
+    visit: Proc,
+    gateway: Proc,
+    _dir: TempDir,
+}
+
+impl System {
+    fn start(etcd: &EtcdCluster, replica_addrs: &[String], host_args: &[&str]) -> System {
+        let replicas: Vec<Proc> = replica_addrs
+            .iter()
+            .map(|addr| registry_replica(etcd, addr, &[]))
+            .collect();
+        let registries: Vec<&Proc> = replicas.iter().collect();
+        let dir = TempDir::new("etcd-system");
+        let log_args = [host_args, &["--dir", dir.path().to_str().unwrap()]].concat();
+        let logs = (0..2)
+            .map(|_| host_of(&plugin("log"), &registries, &log_args))
+            .collect();
+        let visit = host_of(&plugin("visit"), &registries, host_args);
+        let gateway = host_of(&plugin("gateway"), &registries, host_args);
+        let url = gateway.url("/visit/");
+        assert!(
+            poll_until(SETTLE, || get(&url).status == 200),
+            "{}",
+            gateway.log()
+        );
+        System {
+            replicas,
+            logs,
+            visit,
+            gateway,
+            _dir: dir,
+        }
+    }
+
+    fn replica_refs(&self) -> Vec<&Proc> {
+        self.replicas.iter().collect()
+    }
+}
+
+fn fail_with(failures: &[harness::load::Failure], ok: usize) -> String {
+    format!(
+        "{} of {} requests failed, e.g. {:?}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)]
+    )
+}
+
+#[test]
+fn killing_the_leading_replica_fails_no_request_and_the_other_takes_over() {
+    let etcd = EtcdCluster::start(3);
+    let mut system = System::start(&etcd, &[free_addr(), free_addr()], &[]);
+    assert!(poll_until(SETTLE, || leader_of(&system.replica_refs()).is_some()));
+    let load = Load::start(&system.gateway.url("/visit/"), CLIENTS);
+    assert!(load.wait_for_more(100, SETTLE));
+
+    let leader = leader_of(&system.replica_refs()).unwrap();
+    let other = 1 - leader;
+    system.replicas[leader].kill9();
+    let killed = Instant::now();
+    assert!(
+        poll_until(SETTLE, || leader_of(&[&system.replicas[other]]).is_some()),
+        "{}",
+        system.replicas[other].log()
+    );
+    let takeover = killed.elapsed();
+    eprintln!("takeover after {takeover:?}");
+    assert!(
+        takeover <= TAKEOVER_BOUND,
+        "the other replica led after {takeover:?}, bound {TAKEOVER_BOUND:?}"
+    );
+
+    // Evictions and notifications go on under the new leader: a log host
+    // killed now leaves the table, and visit hears of it.
+    let log_killed_at = load.elapsed();
+    system.logs[1].kill9();
+    let killed = Instant::now();
+    let survivor = &system.replicas[other];
+    assert!(
+        poll_until(SETTLE, || registered(survivor, "log").len() == 1),
+        "{}",
+        survivor.log()
+    );
+    let evicted = killed.elapsed();
+    assert!(
+        evicted <= EVICTION_BOUND,
+        "evicted after {evicted:?}, bound {EVICTION_BOUND:?}"
+    );
+    assert!(
+        poll_until(SETTLE, || system.visit.log().contains("instance removed")),
+        "{}",
+        system.visit.log()
+    );
+    assert!(load.wait_for_more(100, SETTLE));
+    let (ok, failures) = load.stop();
+
+    // Only requests in flight to the killed log host may fail (visit
+    // answers 500 for them): at most one per client, none before its kill.
+    eprintln!(
+        "{} of {} requests failed, all in flight to the killed log host",
+        failures.len(),
+        ok + failures.len()
+    );
+    assert!(failures.len() <= CLIENTS, "{}", fail_with(&failures, ok));
+    for failure in &failures {
+        assert!(
+            failure.at >= log_killed_at && failure.status == Some(500),
+            "{failure:?}"
+        );
+    }
+}
+
+#[test]
+fn etcd_member_losses_leave_traffic_alone_and_writes_come_back_with_quorum() {
+    let mut etcd = EtcdCluster::start(3);
+    let system = System::start(&etcd, &[free_addr()], &[]);
+    let registry = &system.replicas[0];
+    let load = Load::start(&system.gateway.url("/visit/"), CLIENTS);
+    assert!(load.wait_for_more(100, SETTLE));
+    // A record that heartbeats keep: it lives at a log host's address.
+    let probe = |n: u32| {
+        format!(
+            r#"{{"Name":"probe{n}","Addr":"{}","RequiredServices":[]}}"#,
+            system.logs[0].addr()
+        )
+    };
+    let register = |n: u32| send("POST", &registry.url("/services"), &[], probe(n).as_bytes());
+
+    // One member down: quorum holds, writes go on.
+    etcd.kill9(0);
+    assert!(poll_until(SETTLE, || register(1).is_ok_and(|r| r.status == 200)));
+    assert!(load.wait_for_more(200, SETTLE));
+
+    // Two down: no quorum. Writes answer 503 with a reason; the traffic
+    // goes on from the hosts' caches.
+    etcd.kill9(1);
+    let mut refused = None;
+    assert!(poll_until(SETTLE, || {
+        refused = register(2).ok().filter(|r| r.status == 503);
+        refused.is_some()
+    }));
+    let text = refused.unwrap().text();
+    assert!(
+        text.contains("etcd") && text.trim_end().lines().count() == 1,
+        "{text:?}"
+    );
+    // Reads still answer, from the replica's copy, and say it may be stale.
+    assert!(poll_until(SETTLE, || {
+        let reply = get(&registry.url("/services"));
+        reply.status == 200 && reply.headers.contains_key("x-sparrow-stale")
+    }));
+    assert!(load.wait_for_more(200, SETTLE));
+
+    // Quorum back: registrations work again, nothing restarted.
+    etcd.restart(0);
+    etcd.restart(1);
+    assert!(
+        poll_until(SETTLE, || register(3).is_ok_and(|r| r.status == 200)),
+        "{}",
+        registry.log()
+    );
+    assert!(poll_until(SETTLE, || !registered(registry, "probe3").is_empty()));
+    assert!(load.wait_for_more(100, SETTLE));
+    let (ok, failures) = load.stop();
+    assert!(failures.is_empty(), "{}", fail_with(&failures, ok));
+}
+
+#[test]
+fn restarting_every_replica_keeps_the_table_and_fails_no_request() {
+    let etcd = EtcdCluster::start(3);
+    let addrs = [free_addr(), free_addr()];
+    // Hosts that would register again after 5 s without a heartbeat: more
+    // than the new leader takes (2 s lease, 0.5 s looks, a sweep at once).
+    let mut system = System::start(&etcd, &addrs, &["--heartbeat-timeout", "5s"]);
+    // The table as one replica lists it; empty while it does not answer
+    // (a pooled connection to the killed process fails once).
+    let table = |registry: &Proc| -> BTreeMap<String, Vec<String>> {
+        let Ok(reply) = send("GET", &registry.url("/services"), &[], b"") else {
+            return BTreeMap::new();
+        };
+        ["log", "visit", "gateway"]
+            .iter()
+            .map(|s| {
+                let mut addrs: Vec<String> = reply.json()[*s]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i["Addr"].as_str().map(String::from))
+                    .collect();
+                addrs.sort();
+                (s.to_string(), addrs)
+            })
+            .collect()
+    };
+    let before = table(&system.replicas[0]);
+    let load = Load::start(&system.gateway.url("/visit/"), CLIENTS);
+    assert!(load.wait_for_more(100, SETTLE));
+
+    for replica in &mut system.replicas {
+        replica.kill9();
+    }
+    system.replicas = addrs
+        .iter()
+        .map(|addr| registry_replica(&etcd, addr, &[]))
+        .collect();
+    let restarted = Instant::now();
+    for replica in &system.replicas {
+        assert!(poll_until(SETTLE, || table(replica) == before));
+    }
+    // Past the hosts' heartbeat timeout: the new leader's heartbeats kept
+    // them from registering again.
+    assert!(poll_until(SETTLE, || restarted.elapsed()
+        > Duration::from_secs(6)
+        && load.ok() > 0));
+    assert!(load.wait_for_more(100, SETTLE));
+    let (ok, failures) = load.stop();
+    assert!(failures.is_empty(), "{}", fail_with(&failures, ok));
+    for host in system.logs.iter().chain([&system.visit, &system.gateway]) {
+        assert!(
+            !host.log().contains("registering again"),
+            "{}:\n{}",
+            host.name(),
+            host.log()
+        );
+    }
+}
+
+/// A dependent that records every notification: (method, Addr) in order.
+struct Recorder {
+    addr: String,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let sink = seen.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let sink = sink.clone();
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let sink = sink.clone();
+                        async move {
+                            let method = request.method().to_string();
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            if let Ok(record) = serde_json::from_slice::<serde_json::Value>(&body)
+                                && let Some(addr) = record["Addr"].as_str()
+                            {
+                                sink.lock().unwrap().push((method, addr.to_owned()));
+                            }
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+                        }
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        Recorder {
+            addr,
+            seen,
+            _runtime: runtime,
+        }
+    }
+
+    /// The instances whose last notification was a POST.
+    fn view(&self) -> Vec<String> {
+        let mut last: BTreeMap<String, String> = BTreeMap::new();
+        for (method, addr) in self.seen.lock().unwrap().iter() {
+            last.insert(addr.clone(), method.clone());
+        }
+        last.into_iter()
+            .filter(|(_, method)| method == "POST")
+            .map(|(addr, _)| addr)
+            .collect()
+    }
+}
+
+#[test]
+fn concurrent_writes_on_both_replicas_converge_everywhere() {
+    const INSTANCES: usize = 6;
+    const WRITERS: usize = 8;
+    const ROUNDS: usize = 30;
+    let etcd = EtcdCluster::start(3);
+    // No heartbeats: the instances are fakes.
+    let no_heartbeat = ["--heartbeat-interval", "1h"];
+    let replicas = [
+        registry_replica(&etcd, "127.0.0.1:0", &no_heartbeat),
+        registry_replica(&etcd, "127.0.0.1:0", &no_heartbeat),
+    ];
+    let urls: Vec<String> = replicas.iter().map(|r| r.url("/services")).collect();
+    let recorder = Recorder::start();
+    let watcher = format!(
+        r#"{{"Name":"watcher","Addr":"{}","RequiredServices":["flappy"]}}"#,
+        recorder.addr
+    );
+    assert_eq!(
+        send("POST", &urls[0], &[], watcher.as_bytes())
+            .unwrap()
+            .status,
+        200
+    );
+    // Both replicas know the watcher before the storm starts.
+    assert!(poll_until(SETTLE, || replicas.iter().all(|r| registered(
+        r, "watcher"
+    )
+    .len()
+        == 1)));
+    let flappy = |i: usize| format!("127.0.0.1:{}", 41000 + i);
+    let record = |i: usize| {
+        format!(
+            r#"{{"Name":"flappy","Addr":"{}","RequiredServices":[]}}"#,
+            flappy(i)
+        )
+    };
+    let write = |url: &str, register: bool, i: usize| {
+        let method = if register { "POST" } else { "DELETE" };
+        let reply = send(method, url, &[], record(i).as_bytes()).unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    };
+
+    std::thread::scope(|scope| {
+        for writer in 0..WRITERS {
+            let (urls, write) = (&urls, &write);
+            scope.spawn(move || {
+                for round in 0..ROUNDS {
+                    let url = &urls[(writer + round) % 2];
+                    write(
+                        url,
+                        (writer + round / 2) % 2 == 0,
+                        (writer + round) % INSTANCES,
+                    );
+                }
+            });
+        }
+    });
+    // The last write of each instance, on alternating replicas: even ones
+    // registered, odd ones removed.
+    for i in 0..INSTANCES {
+        write(&urls[i % 2], i % 2 == 0, i);
+    }
+    let expected: Vec<String> = (0..INSTANCES).step_by(2).map(flappy).collect();
+    for replica in &replicas {
+        assert!(
+            poll_until(SETTLE, || {
+                let mut now = registered(replica, "flappy");
+                now.sort();
+                now == expected
+            }),
+            "{:?}",
+            registered(replica, "flappy")
+        );
+    }
+    // The dependent converges (both replicas notify it; the last word of
+    // each on every instance is its final state) and stays converged.
+    let mut agreed_since: Option<Instant> = None;
+    assert!(
+        poll_until(SETTLE, || {
+            if recorder.view() == expected {
+                agreed_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(1)
+            } else {
+                agreed_since = None;
+                false
+            }
+        }),
+        "dependent's view {:?}, table {expected:?}",
+        recorder.view()
+    );
+}

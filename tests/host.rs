@@ -139,7 +139,7 @@ fn bad_start_up_input_exits_with_one_line_naming_the_problem() {
         "{line}"
     );
     let line = run(plugin_args(&echo));
-    assert!(line.contains("did not accept the registration"), "{line}");
+    assert!(line.contains("accepted the registration within"), "{line}");
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut args = plugin_args(&echo);

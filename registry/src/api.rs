@@ -3,7 +3,9 @@
 //! - `POST /services` registers (upsert by `Name`+`Addr`) and answers the
 //!   instances of every required service;
 //! - `DELETE /services` deregisters (an unknown instance is not an error);
-//! - `GET /services` and `GET /services/{name}` show the table with health.
+//! - `GET /services` and `GET /services/{name}` show the table with health;
+//! - `GET /metrics` answers the metrics (`metrics`), `GET /` and
+//!   `GET /overview` the live page and its data (`page`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,7 +15,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::page;
 use crate::table::Table;
 use protocol::body::{MAX_BODY, json_response, read_record, text_response};
 use protocol::record::ServiceRecord;
@@ -24,6 +28,9 @@ pub(crate) struct Api {
     pub(crate) notifier: Notifier,
     /// Required on writes when set.
     pub(crate) token: Token,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Shown on the page, which tells how stale a heartbeat is.
+    pub(crate) heartbeat_interval: std::time::Duration,
 }
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -48,6 +55,18 @@ impl Api {
                 Method::GET => json_response(StatusCode::OK, &self.table.view()),
                 _ => not_allowed("GET, POST, DELETE"),
             },
+            protocol::metrics::METRICS_PATH => match method {
+                Method::GET => self.metrics.scrape(),
+                _ => not_allowed("GET"),
+            },
+            page::PAGE_PATH => match method {
+                Method::GET => page::page(),
+                _ => not_allowed("GET"),
+            },
+            page::OVERVIEW_PATH => match method {
+                Method::GET => page::overview(&self.table, self.heartbeat_interval),
+                _ => not_allowed("GET"),
+            },
             path => match path.strip_prefix("/services/") {
                 Some(name) if !name.is_empty() && !name.contains('/') => match method {
                     Method::GET => self.view_service(name),
@@ -65,6 +84,7 @@ impl Api {
             Err(response) => return response,
         };
         let registered = self.table.register(record);
+        self.metrics.registered(registered.updated);
         let record = &registered.change.record;
         tracing::info!(
             name = record.name,
@@ -82,7 +102,9 @@ impl Api {
             Ok(record) => record,
             Err(response) => return response,
         };
-        match self.table.deregister(&record) {
+        let removed = self.table.deregister(&record);
+        self.metrics.deregistered(removed.is_some());
+        match removed {
             Some(change) => {
                 tracing::info!(name = record.name, addr = record.addr, "deregistered");
                 self.notifier.notify(Method::DELETE, change);

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::table::{RegistrationId, Table, Target};
 use protocol::http::{HttpClient, send};
@@ -37,13 +38,21 @@ struct Checker {
     http: HttpClient,
     config: Config,
     permits: Semaphore,
+    metrics: Arc<Metrics>,
 }
 
 /// Runs sweeps forever; stop it by dropping (aborting) the future, which
 /// also aborts the checks in flight.
-pub async fn run(table: Arc<Table>, notifier: Notifier, http: HttpClient, config: Config) {
+pub async fn run(
+    table: Arc<Table>,
+    notifier: Notifier,
+    http: HttpClient,
+    config: Config,
+    metrics: Arc<Metrics>,
+) {
     let interval = config.heartbeat_interval;
     let checker = Arc::new(Checker {
+        metrics,
         permits: Semaphore::new(config.heartbeat_concurrency as usize),
         table,
         notifier,
@@ -83,6 +92,7 @@ impl Checker {
                 tokio::time::sleep(self.config.heartbeat_retry_delay).await;
             }
             let alive = self.probe(&target).await;
+            self.metrics.heartbeat(alive);
             self.table.record_heartbeat(&target, alive);
             if alive {
                 return target.id;
@@ -95,6 +105,7 @@ impl Checker {
             );
         }
         if let Some(change) = self.table.evict(&target) {
+            self.metrics.evicted();
             tracing::info!(
                 name = target.name,
                 addr = target.addr,

@@ -12,13 +12,17 @@
 //! - `table`: the instances, who depends on whom, and what changed.
 //! - `heartbeat`: the sweeps that check instances and evict dead ones.
 //! - `notify`: telling dependents, concurrently and in order per dependent.
+//! - `metrics`: what `GET /metrics` answers, and the hooks that feed it.
+//! - `page`: the live page on `GET /` and the data it polls.
 
 pub mod config;
 pub mod server;
 
 mod api;
 mod heartbeat;
+mod metrics;
 mod notify;
+mod page;
 mod table;
 
 pub use config::Config;

@@ -11,11 +11,12 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Method;
 use tokio::sync::mpsc;
 
+use crate::metrics::Metrics;
 use crate::table::Change;
 use protocol::http::{HttpClient, send_record};
 use protocol::locks::lock;
@@ -42,21 +43,25 @@ struct Shared {
     /// Sent with every notification, so that dependents can tell the
     /// registry from anyone else.
     token: Token,
+    metrics: Arc<Metrics>,
 }
 
 struct Notification {
     method: Method,
     record: Arc<ServiceRecord>,
+    /// When the change happened: the latency is measured from here.
+    queued: Instant,
 }
 
 impl Notifier {
     /// `timeout` bounds each attempt.
-    pub fn new(http: HttpClient, timeout: Duration, token: Token) -> Self {
+    pub fn new(http: HttpClient, timeout: Duration, token: Token, metrics: Arc<Metrics>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 http,
                 timeout,
                 token,
+                metrics,
                 queues: Mutex::default(),
             }),
         }
@@ -66,11 +71,13 @@ impl Notifier {
     /// `method` is `POST` for a registration, `DELETE` for a removal.
     pub fn notify(&self, method: Method, change: Change) {
         let record = Arc::new(change.record);
+        let queued = Instant::now();
         let mut queues = lock(&self.shared.queues);
         for addr in change.dependents {
             let notification = Notification {
                 method: method.clone(),
                 record: Arc::clone(&record),
+                queued,
             };
             match queues.entry(addr) {
                 // The worker removes its queue under this lock before it
@@ -116,7 +123,11 @@ impl Shared {
     }
 
     async fn deliver(&self, url: &str, notification: Notification) {
-        let Notification { method, record } = notification;
+        let Notification {
+            method,
+            record,
+            queued,
+        } = notification;
         for attempt in 1..=NOTIFY_ATTEMPTS {
             let sent = send_record(
                 &self.http,
@@ -128,6 +139,7 @@ impl Shared {
             );
             match sent.await {
                 Ok((status, _)) if status.is_success() => {
+                    self.metrics.notification_delivered(queued.elapsed());
                     tracing::debug!(%method, url, name = record.name, addr = record.addr, "notified");
                     return;
                 }
@@ -136,10 +148,12 @@ impl Shared {
                 }
                 Err(e) => tracing::debug!(%method, url, attempt, error = %e, "notification failed"),
             }
+            self.metrics.notification_attempt_failed();
             if attempt < NOTIFY_ATTEMPTS {
                 tokio::time::sleep(RETRY_DELAY).await;
             }
         }
+        self.metrics.notification_given_up();
         tracing::warn!(
             %method,
             url,

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::api::Api;
 use crate::config::Config;
 use crate::heartbeat;
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::table::Table;
 
@@ -28,18 +29,28 @@ pub async fn serve(
     tracing::info!("{}", listening::message(listener.local_addr()?));
     let http = http_client();
     let table = Arc::new(Table::new());
+    let metrics = Arc::new(Metrics::new(Arc::clone(&table)));
     let token = Token::new(config.token.clone());
-    let notifier = Notifier::new(http.clone(), config.notify_timeout, token.clone());
+    let notifier = Notifier::new(
+        http.clone(),
+        config.notify_timeout,
+        token.clone(),
+        Arc::clone(&metrics),
+    );
+    let heartbeat_interval = config.heartbeat_interval;
     let heartbeat = tokio::spawn(heartbeat::run(
         Arc::clone(&table),
         notifier.clone(),
         http,
         config,
+        Arc::clone(&metrics),
     ));
     let api = Arc::new(Api {
         table,
         notifier,
         token,
+        metrics,
+        heartbeat_interval,
     });
     let service_for = |_peer| {
         let api = Arc::clone(&api);

@@ -104,6 +104,19 @@ pub struct Cli {
     /// How long to keep trying to register at start before giving up.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub registry_wait: Duration,
+
+    /// Serve Prometheus metrics on `GET /metrics` at this address
+    /// (HOST:PORT; port 0 picks a free port, logged as `metrics on ADDR`).
+    /// Off by default: then nothing is counted. An address of its own, so
+    /// that no path is taken from the plugin.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Log one line per request for the plugin (method, path, status,
+    /// duration, and the trace id, as every line about a request has).
+    /// Off by default: a line per request costs a few microseconds.
+    #[arg(long)]
+    pub access_log: bool,
 }
 
 impl Cli {

@@ -21,6 +21,7 @@ use crate::discovery::Discovery;
 use crate::discovery::cache::InstanceCache;
 use crate::durability::Flusher;
 use crate::kv::KvStore;
+use crate::metrics::{self, HostMetrics};
 use crate::outbound::Outbound;
 use crate::plugin::{Plugin, PluginEngine, SandboxSettings, Shared};
 use crate::server::{self, Active, App};
@@ -46,6 +47,8 @@ pub struct Host {
     cli: Cli,
     app: Arc<App>,
     listener: TcpListener,
+    /// With `--metrics-addr`: where `GET /metrics` is answered.
+    metrics: Option<(TcpListener, Arc<HostMetrics>)>,
 }
 
 impl Host {
@@ -64,12 +67,25 @@ impl Host {
         let started = Instant::now();
         // While it describes itself the plugin has no name yet and may call
         // nothing.
-        let plugin = engine
-            .load(&cli.plugin, shared.env("plugin".into(), Vec::new()))
-            .await?;
+        let plugin = engine.load(&cli.plugin, shared.loading_env()).await?;
         let listener = TcpListener::bind(cli.addr)
             .await
             .with_context(|| format!("cannot listen on {}", cli.addr))?;
+        let metrics = match (cli.metrics_addr, &shared.metrics) {
+            (Some(addr), Some(metrics)) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("--metrics-addr: cannot listen on {addr}"))?;
+                // Before the `listening on` line, so that whoever waits for
+                // that one finds this one too.
+                tracing::info!(
+                    "{}",
+                    protocol::listening::metrics_message(listener.local_addr()?)
+                );
+                Some((listener, metrics.clone()))
+            }
+            _ => None,
+        };
         let (record, active) = identity(&cli, &listener, &shared, plugin)?;
         tracing::info!(
             service = %record.name,
@@ -90,11 +106,13 @@ impl Host {
             (Some(dir), true) => Some(Flusher::new(dir)?),
             _ => None,
         };
-        let app = App::new(engine, shared, discovery, cli.max_body, flusher, active);
+        let mut app = App::new(engine, shared, discovery, cli.max_body, flusher, active);
+        app.access_log = cli.access_log;
         Ok(Host {
             cli,
             app: Arc::new(app),
             listener,
+            metrics,
         })
     }
 
@@ -108,8 +126,17 @@ impl Host {
     /// Serves, registers, keeps registered, swaps plugin versions; on stop,
     /// deregisters, then lets requests in flight finish.
     pub async fn run(self, control: Control) -> anyhow::Result<()> {
-        let Host { cli, app, listener } = self;
+        let Host {
+            cli,
+            app,
+            listener,
+            metrics,
+        } = self;
         let drain = cli.request_timeout + Duration::from_secs(1);
+        // Scrapes are answered until the very end, the drain included.
+        let metrics_server = metrics.map(|(listener, metrics)| {
+            tokio::spawn(metrics::serve(listener, metrics, std::future::pending()))
+        });
         let server = tokio::spawn(server::serve(
             listener,
             app.clone(),
@@ -136,6 +163,9 @@ impl Host {
             Some(Err(e)) => {
                 swapper.abort();
                 server.abort();
+                if let Some(metrics_server) = metrics_server {
+                    metrics_server.abort();
+                }
                 return Err(e);
             }
             // From now on a registry that forgets us is told again.
@@ -151,6 +181,9 @@ impl Host {
         // A swap still compiling would only delay the end.
         swapper.abort();
         server.await.context("server task failed")?;
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -182,6 +215,7 @@ fn shared_state(cli: &Cli) -> anyhow::Result<Shared> {
             Some(path) => KvStore::open(path)?,
             None => KvStore::default(),
         }),
+        metrics: cli.metrics_addr.map(|_| Arc::new(HostMetrics::new())),
     })
 }
 

@@ -7,11 +7,13 @@
 //!   pinned tools into `.tools/` first.
 //! - `up`: builds, then runs the registry and the log, visit and gateway
 //!   services on 127.0.0.1:20000-20003 until Ctrl-C.
-//! - `test`: builds, then runs every test.
+//! - `test`: builds, makes sure a Chromium is there for the registry
+//!   page's test (`browser`), then runs every test.
 //!
 //! Cargo alone cannot build for two targets in one command, nor start
 //! processes in order; this is the small program that does.
 
+mod browser;
 mod build;
 mod polyglot;
 mod up;
@@ -44,7 +46,8 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// Builds everything, then runs every test; further arguments go to
+    /// Builds everything, finds Chromium (installing it with apt-get when
+    /// root and missing), then runs every test; further arguments go to
     /// `cargo test`.
     Test {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -68,6 +71,8 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Test { args } => {
             workspace.build_all(false)?;
+            let chromium = browser::ensure()?;
+            eprintln!("browser for the page test: {}", chromium.display());
             workspace.cargo(["test"].into_iter().chain(args.iter().map(String::as_str)))
         }
     }

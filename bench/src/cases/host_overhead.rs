@@ -2,8 +2,9 @@
 //! per request, against a plain hyper server giving the same answers; same
 //! client, same 32 keep-alive connections. The plugin is the plain echo;
 //! the `echo` test stub, which imports twice as much, and the plain echo
-//! under `--reuse` get a row each. The host's resident memory is sampled
-//! idle and during this load.
+//! under `--reuse` get a row each, and so does the plain echo with metrics
+//! on (`--metrics-addr`) against off, measured right after it. The host's
+//! resident memory is sampled idle and during this load.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,6 +68,17 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
     };
     let base = measure(&baseline, settings.connections, budget).await?;
     let hosted = measure(&host, settings.connections, budget).await?;
+    let metered = if overhead {
+        // Right after the same host without metrics, so that both see the
+        // machine alike.
+        let metered = start_host("plain-echo", &["--metrics-addr", "127.0.0.1:0"])?;
+        same_answer(&metered).await?;
+        let measured = measure(&metered, settings.connections, budget).await?;
+        check_counted(&metered, measured.outcome.ok).await?;
+        Some(measured)
+    } else {
+        None
+    };
     let (stub_echo, reused) = if overhead {
         // The `echo` test stub imports twice the interfaces, and a fresh
         // instance pays for each import.
@@ -100,6 +112,21 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
         }
         if let Some(m) = &reused {
             throughput(&format!("throughput with --reuse {REUSE} (host/hyper)"), m);
+        }
+        if let Some(m) = &metered {
+            rows.push(Row::compared(
+                case,
+                "throughput with --metrics-addr (metrics on/off)",
+                report::rate(m.outcome.rate()),
+                report::rate(h.rate()),
+                m.outcome.rate() / h.rate(),
+            ));
+            rows.push(Row::durations(
+                case,
+                "server CPU per request, metrics on/off",
+                m.cpu_per_request,
+                hosted.cpu_per_request,
+            ));
         }
         rows.extend(Row::latencies(case, h, b));
         rows.push(Row::durations(
@@ -135,6 +162,31 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
         ));
     }
     Ok(rows)
+}
+
+/// The host with metrics on counted at least the `ok` answers of the
+/// measurement: the figure is for a host that really counts.
+async fn check_counted(host: &Proc, ok: u64) -> anyhow::Result<()> {
+    let addr = protocol::listening::parse_metrics(&host.log_tail())
+        .context("the host logged no `metrics on` line")?;
+    let (status, text) = client::send(
+        Method::GET,
+        &format!("http://{addr}/metrics"),
+        Bytes::new(),
+    )
+    .await?;
+    ensure!(status == 200, "GET /metrics answered {status}");
+    let text = String::from_utf8_lossy(&text);
+    let counted: f64 = text
+        .lines()
+        .find(|l| l.starts_with("sparrow_host_requests_total{") && l.contains("\"2xx\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .context("no count of 2xx answers in /metrics")?;
+    ensure!(
+        counted >= ok as f64,
+        "metrics counted {counted} answers, the load got {ok}"
+    );
+    Ok(())
 }
 
 async fn echo_once(server: &Proc) -> anyhow::Result<(u16, Bytes)> {

@@ -42,6 +42,11 @@ const SETUP_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
 ];
 
+/// The `target` label of calls to services past `--metrics-max-targets`:
+/// the gateway calls whatever service a client names, and a label value per
+/// name would let clients grow the host's memory without end.
+pub const OTHER_TARGET: &str = "_other";
+
 /// Status classes, indexed by the status's first digit minus one.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -140,10 +145,14 @@ pub struct HostMetrics {
     calls: Family<CallLabels, Counter>,
     log_lines: Family<ServiceLabels, Counter>,
     state_ops: Family<ServiceLabels, Counter>,
+    /// Distinct call targets counted by name, per service.
+    max_targets: usize,
 }
 
 impl HostMetrics {
-    pub fn new() -> Self {
+    /// Metrics that count calls to at most `max_targets` services by name
+    /// (per service); calls to others count as [`OTHER_TARGET`].
+    pub fn new(max_targets: usize) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<ServiceLabels, Counter>::default();
         registry.register(
@@ -214,18 +223,13 @@ impl HostMetrics {
             calls,
             log_lines,
             state_ops,
+            max_targets,
         }
     }
 
     /// The answer to `GET /metrics`.
     pub fn scrape(&self) -> Response<Full<Bytes>> {
         scrape_response(&self.registry)
-    }
-}
-
-impl Default for HostMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -348,18 +352,26 @@ impl ServiceMetrics {
             counters[outcome as usize].inc();
             return;
         }
-        let counters: [Counter; 5] = CALL_OUTCOMES.map(|outcome| {
-            m.families
-                .calls
-                .get_or_create(&CallLabels {
-                    service: m.service.clone(),
-                    target: target.to_owned(),
-                    outcome,
-                })
-                .clone()
+        let mut calls = write(&m.calls);
+        let named = calls.len() - usize::from(calls.contains_key(OTHER_TARGET));
+        let key = if named < m.families.max_targets || calls.contains_key(target) {
+            target
+        } else {
+            OTHER_TARGET
+        };
+        let counters = calls.entry(key.to_owned()).or_insert_with(|| {
+            CALL_OUTCOMES.map(|outcome| {
+                m.families
+                    .calls
+                    .get_or_create(&CallLabels {
+                        service: m.service.clone(),
+                        target: key.to_owned(),
+                        outcome,
+                    })
+                    .clone()
+            })
         });
         counters[outcome as usize].inc();
-        write(&m.calls).insert(target.to_owned(), counters);
     }
 
     /// A `log-println` line was sent (the log service answered 200) or not.
@@ -435,7 +447,7 @@ mod tests {
 
     #[test]
     fn counts_per_service_with_named_labels() {
-        let metrics = Arc::new(HostMetrics::new());
+        let metrics = Arc::new(HostMetrics::new(16));
         let echo = ServiceMetrics::new(Some(&metrics), "echo");
         echo.request(StatusCode::OK, Duration::from_micros(50));
         echo.request(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(1));
@@ -464,6 +476,28 @@ mod tests {
         }
         drop(held);
         assert!(scrape(&metrics).contains("sparrow_host_instances_in_use{service=\"echo\"} 0\n"));
+    }
+
+    #[test]
+    fn call_targets_past_the_bound_count_as_other() {
+        let metrics = Arc::new(HostMetrics::new(2));
+        let gateway = ServiceMetrics::new(Some(&metrics), "gateway");
+        for target in ["a", "b", "c", "d", "a"] {
+            gateway.call(target, CallOutcome::NoInstance);
+        }
+        let text = scrape(&metrics);
+        let count = |target: &str| {
+            let line = format!(
+                "sparrow_host_outbound_calls_total{{service=\"gateway\",target=\"{target}\",outcome=\"no_instance\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .map(|v| v.to_owned())
+        };
+        assert_eq!(count("a").as_deref(), Some("2"));
+        assert_eq!(count("b").as_deref(), Some("1"));
+        assert_eq!(count(OTHER_TARGET).as_deref(), Some("2"));
+        assert_eq!(count("c"), None);
     }
 
     #[test]

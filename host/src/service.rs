@@ -215,7 +215,9 @@ fn shared_state(cli: &Cli) -> anyhow::Result<Shared> {
             Some(path) => KvStore::open(path)?,
             None => KvStore::default(),
         }),
-        metrics: cli.metrics_addr.map(|_| Arc::new(HostMetrics::new())),
+        metrics: cli
+            .metrics_addr
+            .map(|_| Arc::new(HostMetrics::new(cli.metrics_max_targets as usize))),
     })
 }
 

@@ -69,13 +69,18 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
     let base = measure(&baseline, settings.connections, budget).await?;
     let hosted = measure(&host, settings.connections, budget).await?;
     let metered = if overhead {
-        // Right after the same host without metrics, so that both see the
-        // machine alike.
+        // Off, on, off, on: the machine's load drifts over a run, and
+        // alternating puts the drift on both sides alike.
         let metered = start_host("plain-echo", &["--metrics-addr", "127.0.0.1:0"])?;
         same_answer(&metered).await?;
-        let measured = measure(&metered, settings.connections, budget).await?;
-        check_counted(&metered, measured.outcome.ok).await?;
-        Some(measured)
+        let on = measure(&metered, settings.connections, budget).await?;
+        let off_again = measure(&host, settings.connections, budget).await?;
+        let on_again = measure(&metered, settings.connections, budget).await?;
+        check_counted(&metered, on.outcome.ok + on_again.outcome.ok).await?;
+        Some(MetricsOnOff {
+            on: Pooled::of(&[&on, &on_again]),
+            off: Pooled::of(&[&hosted, &off_again]),
+        })
     } else {
         None
     };
@@ -113,19 +118,19 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
         if let Some(m) = &reused {
             throughput(&format!("throughput with --reuse {REUSE} (host/hyper)"), m);
         }
-        if let Some(m) = &metered {
+        if let Some(MetricsOnOff { on, off }) = &metered {
             rows.push(Row::compared(
                 case,
-                "throughput with --metrics-addr (metrics on/off)",
-                report::rate(m.outcome.rate()),
-                report::rate(h.rate()),
-                m.outcome.rate() / h.rate(),
+                "throughput with --metrics-addr (metrics on/off, 2 runs each)",
+                report::rate(on.rate),
+                report::rate(off.rate),
+                on.rate / off.rate,
             ));
             rows.push(Row::durations(
                 case,
                 "server CPU per request, metrics on/off",
-                m.cpu_per_request,
-                hosted.cpu_per_request,
+                on.cpu_per_request,
+                off.cpu_per_request,
             ));
         }
         rows.extend(Row::latencies(case, h, b));
@@ -164,17 +169,40 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
     Ok(rows)
 }
 
+/// The same host measured with metrics on and off.
+struct MetricsOnOff {
+    on: Pooled,
+    off: Pooled,
+}
+
+/// Several measurements of one server taken as one.
+struct Pooled {
+    rate: f64,
+    cpu_per_request: Duration,
+}
+
+impl Pooled {
+    fn of(runs: &[&Measured]) -> Pooled {
+        let ok: u64 = runs.iter().map(|m| m.outcome.ok).sum();
+        let elapsed: f64 = runs.iter().map(|m| m.outcome.elapsed.as_secs_f64()).sum();
+        let cpu: Duration = runs
+            .iter()
+            .map(|m| m.cpu_per_request * m.outcome.ok.max(1) as u32)
+            .sum();
+        Pooled {
+            rate: ok as f64 / elapsed.max(1e-9),
+            cpu_per_request: cpu / ok.max(1) as u32,
+        }
+    }
+}
+
 /// The host with metrics on counted at least the `ok` answers of the
 /// measurement: the figure is for a host that really counts.
 async fn check_counted(host: &Proc, ok: u64) -> anyhow::Result<()> {
     let addr = protocol::listening::parse_metrics(&host.log_tail())
         .context("the host logged no `metrics on` line")?;
-    let (status, text) = client::send(
-        Method::GET,
-        &format!("http://{addr}/metrics"),
-        Bytes::new(),
-    )
-    .await?;
+    let (status, text) =
+        client::send(Method::GET, &format!("http://{addr}/metrics"), Bytes::new()).await?;
     ensure!(status == 200, "GET /metrics answered {status}");
     let text = String::from_utf8_lossy(&text);
     let counted: f64 = text

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use sparrow_tests::{Proc, TempDir, binary, cpu_time, get, post, rss_bytes, send, stub};
+use harness::{Launch, Proc, TempDir, binary, get, post, send, stub};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -86,7 +86,10 @@ fn heartbeat_is_answered_by_the_host() {
 
 /// Starts a host that must refuse to start, and returns its last log line.
 fn refused_start(args: &[&str]) -> String {
-    let mut host = Proc::start("host", &binary("host"), args);
+    let mut host = Launch::new("host", binary("host"))
+        .args(args)
+        .spawn()
+        .unwrap();
     let status = host.wait_exit(EXIT_TIMEOUT).expect("host exits");
     assert!(!status.success(), "host started with {args:?}");
     let log = host.log();
@@ -146,11 +149,10 @@ fn bad_start_up_input_exits_with_one_line_naming_the_problem() {
 
     let mut args = plugin_args(&echo);
     args.extend(["--memory-limit".into(), "lots".into()]);
-    let mut host = Proc::start(
-        "host",
-        &binary("host"),
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let mut host = Launch::new("host", binary("host"))
+        .args(&args)
+        .spawn()
+        .unwrap();
     let status = host.wait_exit(EXIT_TIMEOUT).expect("host exits");
     assert!(!status.success());
     assert!(host.log().contains("--memory-limit"), "{}", host.log());
@@ -195,9 +197,9 @@ fn an_endless_loop_ends_at_the_request_timeout_and_others_are_served_meanwhile()
 
     // No thread is left spinning: over the next second the host is idle
     // (a spinning thread would use the whole second).
-    let before = cpu_time(host.pid());
+    let before = host.cpu_time().unwrap();
     std::thread::sleep(Duration::from_secs(1));
-    let used = cpu_time(host.pid()) - before;
+    let used = host.cpu_time().unwrap() - before;
     assert!(
         used < Duration::from_millis(300),
         "host used {used:?} of CPU while idle"
@@ -212,7 +214,7 @@ fn a_memory_hog_stops_at_the_memory_limit() {
     // the kernel: 48 hogs must add up to less than the four that ran at once.
     const RESIDENT_BOUND: u64 = 4 * LIMIT + (64 << 20);
     let (_registry, host) = echo_host(&["--memory-limit", "32MiB"]);
-    let baseline = rss_bytes(host.pid());
+    let baseline = host.rss_bytes().unwrap();
     for _ in 0..11 {
         let hogs: Vec<_> = (0..4)
             .map(|_| {
@@ -234,7 +236,7 @@ fn a_memory_hog_stops_at_the_memory_limit() {
         host.log()
     );
     assert_eq!(post(&host.url("/after"), b"fine").text(), "fine");
-    let grown = rss_bytes(host.pid()).saturating_sub(baseline);
+    let grown = host.rss_bytes().unwrap().saturating_sub(baseline);
     assert!(
         grown < RESIDENT_BOUND,
         "host grew by {} MiB after 48 hogs of 32 MiB",
@@ -288,4 +290,50 @@ fn with_reuse_an_instance_serves_n_requests_and_a_failed_one_is_dropped() {
     // The idle instance (one request served) takes the trap and is dropped.
     assert_eq!(get(&host.url("/trap")).status, 500);
     assert_eq!(get(&host.url("/static")).text(), "1");
+}
+
+#[test]
+fn a_trap_is_logged_with_the_request_and_the_plugin_frames_only() {
+    let registry = Proc::registry(&[]);
+    // RUST_BACKTRACE is for the host's own panics: a plugin's trap must not
+    // bring the host's native frames with it.
+    let mut host = Launch::host(
+        binary("host"),
+        &stub("echo"),
+        "127.0.0.1:0",
+        &registry.url(""),
+    )
+    .env("RUST_BACKTRACE", "1")
+    .start()
+    .unwrap();
+    host.wait_listening(Duration::from_secs(60)).unwrap();
+    let reply = send("POST", &host.url("/trap?why=test"), &[], b"x").unwrap();
+    assert_eq!(reply.status, 500);
+    assert!(
+        host.wait_for_log("plugin trapped", Duration::from_secs(10)),
+        "{}",
+        host.log()
+    );
+    let log = host.log();
+    let trap = log.lines().find(|l| l.contains("plugin trapped")).unwrap();
+    for expected in [
+        "ERROR",
+        "service=\"echo\"",
+        "method=\"POST\"",
+        "path=\"/trap\"",
+        "plugin frames: wasm-function[",
+    ] {
+        assert!(trap.contains(expected), "{expected} missing: {trap}");
+    }
+    for native in ["Stack backtrace", "std::rt::lang_start", "tokio::runtime"] {
+        assert!(!log.contains(native), "native frames in the log:\n{log}");
+    }
+    // The panic message is the plugin's stderr, a warning; Rust's hint to
+    // set RUST_BACKTRACE (which a plugin cannot) is dropped.
+    let panic = log
+        .lines()
+        .find(|l| l.contains("stub trap requested"))
+        .unwrap();
+    assert!(panic.contains("WARN"), "{panic}");
+    assert!(!log.contains("note: run with `RUST_BACKTRACE=1`"), "{log}");
 }

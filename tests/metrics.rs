@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use prometheus_parse::{LineInfo, Scrape, Value};
-use sparrow_tests::{
-    Proc, TempDir, get, install_atomically, plugin, poll_until, post, registered, send, stub,
-};
+use std::path::Path;
+
+use harness::{Proc, TempDir, get, plugin, poll_until, post, registered, send, stub};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -63,9 +63,17 @@ impl Metrics {
     }
 }
 
+/// Replaces `target` with a copy of `source`: a temporary file beside it,
+/// renamed into place.
+fn install_atomically(source: &Path, target: &Path) {
+    let temporary = target.with_extension("tmp");
+    std::fs::copy(source, &temporary).expect("copying the new version");
+    std::fs::rename(&temporary, target).expect("renaming it into place");
+}
+
 /// The metrics address a host logged.
 fn metrics_addr(host: &Proc) -> SocketAddr {
-    protocol::listening::parse_metrics(&host.log())
+    harness::listening::parse_metrics(&host.log())
         .unwrap_or_else(|| panic!("no `metrics on` line:\n{}", host.log()))
 }
 
@@ -188,7 +196,7 @@ fn a_host_counts_requests_failures_calls_state_and_swaps() {
 fn without_metrics_addr_nothing_is_served_and_metrics_is_the_plugins_path() {
     let registry = Proc::registry(&[]);
     let host = Proc::host(&stub("echo"), &registry, &[]);
-    assert!(protocol::listening::parse_metrics(&host.log()).is_none());
+    assert!(harness::listening::parse_metrics(&host.log()).is_none());
     let reply = get(&host.url("/metrics"));
     assert_eq!(reply.status, 200);
     assert_eq!(reply.headers["x-echo-path"], "/metrics");

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::{Proc, TempDir, get, poll_until, post, stub};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use sparrow_tests::{Proc, TempDir, get, poll_until, post, stub};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
@@ -98,7 +98,7 @@ impl Browser {
         let mut socket_url = None;
         assert!(
             poll_until(BROWSER_START, || {
-                let Ok(reply) = sparrow_tests::send(
+                let Ok(reply) = harness::send(
                     "GET",
                     &format!("http://127.0.0.1:{port}/json/list"),
                     &[],

@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sparrow_tests::{Proc, TempDir, get, plugin, poll_until, registered};
+use harness::{Proc, TempDir, get, plugin, poll_until, registered};
 
 const SETTLE: Duration = Duration::from_secs(30);
 

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-use sparrow_tests::{Proc, TempDir, get, install_atomically, poll_until, stub};
+use harness::{Proc, Signal, TempDir, get, poll_until, send, stub};
 
 const SWAP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,6 +33,14 @@ fn swappable(extra: &[&str]) -> Swappable {
         registry,
         host,
     }
+}
+
+/// Replaces `target` with a copy of `source` the way deployment tools do:
+/// write a temporary file beside it, then rename it into place.
+fn install_atomically(source: &Path, target: &Path) {
+    let temporary = target.with_extension("tmp");
+    std::fs::copy(source, &temporary).expect("copying the new version");
+    std::fs::rename(&temporary, target).expect("renaming it into place");
 }
 
 fn version(host: &Proc) -> String {
@@ -65,13 +72,30 @@ fn a_replaced_file_is_served_by_its_new_version() {
 #[test]
 fn sighup_reloads_on_demand() {
     let s = swappable(&[]);
-    s.host.signal(Signal::SIGHUP);
+    s.host.signal(Signal::SIGHUP).unwrap();
     assert!(
         s.host.wait_for_log("plugin unchanged", SWAP_TIMEOUT),
         "{}",
         s.host.log()
     );
     assert_eq!(version(&s.host), "v1");
+
+    // A change the file watch cannot see (same inode, size and time): only
+    // SIGHUP brings it in.
+    let v2 = std::fs::read(stub("echo-v2")).unwrap();
+    let before = std::fs::metadata(&s.plugin).unwrap();
+    assert_eq!(before.len(), v2.len() as u64, "the stubs differ in size");
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&s.plugin)
+        .unwrap();
+    std::io::Write::write_all(&mut &file, &v2).unwrap();
+    file.set_modified(before.modified().unwrap()).unwrap();
+    drop(file);
+    assert_eq!(version(&s.host), "v1");
+    s.host.signal(Signal::SIGHUP).unwrap();
+    wait_for_version(&s.host, "v2");
+    assert!(s.host.log().contains("why=\"SIGHUP\""), "{}", s.host.log());
 }
 
 #[test]
@@ -179,9 +203,9 @@ fn twenty_swaps_under_load_lose_no_request() {
                 let mut samples = Vec::new();
                 while running.load(Ordering::Relaxed) {
                     let sent = Instant::now();
-                    let (status, body) = match sparrow_tests::send("GET", &url, &[], b"") {
+                    let (status, body) = match send("GET", &url, &[], b"") {
                         Ok(reply) => (reply.status, reply.text()),
-                        Err(e) => (0, e),
+                        Err(e) => (0, format!("{e:#}")),
                     };
                     samples.push(Sample {
                         sent,
@@ -210,7 +234,7 @@ fn twenty_swaps_under_load_lose_no_request() {
         let installed = Instant::now();
         install_atomically(&file, &s.plugin);
         assert!(
-            poll_until(SWAP_TIMEOUT, || sparrow_tests::send(
+            poll_until(SWAP_TIMEOUT, || send(
                 "GET",
                 &s.host.url("/version"),
                 &[],
@@ -271,7 +295,13 @@ fn twenty_swaps_under_load_lose_no_request() {
 fn a_restarted_host_takes_the_compiled_plugin_from_the_cache() {
     let s = swappable(&[]);
     let cache = s.dir.path().join("cache");
-    let entries = |dir: &Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    let entries = |dir: &Path| {
+        std::fs::read_dir(dir).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                .count()
+        })
+    };
     assert_eq!(
         entries(&cache),
         1,
@@ -290,4 +320,38 @@ fn a_restarted_host_takes_the_compiled_plugin_from_the_cache() {
         again.log()
     );
     assert_eq!(version(&again), "v1");
+}
+
+#[test]
+fn a_version_that_never_describes_itself_is_refused_at_the_request_timeout() {
+    let s = swappable(&["--request-timeout", "1s"]);
+    install_atomically(&stub("echo-sleeps-describing"), &s.plugin);
+    assert!(
+        poll_until(SWAP_TIMEOUT, || refusals(
+            &s.host,
+            "failed to describe itself"
+        ) > 0),
+        "{}",
+        s.host.log()
+    );
+    assert_eq!(version(&s.host), "v1");
+}
+
+#[test]
+fn a_stop_during_a_swap_that_hangs_ends_the_host_at_once() {
+    let mut s = swappable(&["--request-timeout", "1h"]);
+    install_atomically(&stub("echo-sleeps-describing"), &s.plugin);
+    assert!(
+        s.host.wait_for_log("loading the plugin file", SWAP_TIMEOUT),
+        "{}",
+        s.host.log()
+    );
+    // The hour-long describe must not hold the stop: the bound is far below
+    // it, a correctness bound rather than a measure of speed.
+    let status = s.host.terminate(Duration::from_secs(30));
+    assert!(
+        status.as_ref().is_ok_and(|s| s.success()),
+        "{status:?}:\n{}",
+        s.host.log()
+    );
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sparrow_tests::{Proc, TempDir, get, plugin, poll_until, registered};
+use harness::{Proc, TempDir, get, plugin, poll_until, registered};
 
 const SETTLE: Duration = Duration::from_secs(20);
 

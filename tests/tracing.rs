@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sparrow_tests::{Proc, TempDir, get, plugin, poll_until, registered, send, stub};
+use harness::{Proc, TempDir, get, plugin, poll_until, registered, send, stub};
 
 const SETTLE: Duration = Duration::from_secs(30);
 const GIVEN_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -65,7 +65,7 @@ fn one_trace_id_shows_a_request_in_the_three_hosts_logs() {
         assert!(
             poll_until(SETTLE, || lines_with(&host.log(), &id).len() == 1),
             "{} has no line (or several) with trace id {id}:\n{}",
-            host.name,
+            host.name(),
             host.log()
         );
     }
@@ -89,7 +89,7 @@ fn one_trace_id_shows_a_request_in_the_three_hosts_logs() {
         assert!(
             poll_until(SETTLE, || lines_with(&host.log(), GIVEN_TRACE).len() == 1),
             "{} did not keep the given trace id:\n{}",
-            host.name,
+            host.name(),
             host.log()
         );
     }

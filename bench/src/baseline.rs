@@ -18,7 +18,7 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     eprintln!(
         "baseline {}",
-        protocol::listening::message(listener.local_addr()?)
+        harness::listening::message(listener.local_addr()?)
     );
     loop {
         let (stream, _) = listener.accept().await?;

@@ -1,49 +1,28 @@
-//! Single requests (set-up, polling), through a pooled hyper client.
+//! The benchmark's single requests (set-up, polling for an answer), through
+//! one pooled client of the harness.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use bytes::Bytes;
-use http::{Method, Request, header};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use harness::Deadline;
+use harness::http::{Client, Reply};
+use http::Method;
 
 /// One request may take this long before it counts as failed.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn client() -> &'static Client<HttpConnector, Full<Bytes>> {
-    static CLIENT: OnceLock<Client<HttpConnector, Full<Bytes>>> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        Client::builder(TokioExecutor::new()).build(connector)
-    })
+/// The benchmark has one runtime for its whole run, which the client's
+/// connections belong to.
+pub fn client() -> &'static Client {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    CLIENT.get_or_init(|| Client::new().timeout(TIMEOUT))
 }
 
-/// Sends one request; the status and the whole body.
-pub async fn send(method: Method, url: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
-    let mut request = Request::builder().method(method).uri(url);
-    if !body.is_empty() {
-        request = request.header(header::CONTENT_TYPE, "application/json");
-    }
-    let request = request.body(Full::new(body))?;
-    let exchange = async {
-        let response = client().request(request).await?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, body))
-    };
-    tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .with_context(|| format!("{url}: no answer within {TIMEOUT:?}"))?
-        .with_context(|| url.to_owned())
-}
-
-pub async fn get(url: &str) -> anyhow::Result<(u16, Bytes)> {
-    send(Method::GET, url, Bytes::new()).await
+/// Sends one request; the body, when there is one, is JSON.
+pub async fn send(method: Method, url: &str, body: Bytes) -> anyhow::Result<Reply> {
+    client().send_json(method, url, body).await
 }
 
 /// GETs `url` every `every` until it answers 200 with `body` (any body when
@@ -55,17 +34,28 @@ pub async fn poll_for(
     timeout: Duration,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    loop {
-        let last = match get(url).await {
-            Ok((200, got)) if body.is_none_or(|b| got == b.as_bytes()) => {
-                return Ok(started.elapsed());
+    let last = RefCell::new(String::new());
+    let (last_seen, expected) = (&last, body);
+    let answered = Deadline::after(timeout)
+        .every(every)
+        .poll_async(|| async move {
+            match client().get(url).await {
+                Ok(reply)
+                    if reply.status == 200
+                        && expected.is_none_or(|b| reply.body == b.as_bytes()) =>
+                {
+                    return Some(started.elapsed());
+                }
+                Ok(reply) => *last_seen.borrow_mut() = format!("{} {}", reply.status, reply.text()),
+                Err(e) => *last_seen.borrow_mut() = format!("{e:#}"),
             }
-            Ok((status, got)) => format!("{status} {}", String::from_utf8_lossy(&got)),
-            Err(e) => format!("{e:#}"),
-        };
-        if started.elapsed() > timeout {
-            anyhow::bail!("{url}: not the expected answer within {timeout:?} (last: {last})");
-        }
-        tokio::time::sleep(every).await;
-    }
+            None
+        })
+        .await;
+    answered.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{url}: not the expected answer within {timeout:?} (last: {})",
+            last.borrow()
+        )
+    })
 }

@@ -12,7 +12,6 @@
 mod baseline;
 mod cases;
 mod client;
-mod fake;
 mod load;
 mod procs;
 mod report;
@@ -23,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use harness::Artifacts;
 
 use crate::cases::Case;
 
@@ -70,9 +70,8 @@ enum Command {
 /// How long and how big each case runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub bin_dir: PathBuf,
-    pub plugins_dir: PathBuf,
-    pub stubs_dir: PathBuf,
+    /// `--bin-dir`, `--plugins-dir` and `--stubs-dir`.
+    pub artifacts: Artifacts,
     /// The bench binary itself, to start the baseline server as a child.
     pub self_exe: PathBuf,
     pub connections: usize,
@@ -95,9 +94,11 @@ impl Settings {
     fn new(cli: &Cli) -> anyhow::Result<Self> {
         let quick = cli.quick;
         Ok(Settings {
-            bin_dir: cli.bin_dir.clone(),
-            plugins_dir: cli.plugins_dir.clone(),
-            stubs_dir: cli.stubs_dir.clone(),
+            artifacts: Artifacts {
+                bin_dir: cli.bin_dir.clone(),
+                plugins_dir: cli.plugins_dir.clone(),
+                stubs_dir: cli.stubs_dir.clone(),
+            },
             self_exe: std::env::current_exe().context("locating the bench binary")?,
             connections: cli.connections,
             warmup: Duration::from_millis(if quick { 300 } else { 2000 }),

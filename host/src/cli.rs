@@ -4,13 +4,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser};
+use protocol::accept::ServeSettings;
+
+use crate::kv::StateLimits;
+use crate::plugin::CompileCache;
+use protocol::duration::{self, DAY, HOUR, MILLISECOND, SECOND};
 
 /// Runs one Sparrow service: serves HTTP on `--addr`, registers with the
 /// registry, and hands every request to a WebAssembly component (the plugin)
 /// in a fresh instance.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "`host compile --plugin FILE` compiles a plugin into the cache ahead of a swap (see `host compile --help`)."
+)]
 pub struct Cli {
     /// The plugin: a WebAssembly component of the `sparrow:service` world.
     #[arg(long)]
@@ -49,21 +57,19 @@ pub struct Cli {
     #[arg(long, requires = "dir")]
     pub sync: bool,
 
-    /// How long one request may run in the plugin before it is stopped (504).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// How long one request may run in the plugin before it is stopped (504);
+    /// 1ms to 1h.
+    #[arg(long, default_value = "10s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub request_timeout: Duration,
 
     /// How long a call to another service may take (the plugin's
-    /// `call-service` and `log-println`).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    /// `call-service` and `log-println`); 1ms to 1h.
+    #[arg(long, default_value = "5s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub call_timeout: Duration,
 
-    /// The most linear memory one instance may use, e.g. `64MiB`.
-    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
-    pub memory_limit: usize,
-
-    /// The largest request body accepted (413 above it), e.g. `16MiB`.
-    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    /// The largest request body accepted (413 above it), and the largest
+    /// answer read from another service, e.g. `16MiB`; at most 1GiB.
+    #[arg(long, default_value = "16MiB", value_parser = size_within(0, 1 << 30))]
     pub max_body: usize,
 
     /// Let one instance serve up to N requests (one at a time) instead of a
@@ -77,19 +83,35 @@ pub struct Cli {
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_instances: u32,
 
+    /// How many requests may wait for an instance slot at once; more are
+    /// answered 503 with Retry-After at once.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_queue: u32,
+
+    /// How long a request may wait for an instance slot before it is
+    /// answered 503 with Retry-After; 0s to 1h.
+    #[arg(long, default_value = "1s", value_parser = duration::within(Duration::ZERO, HOUR))]
+    pub queue_timeout: Duration,
+
     /// Keep the plugin's key-value state in this file, so that it survives
     /// a restart; without it the state lives in memory only.
     #[arg(long)]
     pub state: Option<PathBuf>,
 
-    /// Where compiled plugins are kept, so that a restart does not compile
-    /// again [default: $XDG_CACHE_HOME/sparrow or ~/.cache/sparrow].
-    #[arg(long, env = "SPARROW_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
+    /// The most keys the state may hold.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub state_max_keys: u32,
 
-    /// Compile the plugin at every start; keep nothing on disk.
-    #[arg(long, conflicts_with = "cache_dir")]
-    pub no_cache: bool,
+    /// The largest state key, e.g. `1KiB`.
+    #[arg(long, default_value = "1KiB", value_parser = parse_size)]
+    pub state_max_key: usize,
+
+    /// The largest state value, e.g. `64KiB`.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    pub state_max_value: usize,
+
+    #[command(flatten)]
+    pub compiling: CompileSettings,
 
     /// Shared secret of the registry (`registry --token`): sent with
     /// registrations, and required on the registry's notifications.
@@ -97,12 +119,17 @@ pub struct Cli {
     pub token: Option<String>,
 
     /// Register again when no heartbeat came for this long: the registry
-    /// was restarted and lost its table (twice its default interval).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    /// was restarted and lost its table (twice its default interval); 1s to
+    /// 1d.
+    #[arg(long, default_value = "60s", value_parser = duration::within(SECOND, DAY))]
     pub heartbeat_timeout: Duration,
 
-    /// How long to keep trying to register at start before giving up.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[command(flatten)]
+    pub serve: ServeSettings,
+
+    /// How long to keep trying to register at start before giving up; 0s to
+    /// 1d.
+    #[arg(long, default_value = "30s", value_parser = duration::within(Duration::ZERO, DAY))]
     pub registry_wait: Duration,
 
     /// Serve Prometheus metrics on `GET /metrics` at this address
@@ -126,19 +153,12 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The compiled-plugin cache directory, if caching is on.
-    pub fn compile_cache(&self) -> Option<PathBuf> {
-        if self.no_cache {
-            return None;
+    pub fn state_limits(&self) -> StateLimits {
+        StateLimits {
+            max_keys: self.state_max_keys as usize,
+            max_key_bytes: self.state_max_key,
+            max_value_bytes: self.state_max_value,
         }
-        self.cache_dir.clone().or_else(|| {
-            let base = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache"))
-                })?;
-            Some(base.join("sparrow"))
-        })
     }
 
     /// `--requires` as given, without the empty names that `--requires ""`
@@ -152,6 +172,79 @@ impl Cli {
                 .collect()
         })
     }
+}
+
+/// A clap value parser for a size in `min..=max` bytes.
+fn size_within(
+    min: usize,
+    max: usize,
+) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |text| match parse_size(text)? {
+        size if (min..=max).contains(&size) => Ok(size),
+        _ => Err(format!(
+            "'{text}' is out of range: from {min} to {max} bytes"
+        )),
+    }
+}
+
+/// What decides how a plugin is compiled and where the result is kept:
+/// shared by serving and by `host compile`, which must agree on it for a
+/// compiled plugin to be found in the cache.
+#[derive(Debug, Clone, Args)]
+pub struct CompileSettings {
+    /// The most linear memory one instance may use, e.g. `64MiB`; 1MiB to
+    /// 4GiB (all a 32-bit instance can address).
+    #[arg(long, default_value = "64MiB", value_parser = size_within(1 << 20, 4 << 30))]
+    pub memory_limit: usize,
+
+    /// Where compiled plugins are kept, so that a restart does not compile
+    /// again [default: $XDG_CACHE_HOME/sparrow or ~/.cache/sparrow].
+    #[arg(long, env = "SPARROW_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// The most the compiled-plugin cache may hold; past it the entries used
+    /// least recently are removed, e.g. `1GiB`.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub cache_max: usize,
+
+    /// Compile the plugin at every start; keep nothing on disk.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+}
+
+impl CompileSettings {
+    /// The compiled-plugin cache directory, if caching is on.
+    pub fn compile_cache(&self) -> Option<CompileCache> {
+        if self.no_cache {
+            return None;
+        }
+        let dir = self.cache_dir.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache"))
+                })?;
+            Some(base.join("sparrow"))
+        })?;
+        Some(CompileCache {
+            dir,
+            max_bytes: self.cache_max as u64,
+        })
+    }
+}
+
+/// `host compile`: compiles a plugin into the cache, so that a swap to it
+/// (or a start with it) finds it compiled. Give it the `--memory-limit` and
+/// cache options of the host that will run the plugin.
+#[derive(Debug, Parser)]
+#[command(name = "host compile")]
+pub struct CompileCli {
+    /// The plugin to compile.
+    #[arg(long)]
+    pub plugin: PathBuf,
+
+    #[command(flatten)]
+    pub compiling: CompileSettings,
 }
 
 /// Parses sizes like `65536`, `512KiB`, `64MiB`, `1GiB` (also `KB`/`MB`/`GB`,

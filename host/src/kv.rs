@@ -5,28 +5,64 @@
 //! `--state FILE` every change is also appended to a journal (one JSON line,
 //! one write, in the order of the changes) so that the state survives a
 //! restart or a crash of the host; the journal is compacted when it is
-//! opened.
+//! opened, and again whenever it holds more than twice as many lines as
+//! there are keys (and at least [`COMPACT_AFTER`]), so it stays bounded while
+//! the host runs.
+//!
+//! Keys, values and their number are bounded ([`StateLimits`]): a plugin
+//! cannot make the host's memory or journal grow without end.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::Context as _;
 use protocol::locks::lock;
 use serde::{Deserialize, Serialize};
 
+/// A journal is never compacted below this many lines: rewriting a small
+/// file often would cost more than it saves.
+pub const COMPACT_AFTER: usize = 1024;
+
+/// How big the state may grow.
+#[derive(Debug, Clone, Copy)]
+pub struct StateLimits {
+    pub max_keys: usize,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+}
+
+impl Default for StateLimits {
+    fn default() -> Self {
+        StateLimits {
+            max_keys: 10_000,
+            max_key_bytes: 1024,
+            max_value_bytes: 64 * 1024,
+        }
+    }
+}
+
 /// Text keys to text values, shared by every request of this host.
 #[derive(Debug, Default)]
 pub struct KvStore {
     inner: Mutex<Inner>,
+    limits: StateLimits,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     entries: HashMap<String, String>,
-    journal: Option<File>,
+    journal: Option<Journal>,
+}
+
+#[derive(Debug)]
+struct Journal {
+    path: PathBuf,
+    file: File,
+    /// Lines in the file now.
+    lines: usize,
 }
 
 /// One line of the journal.
@@ -37,48 +73,26 @@ struct Change<'a> {
 }
 
 impl KvStore {
+    /// A store in memory only.
+    pub fn in_memory(limits: StateLimits) -> Self {
+        KvStore {
+            inner: Mutex::default(),
+            limits,
+        }
+    }
+
     /// A store kept in `path`: replays its journal, rewrites it compacted,
     /// and appends every later change to it.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let shown = path.display();
-        let mut entries = HashMap::new();
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                for (n, line) in text.lines().enumerate() {
-                    // A crash can cut the last line short; anything else
-                    // broken means the file is not ours.
-                    match serde_json::from_str::<Change>(line) {
-                        Ok(change) => {
-                            entries.insert(change.key.into_owned(), change.value.into_owned());
-                        }
-                        Err(_) if n + 1 == text.lines().count() => {
-                            tracing::warn!(file = %shown, "ignoring a torn last line");
-                        }
-                        Err(e) => anyhow::bail!("state file {shown}, line {}: {e}", n + 1),
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot read state file {shown}")),
-        }
-
-        let compacted = path.with_extension("compacting");
-        let mut out = String::new();
-        for (key, value) in &entries {
-            out.push_str(&journal_line(key, value));
-        }
-        std::fs::write(&compacted, out)
-            .and_then(|()| std::fs::rename(&compacted, path))
-            .with_context(|| format!("cannot write state file {shown}"))?;
-        let journal = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open state file {shown}"))?;
+    pub fn open(path: &Path, limits: StateLimits) -> anyhow::Result<Self> {
+        let entries = replay(path)?;
+        let journal = Journal::compact(path, &entries)
+            .with_context(|| format!("cannot write state file {}", path.display()))?;
         Ok(KvStore {
             inner: Mutex::new(Inner {
                 entries,
                 journal: Some(journal),
             }),
+            limits,
         })
     }
 
@@ -86,12 +100,43 @@ impl KvStore {
         self.lock().entries.get(key).cloned()
     }
 
-    pub fn set(&self, key: String, value: String) {
+    /// Sets `key`; refused beyond the limits, and when the change cannot be
+    /// journaled (a change that would be lost at the next restart is not
+    /// made).
+    pub fn set(&self, key: String, value: String) -> Result<(), String> {
         let mut inner = self.lock();
-        if let Err(e) = inner.record(&key, &value) {
-            tracing::error!(key, error = %e, "cannot persist the state change");
-        }
+        self.check(&inner, &key, &value)?;
+        inner
+            .record(&key, &value)
+            .map_err(|e| format!("cannot persist '{key}': {e}"))?;
         inner.entries.insert(key, value);
+        Ok(())
+    }
+
+    fn check(&self, inner: &Inner, key: &str, value: &str) -> Result<(), String> {
+        let limits = &self.limits;
+        if key.len() > limits.max_key_bytes {
+            return Err(format!(
+                "key of {} bytes: at most {} bytes",
+                key.len(),
+                limits.max_key_bytes
+            ));
+        }
+        if value.len() > limits.max_value_bytes {
+            return Err(format!(
+                "value of {} bytes for '{key}': at most {} bytes",
+                value.len(),
+                limits.max_value_bytes
+            ));
+        }
+        if !inner.entries.contains_key(key) && inner.entries.len() >= limits.max_keys {
+            return Err(format!(
+                "'{key}' would be key {}: at most {}",
+                inner.entries.len() + 1,
+                limits.max_keys
+            ));
+        }
+        Ok(())
     }
 
     /// Adds `delta` to the integer at `key` (0 when unset) under one lock, so
@@ -108,6 +153,7 @@ impl KvStore {
             .checked_add(delta)
             .ok_or_else(|| format!("incrementing '{key}' overflows"))?;
         let value = next.to_string();
+        self.check(&inner, key, &value)?;
         // Journal first: an increment that was not kept is not handed out.
         inner
             .record(key, &value)
@@ -125,13 +171,76 @@ impl KvStore {
 
 impl Inner {
     fn record(&mut self, key: &str, value: &str) -> std::io::Result<()> {
-        match &mut self.journal {
-            // One write per line: a crash leaves whole lines and at most one
-            // torn last line.
-            Some(journal) => journal.write_all(journal_line(key, value).as_bytes()),
-            None => Ok(()),
+        let Some(journal) = &mut self.journal else {
+            return Ok(());
+        };
+        // One write per line: a crash leaves whole lines and at most one
+        // torn last line.
+        journal
+            .file
+            .write_all(journal_line(key, value).as_bytes())?;
+        journal.lines += 1;
+        let keys = self.entries.len() + 1;
+        if journal.lines > COMPACT_AFTER.max(2 * keys) {
+            // `key` is not in `entries` yet: compact what it will be.
+            let mut after = self.entries.clone();
+            after.insert(key.to_owned(), value.to_owned());
+            // The change itself is written: a failed compaction only leaves
+            // the journal longer.
+            match Journal::compact(&journal.path, &after) {
+                Ok(compacted) => *journal = compacted,
+                Err(e) => tracing::warn!(error = %e, "cannot compact the state journal"),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Journal {
+    /// Rewrites the file at `path` as one line per entry (a temporary file
+    /// renamed into place, so a crash leaves the old or the new file, whole)
+    /// and opens it for appending.
+    fn compact(path: &Path, entries: &HashMap<String, String>) -> std::io::Result<Journal> {
+        let compacted = path.with_extension("compacting");
+        let mut out = String::new();
+        for (key, value) in entries {
+            out.push_str(&journal_line(key, value));
+        }
+        std::fs::write(&compacted, out)?;
+        std::fs::rename(&compacted, path)?;
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Journal {
+            path: path.to_owned(),
+            file,
+            lines: entries.len(),
+        })
+    }
+}
+
+/// The entries a journal file holds; none when it does not exist.
+fn replay(path: &Path) -> anyhow::Result<HashMap<String, String>> {
+    let shown = path.display();
+    let mut entries = HashMap::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(entries),
+        Err(e) => return Err(e).with_context(|| format!("cannot read state file {shown}")),
+    };
+    let count = text.lines().count();
+    for (n, line) in text.lines().enumerate() {
+        // A crash can cut the last line short; anything else broken means
+        // the file is not ours.
+        match serde_json::from_str::<Change>(line) {
+            Ok(change) => {
+                entries.insert(change.key.into_owned(), change.value.into_owned());
+            }
+            Err(_) if n + 1 == count => {
+                tracing::warn!(file = %shown, "ignoring a torn last line");
+            }
+            Err(e) => anyhow::bail!("state file {shown}, line {}: {e}", n + 1),
         }
     }
+    Ok(entries)
 }
 
 fn journal_line(key: &str, value: &str) -> String {
@@ -146,16 +255,16 @@ fn journal_line(key: &str, value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::KvStore;
+    use super::{COMPACT_AFTER, KvStore, StateLimits};
 
     #[test]
     fn increment_counts_and_refuses_text() {
         let kv = KvStore::default();
         assert_eq!(kv.increment("n", 1), Ok(1));
         assert_eq!(kv.increment("n", 41), Ok(42));
-        kv.set("t".into(), "abc".into());
+        kv.set("t".into(), "abc".into()).unwrap();
         assert!(kv.increment("t", 1).is_err());
-        kv.set("max".into(), i64::MAX.to_string());
+        kv.set("max".into(), i64::MAX.to_string()).unwrap();
         assert!(kv.increment("max", 1).is_err());
     }
 
@@ -166,19 +275,66 @@ mod tests {
         let path = dir.join("state.jsonl");
         let _ = std::fs::remove_file(&path);
         {
-            let kv = KvStore::open(&path).unwrap();
+            let kv = KvStore::open(&path, StateLimits::default()).unwrap();
             assert_eq!(kv.increment("visits", 1), Ok(1));
             assert_eq!(kv.increment("visits", 1), Ok(2));
-            kv.set("name".into(), "line\nbreak".into());
+            kv.set("name".into(), "line\nbreak".into()).unwrap();
         }
         std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"key\":\"vis"))
             .unwrap();
-        let kv = KvStore::open(&path).unwrap();
+        let kv = KvStore::open(&path, StateLimits::default()).unwrap();
         assert_eq!(kv.increment("visits", 1), Ok(3));
         assert_eq!(kv.get("name").as_deref(), Some("line\nbreak"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn keys_values_and_their_number_are_bounded() {
+        let kv = KvStore::in_memory(StateLimits {
+            max_keys: 2,
+            max_key_bytes: 4,
+            max_value_bytes: 3,
+        });
+        assert!(kv.set("a".into(), "123".into()).is_ok());
+        assert!(
+            kv.set("a".into(), "1234".into())
+                .unwrap_err()
+                .contains("at most 3")
+        );
+        assert!(
+            kv.set("abcde".into(), "1".into())
+                .unwrap_err()
+                .contains("at most 4")
+        );
+        assert_eq!(kv.increment("b", 1), Ok(1));
+        assert!(
+            kv.set("c".into(), "1".into())
+                .unwrap_err()
+                .contains("at most 2")
+        );
+        assert!(kv.increment("b", 998).is_ok());
+        assert!(kv.increment("b", 1).unwrap_err().contains("at most 3"));
+        assert_eq!(kv.get("b").as_deref(), Some("999"));
+    }
+
+    #[test]
+    fn the_journal_is_compacted_while_the_host_runs() {
+        let dir = std::env::temp_dir().join(format!("sparrow-kv-c-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let kv = KvStore::open(&path, StateLimits::default()).unwrap();
+        for n in 1..=(10 * COMPACT_AFTER as i64) {
+            assert_eq!(kv.increment("visits", 1), Ok(n));
+        }
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(lines <= COMPACT_AFTER + 1, "{lines} lines");
+        drop(kv);
+        let kv = KvStore::open(&path, StateLimits::default()).unwrap();
+        assert_eq!(kv.get("visits"), Some((10 * COMPACT_AFTER).to_string()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

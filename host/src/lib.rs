@@ -4,6 +4,8 @@
 //! - [`cli`]: the command line, which is also the configuration.
 //! - [`control`]: what stops the host or reloads its plugin (signals in the
 //!   binary, a [`Controller`] in tests).
+//! - [`precompile`]: `host compile`, filling the compiled-plugin cache ahead
+//!   of a swap.
 //! - [`service`]: the life of the service, from start to drained stop:
 //!   [`serve`], or [`Host::start`] then [`Host::run`].
 //! - `server`: the HTTP side, routing protocol endpoints to `discovery` and
@@ -23,6 +25,7 @@
 
 pub mod cli;
 pub mod control;
+pub mod precompile;
 pub mod service;
 
 mod capabilities;
@@ -36,6 +39,7 @@ mod server;
 mod swap;
 mod trace;
 
-pub use cli::Cli;
+pub use cli::{Cli, CompileCli};
 pub use control::{Control, Controller, Signals, control};
+pub use precompile::compile;
 pub use service::{Host, serve};

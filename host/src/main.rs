@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use host::{Cli, Signals};
+use host::{Cli, CompileCli, Signals};
 use tracing_subscriber::EnvFilter;
 
 /// Blocks the stop and reload signals before `main`, as soon as the
@@ -26,19 +26,29 @@ fn main() -> ExitCode {
         Ok(signals) => signals,
         Err(e) => return fail(&e),
     };
+    // Errors the host handles (a plugin's trap among them) must not each
+    // capture a native backtrace, whatever RUST_BACKTRACE says for panics.
+    // SAFETY: no other thread exists yet.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&anyhow::Error::new(e).context("starting the runtime")),
     };
-    let result = signals
-        .install()
-        .and_then(|control| runtime.block_on(host::serve(cli, control)));
+    // `host compile ...` is a task of its own; `host --plugin ...` serves.
+    let result = if std::env::args_os().nth(1).is_some_and(|a| a == "compile") {
+        let cli = CompileCli::parse_from(std::env::args_os().skip(1));
+        runtime.block_on(host::compile(cli))
+    } else {
+        let cli = Cli::parse();
+        signals
+            .install()
+            .and_then(|control| runtime.block_on(host::serve(cli, control)))
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),

@@ -406,10 +406,12 @@ impl Drop for InUse {
     }
 }
 
-/// Answers `GET /metrics` on `listener` until `shutdown` completes.
+/// Answers `GET /metrics` on `listener` until `shutdown` completes, with the
+/// same connection limits and timeouts as the service's address.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<HostMetrics>,
+    settings: ServeSettings,
     shutdown: impl Future<Output = ()>,
 ) {
     let service_for = |_peer| {
@@ -428,7 +430,7 @@ pub async fn serve(
             std::future::ready(Ok::<_, Infallible>(response))
         })
     };
-    accept::serve(listener, &ServeSettings::default(), service_for, shutdown).await;
+    accept::serve(listener, &settings, service_for, shutdown).await;
 }
 
 #[cfg(test)]

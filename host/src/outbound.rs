@@ -153,7 +153,9 @@ pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    let mut kept = HeaderMap::with_capacity(headers.len());
+    // Not `with_capacity(headers.len())`: that counts every value and panics
+    // past the map's limit.
+    let mut kept = HeaderMap::new();
     for (name, value) in headers {
         if !HOP_BY_HOP.contains(&name.as_str()) && !named.contains(name) {
             kept.append(name.clone(), value.clone());
@@ -162,11 +164,38 @@ pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     kept
 }
 
+/// The header that names the calling service on every call the host sends
+/// for a plugin; the log service writes it as the line's source.
+pub const SOURCE_HEADER: &str = "x-log-source";
+
+/// Names `service` as the caller, replacing whatever the plugin put there.
+pub fn set_source(headers: &mut HeaderMap, service: &str) {
+    headers.remove(SOURCE_HEADER);
+    if let Ok(source) = HeaderValue::from_str(service) {
+        headers.insert(SOURCE_HEADER, source);
+    }
+}
+
+/// The most headers a plugin's response or outgoing request may carry:
+/// hyper's own limit for the messages it reads, so that whatever we send
+/// can be read by another Sparrow host.
+pub const MAX_HEADERS: usize = 100;
+
+/// A plugin gave more than [`MAX_HEADERS`] headers.
+#[derive(Debug, thiserror::Error)]
+#[error("more than {MAX_HEADERS} headers")]
+pub struct TooManyHeaders;
+
 /// Converts `name: value` pairs (the plugin's view) to a header map, skipping
 /// pairs that are not valid HTTP.
-pub fn header_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderMap {
+pub fn header_map<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<HeaderMap, TooManyHeaders> {
     let mut map = HeaderMap::new();
-    for (name, value) in pairs {
+    for (n, (name, value)) in pairs.into_iter().enumerate() {
+        if n >= MAX_HEADERS {
+            return Err(TooManyHeaders);
+        }
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
@@ -174,7 +203,7 @@ pub fn header_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> He
             map.append(name, value);
         }
     }
-    map
+    Ok(map)
 }
 
 #[cfg(test)]
@@ -189,9 +218,67 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("x-secret", "1"),
             ("x-kept", "2"),
-        ]);
+        ])
+        .unwrap();
         let kept = end_to_end(&headers);
         assert_eq!(kept.len(), 1);
         assert_eq!(kept["x-kept"], "2");
+    }
+
+    #[test]
+    fn any_number_of_headers_is_an_error_or_a_map_never_a_panic() {
+        let many: Vec<(String, String)> = (0..40_000)
+            .map(|i| (format!("x-h{i}"), "v".to_owned()))
+            .collect();
+        let pairs = || many.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        assert!(header_map(pairs()).is_err());
+        assert_eq!(
+            header_map(pairs().take(MAX_HEADERS)).unwrap().len(),
+            MAX_HEADERS
+        );
+        let repeated = vec![("x-same", "v"); 40_000];
+        assert!(header_map(repeated).is_err());
+        // A map with many values of one name, as hyper may hand us.
+        let mut big = HeaderMap::new();
+        for _ in 0..40_000 {
+            big.append("x-same", HeaderValue::from_static("v"));
+        }
+        assert_eq!(end_to_end(&big).len(), 40_000);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            /// Any headers a plugin gives become a map or a clear error,
+            /// and no hop-by-hop header, nor one `Connection` names,
+            /// crosses a hop.
+            #[test]
+            fn header_conversion_never_panics_and_drops_hop_by_hop(
+                pairs in proptest::collection::vec(
+                    ("connection|keep-alive|te|upgrade|x-[a-z]{1,3}|\\PC{0,6}", "\\PC{0,12}"),
+                    0..150,
+                ),
+            ) {
+                let given = pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+                match header_map(given) {
+                    Ok(map) => {
+                        prop_assert!(pairs.len() <= MAX_HEADERS);
+                        let kept = end_to_end(&map);
+                        for hop in HOP_BY_HOP {
+                            prop_assert!(!kept.contains_key(hop));
+                        }
+                        for named in map.get_all(CONNECTION).iter().filter_map(|v| v.to_str().ok()) {
+                            for name in named.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                                prop_assert!(!kept.contains_key(name.to_ascii_lowercase().as_str()));
+                            }
+                        }
+                    }
+                    Err(_) => prop_assert!(pairs.len() > MAX_HEADERS),
+                }
+            }
+        }
     }
 }

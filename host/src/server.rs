@@ -34,9 +34,6 @@ const CLIENT_ADDR_HEADER: &str = "x-sparrow-client-addr";
 /// The address this instance is registered at.
 const LOCAL_ADDR_HEADER: &str = "x-sparrow-local-addr";
 
-/// A client gets this long to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The plugin version that serves requests, with its environment.
 pub struct Active {
     pub plugin: Plugin,
@@ -48,7 +45,7 @@ pub struct App {
     pub engine: PluginEngine,
     pub shared: Shared,
     pub discovery: Discovery,
-    pub max_body: usize,
+    pub bodies: BodyLimits,
     /// With `--sync`: makes the plugin's writes durable before an answer.
     pub flusher: Option<Flusher>,
     /// With `--access-log`: one log line per request for the plugin.
@@ -63,7 +60,7 @@ impl App {
         engine: PluginEngine,
         shared: Shared,
         discovery: Discovery,
-        max_body: usize,
+        bodies: BodyLimits,
         flusher: Option<Flusher>,
         active: Active,
     ) -> Self {
@@ -72,7 +69,7 @@ impl App {
             engine,
             shared,
             discovery,
-            max_body,
+            bodies,
             flusher,
             access_log: false,
             active: RwLock::new(Arc::new(active)),
@@ -92,18 +89,20 @@ impl App {
     }
 }
 
-/// Serves `listener` until `shutdown` completes, then drains connections for
-/// at most `drain`.
+/// How much of a request body is read, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max: usize,
+    pub timeout: Duration,
+}
+
+/// Serves `listener` until `shutdown` completes, then drains connections.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    settings: ServeSettings,
 ) {
-    let settings = ServeSettings {
-        header_read_timeout: HEADER_READ_TIMEOUT,
-        drain,
-    };
     let service_for = |peer| {
         let app = app.clone();
         service_fn(move |request| {
@@ -122,7 +121,9 @@ async fn route(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Respo
             text_response(StatusCode::OK, "ok")
         }
         "/services" if method == Method::POST || method == Method::DELETE => {
-            app.discovery.notification(request).await
+            app.discovery
+                .notification(request, app.bodies.timeout)
+                .await
         }
         "/heart-beat" | "/services" => {
             text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -167,7 +168,7 @@ async fn to_plugin(
     hop: Hop,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    let body = match read_body(body, app.max_body).await {
+    let body = match read_body(body, app.bodies.max, app.bodies.timeout).await {
         Ok(body) => body,
         Err(e) => return text_response(e.status(), e.to_string()),
     };
@@ -179,7 +180,7 @@ async fn to_plugin(
         .await
     {
         Ok(response) => response,
-        Err(failure) => return failure_response(service, failure),
+        Err(failure) => return failure_response(service, &parts, failure),
     };
     if let Some(flusher) = &app.flusher
         && let Err(e) = flusher.flush().await
@@ -233,25 +234,41 @@ fn plugin_request(
     }
 }
 
-/// What the client is told when the plugin gave no response.
-fn failure_response(service: &str, failure: Failure) -> Response<Full<Bytes>> {
+/// What the client is told when the plugin gave no response; the log line
+/// names the service and the request.
+fn failure_response(
+    service: &str,
+    request: &http::request::Parts,
+    failure: Failure,
+) -> Response<Full<Bytes>> {
+    let (method, path) = (request.method.as_str(), request.uri.path());
     match failure {
         Failure::Timeout => {
-            tracing::warn!(service, "request stopped at the request timeout");
+            tracing::warn!(
+                service,
+                method,
+                path,
+                "request stopped at the request timeout"
+            );
             text_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("service '{service}' did not answer in time"),
             )
         }
         Failure::Trap(why) => {
-            tracing::error!(service, "plugin trapped: {why}");
+            tracing::error!(service, method, path, "plugin trapped: {why}");
             text_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("service '{service}' failed on this request"),
             )
         }
         Failure::Busy => {
-            tracing::warn!(service, "every instance slot stayed busy; request refused");
+            tracing::warn!(
+                service,
+                method,
+                path,
+                "every instance slot stayed busy; request refused"
+            );
             let mut busy = text_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("service '{service}' is overloaded; try again"),
@@ -263,7 +280,7 @@ fn failure_response(service: &str, failure: Failure) -> Response<Full<Bytes>> {
             busy
         }
         Failure::Setup(why) => {
-            tracing::error!(service, "cannot run the plugin: {why}");
+            tracing::error!(service, method, path, "cannot run the plugin: {why}");
             text_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("service '{service}' cannot run: {why}"),
@@ -283,12 +300,20 @@ fn from_plugin(response: bindings::Response) -> Response<Full<Bytes>> {
             "the service answered an invalid status",
         );
     };
-    let mut headers = end_to_end(&header_map(
-        response
-            .headers
-            .iter()
-            .map(|h| (h.name.as_str(), h.value.as_str())),
-    ));
+    let pairs = response
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_str()));
+    let mut headers = match header_map(pairs) {
+        Ok(headers) => end_to_end(&headers),
+        Err(e) => {
+            tracing::error!("plugin answered {e}");
+            return text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the service answered {e}"),
+            );
+        }
+    };
     headers.remove(http::header::CONTENT_LENGTH);
     let mut answer = Response::new(Full::new(Bytes::from(response.body)));
     *answer.status_mut() = status;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use protocol::accept::ServeSettings;
 use protocol::record::ServiceRecord;
 use protocol::registry_client::RegistryClient;
 use protocol::token::Token;
@@ -24,8 +25,8 @@ use crate::kv::KvStore;
 use crate::metrics::{self, HostMetrics};
 use crate::outbound::Outbound;
 use crate::plugin::{Plugin, PluginEngine, SandboxSettings, Shared};
-use crate::server::{self, Active, App};
-use crate::swap::{Overrides, Swapper, short};
+use crate::server::{self, Active, App, BodyLimits};
+use crate::swap::{Overrides, Stamp, Swapper, short, stamp};
 
 /// How long a call to the registry may take.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,6 +50,8 @@ pub struct Host {
     listener: TcpListener,
     /// With `--metrics-addr`: where `GET /metrics` is answered.
     metrics: Option<(TcpListener, Arc<HostMetrics>)>,
+    /// The plugin file as it was when it was read.
+    loaded: Option<Stamp>,
 }
 
 impl Host {
@@ -65,6 +68,7 @@ impl Host {
         let engine = PluginEngine::new(sandbox_settings(&cli))?;
         let shared = shared_state(&cli)?;
         let started = Instant::now();
+        let loaded = stamp(&cli.plugin);
         // While it describes itself the plugin has no name yet and may call
         // nothing.
         let plugin = engine.load(&cli.plugin, shared.loading_env()).await?;
@@ -106,13 +110,18 @@ impl Host {
             (Some(dir), true) => Some(Flusher::new(dir)?),
             _ => None,
         };
-        let mut app = App::new(engine, shared, discovery, cli.max_body, flusher, active);
+        let bodies = BodyLimits {
+            max: cli.max_body,
+            timeout: cli.serve.body_read_timeout,
+        };
+        let mut app = App::new(engine, shared, discovery, bodies, flusher, active);
         app.access_log = cli.access_log;
         Ok(Host {
             cli,
             app: Arc::new(app),
             listener,
             metrics,
+            loaded,
         })
     }
 
@@ -130,24 +139,35 @@ impl Host {
             cli,
             app,
             listener,
+            loaded,
             metrics,
         } = self;
-        let drain = cli.request_timeout + Duration::from_secs(1);
+        let settings = ServeSettings {
+            // A request in flight may run for the whole request timeout.
+            drain: cli.request_timeout + Duration::from_secs(1),
+            ..cli.serve.clone()
+        };
         // Scrapes are answered until the very end, the drain included.
         let metrics_server = metrics.map(|(listener, metrics)| {
-            tokio::spawn(metrics::serve(listener, metrics, std::future::pending()))
+            tokio::spawn(metrics::serve(
+                listener,
+                metrics,
+                cli.serve.clone(),
+                std::future::pending(),
+            ))
         });
         let server = tokio::spawn(server::serve(
             listener,
             app.clone(),
             control.stopped(),
-            drain,
+            settings,
         ));
         let stopped = control.stopped();
         let swapper = Swapper {
             app: app.clone(),
             path: cli.plugin.clone(),
             overrides: overrides(&cli),
+            loaded,
         };
         let swapper = tokio::spawn(swapper.run(control));
 
@@ -197,11 +217,13 @@ fn keep_registered(app: Arc<App>, cli: &Cli) -> impl Future<Output = ()> + use<>
 fn sandbox_settings(cli: &Cli) -> SandboxSettings {
     SandboxSettings {
         request_timeout: cli.request_timeout,
-        memory_limit: cli.memory_limit,
+        memory_limit: cli.compiling.memory_limit,
         max_instances: cli.max_instances,
         dir: cli.dir.clone(),
-        compile_cache: cli.compile_cache(),
+        compile_cache: cli.compiling.compile_cache(),
         reuse: cli.reuse,
+        max_queue: cli.max_queue as usize,
+        queue_timeout: cli.queue_timeout,
     }
 }
 
@@ -212,8 +234,8 @@ fn shared_state(cli: &Cli) -> anyhow::Result<Shared> {
         outbound: Outbound::new(cache.clone(), cli.call_timeout, cli.max_body),
         cache,
         kv: Arc::new(match &cli.state {
-            Some(path) => KvStore::open(path)?,
-            None => KvStore::default(),
+            Some(path) => KvStore::open(path, cli.state_limits())?,
+            None => KvStore::in_memory(cli.state_limits()),
         }),
         metrics: cli
             .metrics_addr

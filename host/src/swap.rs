@@ -1,25 +1,33 @@
 //! Hot swap: the host watches its `--plugin` file and loads a new version
 //! when the file is replaced (or on SIGHUP), without stopping.
 //!
+//! The file is watched through the file system's events (inotify): a file
+//! renamed into place, or written and closed, is loaded at once. A slow
+//! poll backs the events up where they do not work (network file systems),
+//! acting on a change once the file has stayed the same for one poll.
+//!
 //! The new version is read, compiled, linked and asked to describe itself
 //! off the request path; only a version that passes all of that is
 //! installed. Requests in flight finish on the version they started with, and
 //! the host-kept state carries over. A version that describes itself
 //! differently (another name, other required services) is registered anew.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use protocol::record::ServiceRecord;
+use tokio::sync::mpsc;
 
 use crate::control::Control;
 use crate::plugin::bindings::Description;
 use crate::server::{Active, App};
 
-/// How often the file is looked at. A change is acted on once the file has
-/// looked the same for one more poll, so that a copy still being written is
-/// not loaded half-way.
-const POLL: Duration = Duration::from_millis(50);
+/// How often the file is looked at besides the events. A change is acted on
+/// once the file has looked the same for one more poll, so that a copy
+/// still being written is not loaded half-way.
+const POLL: Duration = Duration::from_secs(1);
 
 /// What the command line says about the service's identity, over what the
 /// plugin describes.
@@ -45,13 +53,15 @@ impl Overrides {
 /// Size, modification time and inode: a rename into place changes the inode,
 /// a copy over the file changes size or time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     len: u64,
     modified: Option<SystemTime>,
     inode: u64,
 }
 
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
+/// The file as it is now; taken before a version is read, so that a change
+/// made while it loads is seen as one.
+pub fn stamp(path: &std::path::Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
     Some(Stamp {
@@ -65,6 +75,8 @@ pub struct Swapper {
     pub app: std::sync::Arc<App>,
     pub path: PathBuf,
     pub overrides: Overrides,
+    /// The file as it was when the serving version was read.
+    pub loaded: Option<Stamp>,
 }
 
 impl Swapper {
@@ -72,13 +84,22 @@ impl Swapper {
     /// says stop.
     pub async fn run(self, mut control: Control) {
         let mut stop = std::pin::pin!(control.stopped());
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let _watcher = watch(&self.path, events_tx);
         let mut ticker = tokio::time::interval(POLL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         // `loaded`: the file as last loaded; `seen`: as at the last poll.
-        let mut loaded = stamp(&self.path);
+        let mut loaded = self.loaded;
         let mut seen = loaded;
         loop {
             tokio::select! {
+                Some(()) = events.recv() => {
+                    let now = stamp(&self.path);
+                    if now.is_some() && now != loaded {
+                        (loaded, seen) = (now, now);
+                        self.swap("the plugin file changed").await;
+                    }
+                }
                 _ = ticker.tick() => {
                     let now = stamp(&self.path);
                     if now != seen {
@@ -103,6 +124,8 @@ impl Swapper {
     async fn swap(&self, why: &str) {
         // Counted for the version that was serving when the swap began.
         let metrics = self.app.active().env.metrics.clone();
+        let bytes = stamp(&self.path).map(|s| s.len);
+        tracing::info!(why, plugin = %self.path.display(), bytes, "loading the plugin file");
         match self.try_swap().await {
             Ok(Some(digest)) => {
                 metrics.swap(true);
@@ -146,6 +169,42 @@ impl Swapper {
             env: app.shared.env(name, requires),
         });
         Ok(Some(digest))
+    }
+}
+
+/// Watches the directory that holds `path` (a file renamed into place is a
+/// new file: a watch on the old one would end with it) and sends a unit for
+/// each event that may complete a new version of the file. `None`, with a
+/// warning, where the file system offers no events: the poll still works.
+fn watch(path: &Path, changes: mpsc::UnboundedSender<()>) -> Option<RecommendedWatcher> {
+    let name = path.file_name()?.to_owned();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let handler = move |event: notify::Result<Event>| {
+        let Ok(event) = event else { return };
+        let completes = matches!(
+            event.kind,
+            EventKind::Create(_)
+                | EventKind::Modify(ModifyKind::Name(_))
+                | EventKind::Access(AccessKind::Close(AccessMode::Write))
+        );
+        if completes && event.paths.iter().any(|p| p.file_name() == Some(&name)) {
+            let _ = changes.send(());
+        }
+    };
+    let watching = notify::recommended_watcher(handler).and_then(|mut watcher| {
+        watcher
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .map(|()| watcher)
+    });
+    match watching {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "no file events; the plugin file is polled every {POLL:?}");
+            None
+        }
     }
 }
 

@@ -4,7 +4,10 @@
 //!
 //! Accept errors (usually out of file descriptors) are retried with a
 //! doubling pause, so the loop neither spins nor gives up while the
-//! condition lasts.
+//! condition lasts. At most `--max-connections` are served at once; past
+//! that, new ones wait in the kernel's backlog until one ends, and slow
+//! clients end soon: each gets `--header-timeout` to send its headers, and
+//! handlers read bodies within `--body-timeout` ([`crate::body`]).
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -16,28 +19,51 @@ use hyper::server::conn::http1;
 use hyper::service::HttpService;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::duration::{self, HOUR, MILLISECOND};
 
 /// The first pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// How connections are served.
-#[derive(Debug, Clone)]
+/// How connections are served: the command-line flags that the registry
+/// and the host share.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServeSettings {
-    /// A client gets this long to send its request headers.
+    /// Connections served at once; more wait in the kernel's backlog until
+    /// one ends.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// A client gets this long to send the headers of a request (and to
+    /// start the next one on a kept-alive connection); 1ms to 1h.
+    #[arg(long = "header-timeout", value_name = "DURATION", default_value = "10s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub header_read_timeout: Duration,
+
+    /// A client gets this long to send a request's body (408 after); 1ms to
+    /// 1h.
+    #[arg(long = "body-timeout", value_name = "DURATION", default_value = "30s", value_parser = duration::within(MILLISECOND, HOUR))]
+    pub body_read_timeout: Duration,
+
     /// How long requests in flight may take to finish once shutdown starts;
-    /// past it their connections are closed.
+    /// past it their connections are closed. Set by each binary.
+    #[arg(skip = Duration::from_secs(5))]
     pub drain: Duration,
 }
 
 impl Default for ServeSettings {
+    /// The defaults written on the flags above, so they live in one place.
     fn default() -> Self {
-        ServeSettings {
-            header_read_timeout: Duration::from_secs(10),
-            drain: Duration::from_secs(5),
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            settings: ServeSettings,
         }
+        <Defaults as clap::Parser>::parse_from(["serve"]).settings
     }
 }
 
@@ -58,9 +84,17 @@ pub async fn serve<F, S>(
     <S::ResBody as Body>::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(settings.max_connections as usize));
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = FIRST_BACKOFF;
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -85,6 +119,7 @@ pub async fn serve<F, S>(
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

@@ -2,6 +2,8 @@
 //! reading of request bodies, record decoding, and the two kinds of answers
 //! we send (one-line text and JSON).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -26,6 +28,8 @@ pub enum BodyError {
     BadRequest(String),
     #[error("reading the body failed: {0}")]
     Read(String),
+    #[error("the body did not arrive within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl BodyError {
@@ -34,25 +38,42 @@ impl BodyError {
         match self {
             BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::BadRequest(_) | BodyError::Read(_) => StatusCode::BAD_REQUEST,
+            BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
 
-/// Reads a whole body, refusing more than `limit` bytes.
-pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    match Limited::new(&mut body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => {
-            drain(&mut body).await;
-            Err(BodyError::TooLarge(limit))
+/// Reads a whole body, refusing more than `limit` bytes or a sender slower
+/// than `timeout` for the whole of it.
+pub async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
+    let read = async {
+        match Limited::new(&mut body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge(limit)),
+            Err(e) => Err(BodyError::Read(e.to_string())),
         }
-        Err(e) => Err(BodyError::Read(e.to_string())),
+    };
+    let read = tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::Timeout(timeout)));
+    if let Err(BodyError::TooLarge(_)) = read {
+        // Bounded too: a sender that trickles the rest is not waited for.
+        let _ = tokio::time::timeout(timeout, drain(&mut body)).await;
     }
+    read
 }
 
 /// Reads, decodes and validates a service record.
-pub async fn read_record(body: Incoming, limit: usize) -> Result<ServiceRecord, BodyError> {
-    let bytes = read_body(body, limit).await?;
+pub async fn read_record(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<ServiceRecord, BodyError> {
+    let bytes = read_body(body, limit, timeout).await?;
     let record: ServiceRecord = serde_json::from_slice(&bytes)
         .map_err(|e| BodyError::BadRequest(format!("malformed service record: {e}")))?;
     record

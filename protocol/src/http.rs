@@ -80,8 +80,12 @@ pub fn http_client() -> HttpClient {
         .build(connector)
 }
 
-/// Sends one request (with the token, if any) and reads the whole answer, all
-/// within `timeout`.
+/// The largest answer to a heartbeat that is read: the protocol's answer is
+/// empty, and 64 heartbeats run at once.
+pub const MAX_HEARTBEAT_ANSWER: usize = 4 * 1024;
+
+/// Sends one request (with the token, if any) and reads the whole answer, at
+/// most `max_answer` bytes of it, all within `timeout`.
 pub async fn send(
     http: &HttpClient,
     method: Method,
@@ -89,6 +93,7 @@ pub async fn send(
     body: Bytes,
     timeout: Duration,
     token: &Token,
+    max_answer: usize,
 ) -> Result<(StatusCode, Bytes), ClientError> {
     let mut request = Request::builder().method(method).uri(url);
     if !body.is_empty() {
@@ -101,7 +106,7 @@ pub async fn send(
     let exchange = async {
         let response = http.request(request).await.map_err(SendError::from)?;
         let (parts, body) = response.into_parts();
-        let bytes = read_body(body, MAX_ANSWER)
+        let bytes = read_body(body, max_answer, timeout)
             .await
             .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
         Ok((parts.status, bytes))
@@ -122,7 +127,7 @@ pub async fn send_record(
     token: &Token,
 ) -> Result<(StatusCode, Bytes), ClientError> {
     let json = serde_json::to_vec(record).map_err(|e| ClientError::Request(e.to_string()))?;
-    send(http, method, url, json.into(), timeout, token).await
+    send(http, method, url, json.into(), timeout, token, MAX_ANSWER).await
 }
 
 /// An error with its causes on one line: hyper's errors say little at the

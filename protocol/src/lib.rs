@@ -7,6 +7,7 @@
 //! - [`record`]: the service record, as it travels on the wire.
 //! - [`token`]: the optional shared secret on writes and notifications.
 //! - [`body`]: bounded reading of bodies, one-line and JSON answers.
+//! - [`duration`]: durations on the command line, within bounds.
 //! - [`http`]: the pooled HTTP client, sending with a deadline, and what a
 //!   failed exchange means (refused: never sent; broken: maybe sent).
 //! - [`registry_client`]: registering and deregistering with a registry.
@@ -17,6 +18,7 @@
 
 pub mod accept;
 pub mod body;
+pub mod duration;
 pub mod http;
 pub mod listening;
 pub mod locks;

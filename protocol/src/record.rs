@@ -225,4 +225,45 @@ mod tests {
         assert_eq!(answer["log"], vec![]);
         assert_eq!(answer["visit"], vec![record("visit", "h:1")]);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            /// Whatever a client sends, decoding and validating either
+            /// succeed or say why: never a panic.
+            #[test]
+            fn any_body_is_decoded_or_refused(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(record) = serde_json::from_slice::<ServiceRecord>(&bytes) {
+                    let _ = record.validate();
+                }
+            }
+
+            /// A record that validates can be called: its address makes a
+            /// URL, and its name a path segment.
+            #[test]
+            fn a_valid_record_is_reachable(name in "\\PC{0,12}", host in "\\PC{0,16}", port in any::<u32>()) {
+                let record = ServiceRecord::new(name, format!("{host}:{port}"), vec![]);
+                if record.validate().is_ok() {
+                    let url = format!("http://{}/services/{}", record.addr, record.name);
+                    prop_assert!(url.parse::<http::Uri>().is_ok(), "{url}");
+                }
+            }
+
+            /// What we write, we read back the same.
+            #[test]
+            fn valid_records_round_trip(
+                name in "[a-z][a-z0-9-]{0,15}",
+                port in 1u16..,
+                required in proptest::collection::vec("[a-z][a-z0-9]{0,7}|\\*", 0..4),
+            ) {
+                let record = ServiceRecord::new(name, format!("127.0.0.1:{port}"), required);
+                prop_assert!(record.validate().is_ok());
+                let json = serde_json::to_vec(&record).unwrap();
+                prop_assert_eq!(serde_json::from_slice::<ServiceRecord>(&json).unwrap(), record);
+            }
+        }
+    }
 }

@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -30,7 +31,9 @@ pub(crate) struct Api {
     pub(crate) token: Token,
     pub(crate) metrics: Arc<Metrics>,
     /// Shown on the page, which tells how stale a heartbeat is.
-    pub(crate) heartbeat_interval: std::time::Duration,
+    pub(crate) heartbeat_interval: Duration,
+    /// How long a client may take to send a record.
+    pub(crate) body_timeout: Duration,
 }
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -79,7 +82,7 @@ impl Api {
     }
 
     async fn register(&self, body: Incoming) -> HttpResponse {
-        let record = match decode(body).await {
+        let record = match decode(body, self.body_timeout).await {
             Ok(record) => record,
             Err(response) => return response,
         };
@@ -98,7 +101,7 @@ impl Api {
     }
 
     async fn deregister(&self, body: Incoming) -> HttpResponse {
-        let record = match decode(body).await {
+        let record = match decode(body, self.body_timeout).await {
             Ok(record) => record,
             Err(response) => return response,
         };
@@ -130,8 +133,8 @@ impl Api {
 }
 
 /// Reads a record, or the error answer to send instead.
-async fn decode(body: Incoming) -> Result<ServiceRecord, HttpResponse> {
-    read_record(body, MAX_BODY).await.map_err(|e| {
+async fn decode(body: Incoming, timeout: Duration) -> Result<ServiceRecord, HttpResponse> {
+    read_record(body, MAX_BODY, timeout).await.map_err(|e| {
         tracing::debug!(error = %e, "rejected a service record");
         text_response(e.status(), e.to_string())
     })

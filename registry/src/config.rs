@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use clap::{Args, Parser};
+use protocol::accept::ServeSettings;
+use protocol::duration::{self, DAY, HOUR, MILLISECOND};
 
 #[derive(Clone, Debug, Args)]
 pub struct Config {
     /// Time between two heartbeat sweeps over every registered instance
-    #[arg(long, default_value = "30s", value_parser = positive_duration)]
+    #[arg(long, default_value = "30s", value_parser = duration::within(MILLISECOND, DAY))]
     pub heartbeat_interval: Duration,
 
     /// Failed `GET /heart-beat` attempts in a row after which an instance is
@@ -17,7 +19,7 @@ pub struct Config {
     pub heartbeat_attempts: u32,
 
     /// Pause between two heartbeat attempts on the same instance
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = duration::within(Duration::ZERO, HOUR))]
     pub heartbeat_retry_delay: Duration,
 
     /// Heartbeat requests in flight at once, at most
@@ -26,7 +28,7 @@ pub struct Config {
 
     /// Deadline of every request the registry sends: each notification
     /// attempt and each heartbeat attempt
-    #[arg(long, default_value = "2s", value_parser = positive_duration)]
+    #[arg(long, default_value = "2s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub notify_timeout: Duration,
 
     /// Shared secret: registrations, deregistrations and notifications must
@@ -34,6 +36,9 @@ pub struct Config {
     /// protocol is open, as in the original
     #[arg(long, env = "SPARROW_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    #[command(flatten)]
+    pub serve: ServeSettings,
 }
 
 impl Default for Config {
@@ -45,14 +50,6 @@ impl Default for Config {
             config: Config,
         }
         Defaults::parse_from(["registry"]).config
-    }
-}
-
-fn positive_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(d) if d.is_zero() => Err("must be more than 0".to_string()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -71,8 +68,14 @@ mod tests {
     }
 
     #[test]
-    fn rejects_zero_interval() {
-        assert!(positive_duration("0s").is_err());
-        assert_eq!(positive_duration("500ms"), Ok(Duration::from_millis(500)));
+    fn rejects_zero_and_huge_intervals() {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        for bad in ["0s", "10000000y"] {
+            assert!(Cli::try_parse_from(["registry", "--heartbeat-interval", bad]).is_err());
+        }
     }
 }

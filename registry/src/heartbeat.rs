@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::table::{RegistrationId, Table, Target};
-use protocol::http::{HttpClient, send};
+use protocol::http::{HttpClient, MAX_HEARTBEAT_ANSWER, send};
 use protocol::token::Token;
 
 /// Everything a check needs, shared by all checks.
@@ -129,6 +129,7 @@ impl Checker {
                 Default::default(),
                 self.config.notify_timeout,
                 &Token::default(),
+                MAX_HEARTBEAT_ANSWER,
             )
             .await,
             Ok((StatusCode::OK, _))

@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
-use protocol::accept::{self, ServeSettings};
+use protocol::accept;
 use protocol::http::http_client;
 use protocol::listening;
 use protocol::token::Token;
@@ -31,6 +31,7 @@ pub async fn serve(
     let table = Arc::new(Table::new());
     let metrics = Arc::new(Metrics::new(Arc::clone(&table)));
     let token = Token::new(config.token.clone());
+    let serve_settings = config.serve.clone();
     let notifier = Notifier::new(
         http.clone(),
         config.notify_timeout,
@@ -51,6 +52,7 @@ pub async fn serve(
         token,
         metrics,
         heartbeat_interval,
+        body_timeout: serve_settings.body_read_timeout,
     });
     let service_for = |_peer| {
         let api = Arc::clone(&api);
@@ -60,7 +62,7 @@ pub async fn serve(
         shutdown.await;
         tracing::info!("shutting down");
     };
-    accept::serve(listener, &ServeSettings::default(), service_for, shutdown).await;
+    accept::serve(listener, &serve_settings, service_for, shutdown).await;
     heartbeat.abort();
     Ok(())
 }

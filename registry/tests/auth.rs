@@ -1,11 +1,9 @@
 //! The optional shared secret: with `--token`, writes without it are refused
 //! with 401 and change nothing; reads and heartbeats stay open.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{NO_HEARTBEAT, RegistryProcess};
+use harness::{NO_HEARTBEAT, RegistryProcess};
 use http::{Method, StatusCode};
 use protocol::http::{http_client, send_record};
 use protocol::record::ServiceRecord;
@@ -16,7 +14,7 @@ async fn writes_without_the_token_answer_401() {
     let mut args = NO_HEARTBEAT.to_vec();
     args.extend(["--token", "s3cret"]);
     let registry = RegistryProcess::start(&args);
-    let url = format!("{}/services", registry.url);
+    let url = registry.url("/services");
     let record = ServiceRecord::new("log", "127.0.0.1:9", Vec::new());
     let http = http_client();
     let timeout = Duration::from_secs(10);

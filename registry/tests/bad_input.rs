@@ -2,9 +2,7 @@
 //! record, 413 for a body over 64 KiB, 405 for a wrong method, 404 for an
 //! unknown path.
 
-mod common;
-
-use common::{NO_HEARTBEAT, RegistryProcess};
+use harness::{NO_HEARTBEAT, RegistryProcess};
 use http::{Method, StatusCode};
 
 #[tokio::test]

@@ -1,13 +1,11 @@
 //! Heartbeats: concurrent, bounded per attempt, and evicting after the last
 //! failed attempt — also at scale, without the registry stalling.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{
-    Behaviour, DEADLINE, FAST, FakeService, RegistryProcess, addrs, eventually, poll_until,
+use harness::{
+    Behaviour, FAST_HEARTBEATS, FakeService, RegistryProcess, addrs, eventually, eventually_some,
 };
 use http::Method;
 use protocol::registry_client::RegistryClient;
@@ -16,10 +14,8 @@ use protocol::registry_client::RegistryClient;
 /// every dead one is gone within interval + attempts × retry-delay + 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_instances_half_dead_are_evicted_in_time() {
-    // The settings of FAST.
-    let (interval, attempts, retry_delay) = (Duration::from_secs(1), 2, Duration::from_millis(200));
-    let registry = RegistryProcess::start(FAST);
-    let client = RegistryClient::new(&registry.url, Duration::from_secs(10)).unwrap();
+    let registry = RegistryProcess::start(&[]);
+    let client = RegistryClient::new(&registry.url(""), Duration::from_secs(10)).unwrap();
 
     let mut live = Vec::new();
     let mut doomed = Vec::new();
@@ -42,7 +38,7 @@ async fn a_thousand_instances_half_dead_are_evicted_in_time() {
     }
     let dead_since = Instant::now();
     let doomed_addrs: HashSet<String> = doomed.iter().map(|s| s.addr.clone()).collect();
-    let left = poll_until("every dead instance evicted", DEADLINE, || async {
+    let left = eventually_some("every dead instance evicted", || async {
         // Each poll is a request that must be answered.
         let left = registry.addrs_of("svc").await;
         (!left.iter().any(|a| doomed_addrs.contains(a))).then_some(left)
@@ -50,7 +46,8 @@ async fn a_thousand_instances_half_dead_are_evicted_in_time() {
     .await;
     let took = dead_since.elapsed();
     eprintln!("500 dead instances evicted {took:?} after they died");
-    let bound = interval + retry_delay * attempts + Duration::from_secs(1);
+    let h = FAST_HEARTBEATS;
+    let bound = h.interval + h.retry_delay * h.attempts + Duration::from_secs(1);
     assert!(
         took <= bound,
         "dead instances evicted after {took:?}, bound {bound:?}"
@@ -64,7 +61,7 @@ async fn a_thousand_instances_half_dead_are_evicted_in_time() {
 /// attempt at the timeout and is evicted; its dependents are told.
 #[tokio::test]
 async fn an_instance_that_never_answers_is_evicted() {
-    let registry = RegistryProcess::start(FAST);
+    let registry = RegistryProcess::start(&[]);
     let silent = FakeService::start(Behaviour::Hang).await;
     let dependent = FakeService::start(Behaviour::Healthy).await;
     registry
@@ -90,4 +87,22 @@ async fn an_instance_that_never_answers_is_evicted() {
     .await;
     // The healthy one stays.
     assert_eq!(registry.addrs_of("visit").await, [dependent.addr.as_str()]);
+}
+
+/// The protocol's heartbeat answer is empty: one that sends a megabyte is
+/// not read (64 heartbeats run at once) and counts as a failed attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_answered_with_a_megabyte_fails_and_evicts() {
+    let registry = RegistryProcess::start(&[]);
+    let client = RegistryClient::new(&registry.url(""), Duration::from_secs(10)).unwrap();
+    let chatty = FakeService::start(Behaviour::Chatty).await;
+    client
+        .register(&chatty.record("chatty", &[]))
+        .await
+        .unwrap();
+    eventually("heart-beaten", || async { chatty.heartbeats() > 0 }).await;
+    eventually("evicted", || async {
+        registry.addrs_of("chatty").await.is_empty()
+    })
+    .await;
 }

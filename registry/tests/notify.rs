@@ -2,11 +2,9 @@
 //! accepts the connection and never answers delays neither the registration
 //! answer nor anyone else's notification.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Behaviour, FakeService, RegistryProcess, eventually};
+use harness::{Behaviour, FakeService, RegistryProcess, eventually};
 use http::Method;
 
 #[tokio::test]

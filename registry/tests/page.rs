@@ -2,9 +2,7 @@
 //! page, `GET /overview` the table with the registry's clock, `GET
 //! /metrics` the metrics; other methods answer 405 and change nothing.
 
-mod common;
-
-use common::{Behaviour, FakeService, NO_HEARTBEAT, RegistryProcess};
+use harness::{Behaviour, FakeService, NO_HEARTBEAT, RegistryProcess};
 use http::{Method, StatusCode};
 use serde_json::Value;
 

@@ -1,31 +1,37 @@
 //! SIGINT and SIGTERM stop the registry cleanly, and `--help` documents
 //! every flag.
 
-mod common;
-
 use std::process::Command;
 
-use common::{DEADLINE, NO_HEARTBEAT, RegistryProcess};
+use harness::{DEADLINE, NO_HEARTBEAT, RegistryProcess, Signal};
 use http::Method;
 
-async fn stops_cleanly_on(signal: &str) {
+async fn stops_cleanly_on(signal: Signal) {
     let mut registry = RegistryProcess::start(NO_HEARTBEAT);
     // Up and serving before the signal.
     let record = r#"{"Name":"log","Addr":"127.0.0.1:20002"}"#;
     registry.request(Method::POST, "/services", record).await;
-    registry.signal(signal);
-    let status = registry.wait_exit(DEADLINE);
-    assert_eq!(status.code(), Some(0), "{status:?}\n{}", registry.logs());
+    registry.proc.signal(signal).unwrap();
+    let status = registry
+        .proc
+        .wait_exit(DEADLINE)
+        .expect("the registry exits");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status:?}\n{}",
+        registry.proc.log()
+    );
 }
 
 #[tokio::test]
 async fn sigterm_exits_0() {
-    stops_cleanly_on("TERM").await;
+    stops_cleanly_on(Signal::SIGTERM).await;
 }
 
 #[tokio::test]
 async fn sigint_exits_0() {
-    stops_cleanly_on("INT").await;
+    stops_cleanly_on(Signal::SIGINT).await;
 }
 
 #[test]

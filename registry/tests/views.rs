@@ -1,16 +1,14 @@
 //! The read-only views the original lacks: `GET /services` and
 //! `GET /services/{name}`, with each instance's health.
 
-mod common;
-
-use common::{Behaviour, FAST, FakeService, NO_HEARTBEAT, RegistryProcess, eventually};
+use harness::{Behaviour, FakeService, NO_HEARTBEAT, RegistryProcess, eventually};
 use http::{Method, StatusCode, header};
 use protocol::http::http_client;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn views_show_every_instance_with_its_health() {
-    let registry = RegistryProcess::start(FAST);
+    let registry = RegistryProcess::start(&[]);
     let log = FakeService::start(Behaviour::Healthy).await;
     let visit = FakeService::start(Behaviour::Healthy).await;
     registry.register(&log.record("log", &[])).await;
@@ -52,7 +50,7 @@ async fn views_show_every_instance_with_its_health() {
 #[tokio::test]
 async fn views_are_json() {
     let registry = RegistryProcess::start(NO_HEARTBEAT);
-    let request = http::Request::get(format!("{}/services", registry.url))
+    let request = http::Request::get(registry.url("/services"))
         .body(Default::default())
         .unwrap();
     let response = http_client().request(request).await.unwrap();

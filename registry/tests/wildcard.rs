@@ -2,14 +2,12 @@
 //! service in its registration answer and hears of every registration and
 //! removal. Services that don't use it see no difference.
 
-mod common;
-
-use common::{Behaviour, FAST, FakeService, RegistryProcess, addrs, eventually};
+use harness::{Behaviour, FakeService, RegistryProcess, addrs, eventually};
 use http::Method;
 
 #[tokio::test]
 async fn a_wildcard_dependent_sees_every_service() {
-    let registry = RegistryProcess::start(FAST);
+    let registry = RegistryProcess::start(&[]);
     let log = FakeService::start(Behaviour::Healthy).await;
     let visit = FakeService::start(Behaviour::Healthy).await;
     let gateway = FakeService::start(Behaviour::Healthy).await;

@@ -2,11 +2,8 @@
 //! registration answer, upsert, deregistration and notifications — and a
 //! service written only from PROTOCOL.md, end to end.
 
-mod common;
-
-use common::{
-    Behaviour, DEADLINE, FAST, FakeService, NO_HEARTBEAT, RegistryProcess, addrs, eventually,
-    poll_until,
+use harness::{
+    Behaviour, FakeService, NO_HEARTBEAT, RegistryProcess, addrs, eventually, eventually_some,
 };
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -107,7 +104,7 @@ async fn dependents_hear_of_registrations_and_removals_but_not_of_themselves() {
 /// `/heart-beat` and `/services` endpoints, nothing from this crate.
 #[tokio::test]
 async fn a_service_written_from_the_protocol_works_end_to_end() {
-    let registry = RegistryProcess::start(FAST);
+    let registry = RegistryProcess::start(&[]);
     let service = FakeService::start(Behaviour::Healthy).await;
     let mut doomed_log = FakeService::start(Behaviour::Healthy).await;
 
@@ -149,7 +146,7 @@ async fn a_service_written_from_the_protocol_works_end_to_end() {
     // The service itself stops answering: evicted too.
     let mut service = service;
     service.stop().await;
-    let left = poll_until("the service evicted", DEADLINE, || async {
+    let left = eventually_some("the service evicted", || async {
         let services = registry.services().await;
         addrs(&services["visit"]).is_empty().then_some(services)
     })

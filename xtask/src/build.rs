@@ -1,10 +1,13 @@
-//! Building: plugins and stubs for `wasm32-wasip2`, binaries for the host.
+//! Building with cargo: the Rust plugins and the test stubs for
+//! `wasm32-wasip2`, the native binaries for the host. The Python and
+//! JavaScript plugins are `polyglot`'s.
 
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+
+use crate::workspace::{Workspace, run};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// The cargo profile plugins are built with (see the workspace Cargo.toml).
@@ -23,9 +26,9 @@ struct Stub {
 }
 
 /// The echo stub is built in variants: two versions that answer `/version`
-/// differently (hot-swap tests), and one that requires `echo`. The plain echo
-/// is the benchmark's plugin.
-const STUBS: [Stub; 5] = [
+/// differently (hot-swap tests), one that requires `echo`, and one whose
+/// `describe` never returns. The plain echo is the benchmark's plugin.
+const STUBS: [Stub; 6] = [
     Stub {
         name: "echo",
         package: "stub-echo",
@@ -42,6 +45,11 @@ const STUBS: [Stub; 5] = [
         env: &[("STUB_REQUIRES", "echo")],
     },
     Stub {
+        name: "echo-sleeps-describing",
+        package: "stub-echo",
+        env: &[("STUB_DESCRIBE", "sleep")],
+    },
+    Stub {
         name: "plain-echo",
         package: "stub-plain-echo",
         env: &[],
@@ -53,152 +61,96 @@ const STUBS: [Stub; 5] = [
     },
 ];
 
-pub struct Workspace {
-    pub root: PathBuf,
-    pub target: PathBuf,
+/// What `up` runs: the Rust plugins and the native binaries, nothing that
+/// needs tools from outside cargo.
+pub fn build_system(workspace: &Workspace, release: bool) -> anyhow::Result<()> {
+    build_plugins(workspace)?;
+    let mut args = vec!["build", "--bins"];
+    if release {
+        args.push("--release");
+    }
+    workspace.cargo(args)
 }
 
-impl Workspace {
-    pub fn locate() -> anyhow::Result<Self> {
-        // xtask lives one level below the workspace root.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .context("xtask has no parent directory")?
-            .to_owned();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        Ok(Workspace { root, target })
+/// rustup installs the targets of `rust-toolchain.toml` only along with the
+/// toolchain: where the toolchain was already there, the wasm target may
+/// still be missing. Add it then, rather than fail the build.
+fn ensure_wasm_target(workspace: &Workspace) -> anyhow::Result<()> {
+    let output = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .current_dir(&workspace.root)
+        .output()
+        .context("cannot run rustc")?;
+    let libdir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if output.status.success() && Path::new(&libdir).is_dir() {
+        return Ok(());
     }
+    eprintln!("installing the {WASM_TARGET} target with rustup");
+    let mut rustup = Command::new("rustup");
+    rustup
+        .args(["target", "add", WASM_TARGET])
+        .current_dir(&workspace.root);
+    run(rustup).with_context(|| {
+        format!(
+            "the {WASM_TARGET} target is missing; install it with `rustup target add {WASM_TARGET}`"
+        )
+    })
+}
 
-    /// Where the native binaries of a build end up.
-    pub fn bin(&self, name: &str, release: bool) -> PathBuf {
-        let profile = if release { "release" } else { "debug" };
-        self.target.join(profile).join(name)
+fn build_plugins(workspace: &Workspace) -> anyhow::Result<()> {
+    ensure_wasm_target(workspace)?;
+    let mut args = vec![
+        "build",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        PLUGIN_PROFILE,
+    ];
+    let packages: Vec<String> = PLUGINS.iter().map(|p| format!("plugin-{p}")).collect();
+    for package in &packages {
+        args.extend(["--package", package.as_str()]);
     }
-
-    /// Everything: what `build_system` builds, the Python and JavaScript
-    /// plugins and the test stubs.
-    pub fn build_all(&self, release: bool) -> anyhow::Result<()> {
-        self.build_system(release)?;
-        crate::polyglot::build_polyglot(self)?;
-        self.build_stubs()
+    workspace.cargo(args)?;
+    for (plugin, package) in PLUGINS.iter().zip(&packages) {
+        let to = workspace
+            .root
+            .join("plugins")
+            .join(format!("{plugin}.wasm"));
+        copy_artifact(workspace, package, &to)?;
     }
+    Ok(())
+}
 
-    /// What `up` runs: the Rust plugins and the native binaries, nothing
-    /// that needs tools from outside cargo.
-    pub fn build_system(&self, release: bool) -> anyhow::Result<()> {
-        self.build_plugins()?;
-        let mut args = vec!["build", "--bins"];
-        if release {
-            args.push("--release");
-        }
-        self.cargo(args)
-    }
-
-    /// rustup installs the targets of `rust-toolchain.toml` only along with
-    /// the toolchain: where the toolchain was already there, the wasm target
-    /// may still be missing. Add it then, rather than fail the build.
-    fn ensure_wasm_target(&self) -> anyhow::Result<()> {
-        let output = Command::new("rustc")
-            .args(["--print", "target-libdir", "--target", WASM_TARGET])
-            .current_dir(&self.root)
-            .output()
-            .context("cannot run rustc")?;
-        let libdir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        if output.status.success() && Path::new(&libdir).is_dir() {
-            return Ok(());
-        }
-        eprintln!("installing the {WASM_TARGET} target with rustup");
-        let mut rustup = Command::new("rustup");
-        rustup
-            .args(["target", "add", WASM_TARGET])
-            .current_dir(&self.root);
-        run(rustup).with_context(|| {
-            format!("the {WASM_TARGET} target is missing; install it with `rustup target add {WASM_TARGET}`")
-        })
-    }
-
-    fn build_plugins(&self) -> anyhow::Result<()> {
-        self.ensure_wasm_target()?;
-        let mut args = vec![
+/// Builds the test stubs into `target/stubs/`. Variants of one stub differ
+/// only in build-time environment, which cargo tracks: each build recompiles
+/// just the stub crate.
+pub fn build_stubs(workspace: &Workspace) -> anyhow::Result<()> {
+    let out = workspace.target.join("stubs");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    for Stub { name, package, env } in STUBS {
+        let mut command = workspace.cargo_command([
             "build",
             "--target",
             WASM_TARGET,
             "--profile",
             PLUGIN_PROFILE,
-        ];
-        let packages: Vec<String> = PLUGINS.iter().map(|p| format!("plugin-{p}")).collect();
-        for package in &packages {
-            args.extend(["--package", package.as_str()]);
-        }
-        self.cargo(args)?;
-        for (plugin, package) in PLUGINS.iter().zip(&packages) {
-            let to = self.root.join("plugins").join(format!("{plugin}.wasm"));
-            self.copy_artifact(&self.target, package, &to)?;
-        }
-        Ok(())
+            "--package",
+            package,
+        ]);
+        command.envs(env.iter().copied());
+        run(command)?;
+        copy_artifact(workspace, package, &out.join(format!("{name}.wasm")))?;
     }
-
-    /// Variants of one stub differ only in build-time environment, which
-    /// cargo tracks: each build recompiles just the stub crate.
-    fn build_stubs(&self) -> anyhow::Result<()> {
-        let out = self.target.join("stubs");
-        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        for Stub { name, package, env } in STUBS {
-            let mut command = self.cargo_command([
-                "build",
-                "--target",
-                WASM_TARGET,
-                "--profile",
-                PLUGIN_PROFILE,
-                "--package",
-                package,
-            ]);
-            command.envs(env.iter().copied());
-            run(command)?;
-            self.copy_artifact(&self.target, package, &out.join(format!("{name}.wasm")))?;
-        }
-        Ok(())
-    }
-
-    fn copy_artifact(&self, target: &Path, package: &str, to: &Path) -> anyhow::Result<()> {
-        let from = target
-            .join(WASM_TARGET)
-            .join(PLUGIN_PROFILE)
-            .join(format!("{}.wasm", package.replace('-', "_")));
-        std::fs::copy(&from, to)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        Ok(())
-    }
-
-    /// Runs cargo with `args` in the workspace root.
-    pub fn cargo<I, S>(&self, args: I) -> anyhow::Result<()>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        run(self.cargo_command(args))
-    }
-
-    fn cargo_command<I, S>(&self, args: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut command = Command::new(cargo);
-        command.args(args).current_dir(&self.root);
-        command
-    }
+    Ok(())
 }
 
-pub(crate) fn run(mut command: Command) -> anyhow::Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("cannot run {command:?}"))?;
-    if !status.success() {
-        bail!("{command:?} failed ({status})");
-    }
+fn copy_artifact(workspace: &Workspace, package: &str, to: &Path) -> anyhow::Result<()> {
+    let from = workspace
+        .target
+        .join(WASM_TARGET)
+        .join(PLUGIN_PROFILE)
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    std::fs::copy(&from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
 }

@@ -7,19 +7,26 @@
 //!   pinned tools into `.tools/` first.
 //! - `up`: builds, then runs the registry and the log, visit and gateway
 //!   services on 127.0.0.1:20000-20003 until Ctrl-C.
-//! - `test`: builds, makes sure a Chromium is there for the registry
-//!   page's test (`browser`), then runs every test.
+//! - `test`: installs the Debian tools the tests use when missing, builds,
+//!   then runs every test.
+//! - `new NAME --lang rust|python|js [--dir DIR]`: writes a service project
+//!   of its own (by default next to the repository), which builds with its
+//!   language's tools and package registry alone.
 //!
 //! Cargo alone cannot build for two targets in one command, nor start
 //! processes in order; this is the small program that does.
 
-mod browser;
 mod build;
+mod debian;
+mod new;
 mod polyglot;
 mod up;
+mod workspace;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+
+use workspace::Workspace;
 
 #[derive(Parser)]
 #[command(about = "Sparrow's developer tasks")]
@@ -53,27 +60,48 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Writes a new service project, with its own copy of the WIT contract,
+    /// a hello-world handler, a README that says how to build it and pinned
+    /// tools; it builds outside this repository.
+    New {
+        /// The service name: lowercase letters, digits and hyphens.
+        name: String,
+        #[arg(long, value_enum)]
+        lang: new::Lang,
+        /// Where to write it: a new or empty directory [default: NAME next
+        /// to this repository].
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let workspace = build::Workspace::locate()?;
+    let workspace = Workspace::locate()?;
     match cli.task {
-        Task::Build { release } => workspace.build_all(release),
+        Task::Build { release } => build_all(&workspace, release),
         Task::Polyglot => polyglot::build_polyglot(&workspace),
         Task::Up { release } => {
-            workspace.build_system(release)?;
+            build::build_system(&workspace, release)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the runtime")?
                 .block_on(up::run(&workspace, release))
         }
+        Task::New { name, lang, dir } => new::run(&workspace, &name, lang, dir),
         Task::Test { args } => {
-            workspace.build_all(false)?;
-            let chromium = browser::ensure()?;
-            eprintln!("browser for the page test: {}", chromium.display());
+            debian::ensure(debian::TEST_TOOLS)?;
+            build_all(&workspace, false)?;
             workspace.cargo(["test"].into_iter().chain(args.iter().map(String::as_str)))
         }
     }
+}
+
+/// Everything: the Rust plugins and the binaries, the Python and JavaScript
+/// plugins, and the test stubs.
+fn build_all(workspace: &Workspace, release: bool) -> anyhow::Result<()> {
+    build::build_system(workspace, release)?;
+    polyglot::build_polyglot(workspace)?;
+    build::build_stubs(workspace)
 }

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context as _, bail};
 
-use crate::build::{Workspace, run};
+use crate::workspace::{Workspace, run};
 
 /// The world every plugin targets, in `wit/`.
 const WORLD: &str = "service";

@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::build::Workspace;
+use crate::workspace::Workspace;
 
 const REGISTRY: &str = "127.0.0.1:20000";
 /// (plugin, address) in start order: dependencies first, so each finds what

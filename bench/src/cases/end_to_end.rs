@@ -6,35 +6,37 @@
 
 use std::time::Duration;
 
+use harness::TempDir;
+
 use crate::Settings;
 use crate::client;
 use crate::load::{self, Budget, Target};
-use crate::procs::{Proc, TempDir, plugin};
+use crate::procs;
 use crate::report::{self, Row};
 
 const CASE: &str = "end-to-end";
 
 pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
-    let registry = Proc::registry(settings, &[])?;
-    let cache = TempDir::new("cache")?;
-    let data = TempDir::new("log")?;
+    let registry = procs::registry(settings, &[])?;
+    let cache = TempDir::try_new("cache")?;
+    let data = TempDir::try_new("log")?;
     let cache_arg = cache.path().display().to_string();
     let data_arg = data.path().display().to_string();
-    let _log = Proc::host(
+    let _log = procs::host(
         settings,
-        &plugin(settings, "log")?,
+        &settings.artifacts.plugin("log")?,
         &registry,
         &["--cache-dir", &cache_arg, "--dir", &data_arg],
     )?;
-    let visit = Proc::host(
+    let visit = procs::host(
         settings,
-        &plugin(settings, "visit")?,
+        &settings.artifacts.plugin("visit")?,
         &registry,
         &["--cache-dir", &cache_arg],
     )?;
-    let gateway = Proc::host(
+    let gateway = procs::host(
         settings,
-        &plugin(settings, "gateway")?,
+        &settings.artifacts.plugin("gateway")?,
         &registry,
         &["--cache-dir", &cache_arg],
     )?;

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use bytes::Bytes;
+use harness::{Launch, Proc, TempDir, usage};
 use http::Method;
 
 use crate::Settings;
 use crate::client;
 use crate::load::{self, Budget, Outcome, Target};
-use crate::procs::{Proc, TempDir, cpu_time_of, rss_of, stub};
+use crate::procs;
 use crate::report::{self, Row};
 
 const BODY: &[u8] = b"hello, sparrow";
@@ -35,21 +36,23 @@ struct Measured {
 }
 
 pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::Result<Vec<Row>> {
-    let registry = Proc::registry(settings, &[])?;
-    let cache = TempDir::new("cache")?;
+    let registry = procs::registry(settings, &[])?;
+    let cache = TempDir::try_new("cache")?;
     let cache_dir = cache.path().display().to_string();
     let start_host = |plugin: &str, extra: &[&str]| -> anyhow::Result<Proc> {
         let mut args = vec!["--cache-dir", cache_dir.as_str()];
         args.extend_from_slice(extra);
-        Proc::host(settings, &stub(settings, plugin)?, &registry, &args)
+        procs::host(
+            settings,
+            &settings.artifacts.stub(plugin)?,
+            &registry,
+            &args,
+        )
     };
     let host = start_host("plain-echo", &[])?;
-    let baseline = Proc::start(
-        "baseline",
-        &settings.self_exe,
-        &["serve-baseline", "--addr", "127.0.0.1:0"],
-        "info",
-    )?;
+    let baseline = Launch::new("baseline", &settings.self_exe)
+        .args(["serve-baseline", "--addr", "127.0.0.1:0"])
+        .start()?;
     let baseline_answer = echo_once(&baseline).await.context("baseline")?;
     // Same answer from all, or the comparison means nothing.
     let same_answer = async |server: &Proc| -> anyhow::Result<()> {
@@ -199,12 +202,15 @@ impl Pooled {
 /// The host with metrics on counted at least the `ok` answers of the
 /// measurement: the figure is for a host that really counts.
 async fn check_counted(host: &Proc, ok: u64) -> anyhow::Result<()> {
-    let addr = protocol::listening::parse_metrics(&host.log_tail())
+    let addr = harness::listening::parse_metrics(&host.log())
         .context("the host logged no `metrics on` line")?;
-    let (status, text) =
-        client::send(Method::GET, &format!("http://{addr}/metrics"), Bytes::new()).await?;
-    ensure!(status == 200, "GET /metrics answered {status}");
-    let text = String::from_utf8_lossy(&text);
+    let reply = client::send(Method::GET, &format!("http://{addr}/metrics"), Bytes::new()).await?;
+    ensure!(
+        reply.status == 200,
+        "GET /metrics answered {}",
+        reply.status
+    );
+    let text = reply.text();
     let counted: f64 = text
         .lines()
         .find(|l| l.starts_with("sparrow_host_requests_total{") && l.contains("\"2xx\""))
@@ -218,7 +224,8 @@ async fn check_counted(host: &Proc, ok: u64) -> anyhow::Result<()> {
 }
 
 async fn echo_once(server: &Proc) -> anyhow::Result<(u16, Bytes)> {
-    client::send(Method::POST, &server.url("/echo"), Bytes::from_static(BODY)).await
+    let reply = client::send(Method::POST, &server.url("/echo"), Bytes::from_static(BODY)).await?;
+    Ok((reply.status, reply.body))
 }
 
 /// Loads `server`, sampling its memory every 50 ms and its CPU time around
@@ -231,7 +238,7 @@ async fn measure(server: &Proc, connections: usize, budget: Budget) -> anyhow::R
         let (peak, stop, pid) = (peak.clone(), stop.clone(), server.pid());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(rss) = rss_of(pid) {
+                if let Ok(rss) = usage::rss_bytes(pid) {
                     peak.fetch_max(rss, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -251,7 +258,7 @@ async fn measure(server: &Proc, connections: usize, budget: Budget) -> anyhow::R
         let pid = server.pid();
         tokio::spawn(async move {
             tokio::time::sleep(warmup).await;
-            cpu_time_of(pid)
+            usage::cpu_time(pid)
         })
     };
     let outcome = load::run(target, connections, budget).await?;

@@ -5,24 +5,25 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use harness::TempDir;
 
 use crate::Settings;
 use crate::load::{self, Budget, Target};
-use crate::procs::{Proc, TempDir, plugin};
+use crate::procs;
 use crate::report::{self, Row};
 
 const CASE: &str = "log";
 
 pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
-    let registry = Proc::registry(settings, &[])?;
-    let cache = TempDir::new("cache")?;
+    let registry = procs::registry(settings, &[])?;
+    let cache = TempDir::try_new("cache")?;
     let budget = Budget::Timed {
         warmup: settings.warmup,
         measure: settings.measure,
     };
     let mut rates = Vec::new();
     for sync in [false, true] {
-        let data = TempDir::new("log")?;
+        let data = TempDir::try_new("log")?;
         let mut args = vec![
             "--cache-dir".to_owned(),
             cache.path().display().to_string(),
@@ -33,7 +34,12 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             args.push("--sync".to_owned());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let log = Proc::host(settings, &plugin(settings, "log")?, &registry, &args)?;
+        let log = procs::host(
+            settings,
+            &settings.artifacts.plugin("log")?,
+            &registry,
+            &args,
+        )?;
         let target = Target::post(
             log.addr(),
             "/log",

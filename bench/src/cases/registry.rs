@@ -4,20 +4,18 @@
 //! they need (against a 1 s target). The instances and dependents are fakes
 //! served by this process, one loopback listener each.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure};
+use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
+use harness::{Behaviour, Deadline, FakeService, Launch, Proc};
 use http::Method;
 
 use crate::Settings;
 use crate::client;
-use crate::fake::Fakes;
 use crate::load::{self, Budget, Target};
-use crate::procs::{Proc, fd_limit};
+use crate::procs::fd_limit;
 use crate::report::{self, Row};
 
 const CASE: &str = "registry";
@@ -25,6 +23,11 @@ const CASE: &str = "registry";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 /// What a notification fan-out should stay under.
 const FAN_OUT_TARGET: Duration = Duration::from_secs(1);
+/// The registry's debug line at the start of each heartbeat sweep.
+const SWEEP_MARK: &str = "heartbeat sweep";
+
+/// The sweep lines the registry logged, each with the time it was read.
+type Sweeps = Arc<Mutex<Vec<(Instant, String)>>>;
 
 pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     let (n, d) = (settings.sweep_instances, settings.dependents);
@@ -36,14 +39,27 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             fd_limit()
         );
     }
-    let fakes = Fakes::start(n + d + 1).await?;
+    let fakes = start_fakes(n + d + 1).await?;
     let interval = humantime(settings.heartbeat_interval);
-    let registry = Proc::registry(settings, &["--heartbeat-interval", &interval])?;
+    let sweeps = Sweeps::default();
+    let registry = {
+        let sweeps = Arc::clone(&sweeps);
+        Launch::registry(settings.artifacts.binary("registry")?, "127.0.0.1:0")
+            .args(["--heartbeat-interval", &interval])
+            .rust_log("info,registry::heartbeat=debug")
+            .watch(move |line| {
+                if line.contains(SWEEP_MARK) {
+                    let mut sweeps = sweeps.lock().unwrap();
+                    sweeps.push((Instant::now(), line.to_owned()));
+                }
+            })
+            .start()?
+    };
     let services = registry.url("/services");
     let mut rows = Vec::new();
 
     // Registrations: N distinct records, 32 at a time.
-    let instances = Arc::new(fakes.addrs[..n].to_vec());
+    let instances = Arc::new(addrs(&fakes[..n]));
     let registered = register(&registry, instances, "bench-instance", &[], settings).await?;
     let registered_at = Instant::now();
     rows.push(Row::new(
@@ -62,7 +78,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     ));
 
     // One sweep over all of them: the registry logs its start.
-    let sweep_started = wait_for_sweep(&registry, n, registered_at, settings).await?;
+    let sweep_started = wait_for_sweep(&sweeps, n, registered_at, settings).await?;
     let sweep = sweep_duration(&fakes, n, sweep_started).await?;
     rows.push(Row::compared(
         CASE,
@@ -73,7 +89,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     ));
 
     // Fan-out: D dependents require `bench-x`; then `bench-x` registers.
-    let dependents = Arc::new(fakes.addrs[n..n + d].to_vec());
+    let dependents = Arc::new(addrs(&fakes[n..n + d]));
     register(
         &registry,
         dependents,
@@ -82,26 +98,36 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         settings,
     )
     .await?;
-    fakes.clear();
-    let x = record("bench-x", fakes.addrs[n + d], &[]);
-    let posted = Instant::now();
-    let (status, _) = client::send(Method::POST, &services, x).await?;
-    ensure!(status == 200, "registering bench-x answered {status}");
-    let deadline = posted + Duration::from_secs(30);
-    while fakes.notified.load(Ordering::SeqCst) < d {
-        if Instant::now() > deadline {
-            bail!(
-                "only {} of {d} dependents notified within 30 s",
-                fakes.notified.load(Ordering::SeqCst)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    for fake in &fakes {
+        fake.clear();
     }
-    let last = fakes.seen[n..n + d]
-        .iter()
-        .filter_map(|s| s.notifications.lock().unwrap().first().copied())
-        .max()
-        .expect("every dependent was notified");
+    let x = record("bench-x", &fakes[n + d].addr, &[]);
+    let posted = Instant::now();
+    let status = client::send(Method::POST, &services, x).await?.status;
+    ensure!(status == 200, "registering bench-x answered {status}");
+    // Each fake notes when its notification came: how often this looks
+    // only costs CPU, which the registry needs.
+    let firsts = || -> Vec<Instant> {
+        fakes[n..n + d]
+            .iter()
+            .filter_map(FakeService::first_notification)
+            .collect()
+    };
+    let last = Deadline::after(Duration::from_secs(30))
+        .every(Duration::from_millis(10))
+        .poll_async(|| async {
+            let firsts = firsts();
+            (firsts.len() == d)
+                .then(|| firsts.into_iter().max())
+                .flatten()
+        })
+        .await;
+    let Some(last) = last else {
+        bail!(
+            "only {} of {d} dependents notified within 30 s",
+            firsts().len()
+        );
+    };
     let fan_out = last - posted;
     rows.push(Row::compared(
         CASE,
@@ -113,8 +139,24 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn record(name: &str, addr: SocketAddr, requires: &[&str]) -> Bytes {
-    serde_json::json!({"Name": name, "Addr": addr.to_string(), "RequiredServices": requires})
+/// `count` fake instances, each on its own port of 127.0.0.1.
+async fn start_fakes(count: usize) -> anyhow::Result<Vec<FakeService>> {
+    let mut fakes = Vec::with_capacity(count);
+    for started in 0..count {
+        let fake = FakeService::try_start_on("127.0.0.1", Behaviour::Healthy)
+            .await
+            .with_context(|| format!("starting fake instance {} of {count}", started + 1))?;
+        fakes.push(fake);
+    }
+    Ok(fakes)
+}
+
+fn addrs(fakes: &[FakeService]) -> Vec<String> {
+    fakes.iter().map(|fake| fake.addr.clone()).collect()
+}
+
+fn record(name: &str, addr: &str, requires: &[&str]) -> Bytes {
+    serde_json::json!({"Name": name, "Addr": addr, "RequiredServices": requires})
         .to_string()
         .into()
 }
@@ -122,13 +164,13 @@ fn record(name: &str, addr: SocketAddr, requires: &[&str]) -> Bytes {
 /// Registers one record per address, as `name`, with 32 connections.
 async fn register(
     registry: &Proc,
-    addrs: Arc<Vec<SocketAddr>>,
+    addrs: Arc<Vec<String>>,
     name: &'static str,
     requires: &'static [&'static str],
     settings: &Settings,
 ) -> anyhow::Result<load::Outcome> {
     let count = addrs.len() as u64;
-    let body = Arc::new(move |i: u64| record(name, addrs[i as usize], requires));
+    let body = Arc::new(move |i: u64| record(name, &addrs[i as usize], requires));
     let target = Target::post(registry.addr(), "/services", body);
     let outcome = load::run(target, settings.connections, Budget::Count(count)).await?;
     ensure!(
@@ -142,53 +184,57 @@ async fn register(
 /// Waits for the registry's first sweep over all `n` instances that starts
 /// after `after`; when it logged its start.
 async fn wait_for_sweep(
-    registry: &Proc,
+    sweeps: &Sweeps,
     n: usize,
     after: Instant,
     settings: &Settings,
 ) -> anyhow::Result<Instant> {
     let needle = format!("instances={n}");
-    let deadline = Instant::now() + settings.heartbeat_interval * 2 + Duration::from_secs(30);
-    loop {
-        let marks = registry.marks();
-        if let Some((at, _)) = marks
-            .iter()
-            .find(|(at, line)| *at >= after && line.contains(&needle))
-        {
-            return Ok(*at);
-        }
-        if Instant::now() > deadline {
-            bail!("no heartbeat sweep over {n} instances logged: {marks:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let timeout = settings.heartbeat_interval * 2 + Duration::from_secs(30);
+    let started = Deadline::after(timeout)
+        .every(Duration::from_millis(5))
+        .poll_async(|| async {
+            let sweeps = sweeps.lock().unwrap();
+            sweeps
+                .iter()
+                .find(|(at, line)| *at >= after && line.contains(&needle))
+                .map(|(at, _)| *at)
+        })
+        .await;
+    match started {
+        Some(at) => Ok(at),
+        None => bail!(
+            "no heartbeat sweep over {n} instances logged: {:?}",
+            sweeps.lock().unwrap()
+        ),
     }
 }
 
 /// From the first to the last heartbeat of the sweep that started (was
 /// logged) at `started`: each instance's first heartbeat since shortly
 /// before then.
-async fn sweep_duration(fakes: &Fakes, n: usize, started: Instant) -> anyhow::Result<Duration> {
+async fn sweep_duration(
+    fakes: &[FakeService],
+    n: usize,
+    started: Instant,
+) -> anyhow::Result<Duration> {
     // The log line is read a little after the sweep began.
     let since = started - Duration::from_millis(200);
-    let deadline = Instant::now() + DEFAULT_INTERVAL * 2;
-    loop {
-        let firsts: Vec<Instant> = fakes.seen[..n]
+    let firsts = || -> Vec<Instant> {
+        fakes[..n]
             .iter()
-            .filter_map(|s| {
-                let beats = s.heartbeats.lock().unwrap();
-                beats.iter().copied().find(|t| *t >= since)
-            })
-            .collect();
-        if firsts.len() == n {
-            let first = firsts.iter().min().expect("n > 0");
-            let last = firsts.iter().max().expect("n > 0");
-            return Ok(*last - *first);
-        }
-        if Instant::now() > deadline {
-            bail!("the sweep reached only {} of {n} instances", firsts.len());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .filter_map(|fake| fake.first_heartbeat_since(since))
+            .collect()
+    };
+    let reached = Deadline::after(DEFAULT_INTERVAL * 2)
+        .poll_async(|| async {
+            let firsts = firsts();
+            let first = firsts.iter().min()?;
+            let last = firsts.iter().max()?;
+            (firsts.len() == n).then(|| *last - *first)
+        })
+        .await;
+    reached.with_context(|| format!("the sweep reached only {} of {n} instances", firsts().len()))
 }
 
 fn humantime(d: Duration) -> String {

@@ -6,33 +6,41 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use harness::{Launch, Proc, TempDir, free_addr};
+
 use crate::Settings;
 use crate::client;
-use crate::procs::{Proc, TempDir, binary, free_port, stub};
+use crate::procs;
 use crate::report::Row;
 
 const CASE: &str = "startup";
 const POLL: Duration = Duration::from_millis(2);
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// Lines of a process's log quoted when it does not answer.
+const LOG_LINES: usize = 200;
 
 pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
-    let registry = Proc::registry(settings, &[])?;
-    let host = binary(settings, "host")?;
-    let echo = stub(settings, "echo")?;
+    let registry = procs::registry(settings, &[])?;
+    let host = settings.artifacts.binary("host")?;
+    let echo = settings.artifacts.stub("echo")?;
     let repeats = settings.repeats.max(2);
 
     let mut baseline = Vec::new();
     for _ in 0..repeats {
-        let addr = format!("127.0.0.1:{}", free_port()?);
-        let args = ["serve-baseline", "--addr", addr.as_str()];
-        baseline.push(first_answer(&settings.self_exe, &args, &addr).await?);
+        let addr = free_addr()?.to_string();
+        let launch = Launch::new("baseline", &settings.self_exe).args([
+            "serve-baseline",
+            "--addr",
+            addr.as_str(),
+        ]);
+        baseline.push(first_answer(launch, &addr).await?);
     }
 
-    let warm_cache = TempDir::new("cache")?;
+    let warm_cache = TempDir::try_new("cache")?;
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     for _ in 0..repeats {
-        let empty = TempDir::new("cache")?;
+        let empty = TempDir::try_new("cache")?;
         cold.push(start_host(&host, &echo, &registry, empty.path()).await?);
     }
     // One start fills the warm cache, then the measured ones use it.
@@ -63,22 +71,22 @@ async fn start_host(
     registry: &Proc,
     cache: &Path,
 ) -> anyhow::Result<Duration> {
-    let addr = format!("127.0.0.1:{}", free_port()?);
-    let mut args = Proc::host_args(plugin, &addr, registry);
-    args.extend(["--cache-dir".into(), cache.display().to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    first_answer(host, &args, &addr).await
+    let addr = free_addr()?.to_string();
+    let launch = Launch::host(host, plugin, &addr, &registry.url(""))
+        .arg("--cache-dir")
+        .arg(cache);
+    first_answer(launch, &addr).await
 }
 
-/// Starts `program` and polls `addr` until it answers 200; the process is
+/// Starts `launch` and polls `addr` until it answers 200; the process is
 /// stopped again.
-async fn first_answer(program: &Path, args: &[&str], addr: &str) -> anyhow::Result<Duration> {
+async fn first_answer(launch: Launch, addr: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let proc = Proc::spawn("started", program, args, "info")?;
+    let proc = launch.spawn()?;
     let url = format!("http://{addr}/echo");
     let answered = client::poll_for(&url, None, POLL, TIMEOUT).await;
     let took = started.elapsed();
-    answered.map_err(|e| anyhow::anyhow!("{e:#}\n{}", proc.log_tail()))?;
+    answered.map_err(|e| anyhow::anyhow!("{e:#}\n{}", proc.log_tail(LOG_LINES)))?;
     drop(proc);
     Ok(took)
 }

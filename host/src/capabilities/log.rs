@@ -3,10 +3,10 @@
 //! carrying the request's trace context.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, Method};
 
 use crate::metrics::CallOutcome;
-use crate::outbound::{Call, CallFailure};
+use crate::outbound::{Call, CallFailure, set_source};
 use crate::plugin::bindings::sparrow::service::log::Host;
 use crate::plugin::context::RequestCtx;
 
@@ -30,9 +30,7 @@ impl RequestCtx {
             ));
         }
         let mut headers = HeaderMap::new();
-        if let Ok(source) = HeaderValue::from_str(&self.env.name) {
-            headers.insert("x-log-source", source);
-        }
+        set_source(&mut headers, &self.env.name);
         if let Some(trace) = &self.trace {
             trace.attach(&mut headers);
         }

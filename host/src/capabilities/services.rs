@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::Method;
 
 use crate::metrics::CallOutcome;
-use crate::outbound::{Call, CallFailure, header_map};
+use crate::outbound::{Call, CallFailure, header_map, set_source};
 use crate::plugin::bindings::sparrow::service::services::Host;
 use crate::plugin::bindings::{CallError, Header, Request, Response};
 use crate::plugin::context::RequestCtx;
@@ -35,7 +35,11 @@ impl Host for RequestCtx {
                 .headers
                 .iter()
                 .map(|h| (h.name.as_str(), h.value.as_str())),
-        );
+        )
+        .map_err(|e| CallError::InvalidRequest(e.to_string()))?;
+        // Who calls is the host's to say: a gateway must not pass on a
+        // client's claim to be another service.
+        set_source(&mut headers, &self.env.name);
         if let Some(trace) = &self.trace {
             trace.attach(&mut headers);
         }

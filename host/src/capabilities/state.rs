@@ -11,9 +11,15 @@ impl Host for RequestCtx {
         self.env.kv.get(&key)
     }
 
-    fn set(&mut self, key: String, value: String) {
+    /// `set` has no error in the WIT contract: a change beyond the limits is
+    /// a trap (the request fails with 500 and a message naming the limit),
+    /// never a change silently dropped.
+    fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
         self.env.metrics.state_op(StateOp::Set);
-        self.env.kv.set(key, value);
+        self.env
+            .kv
+            .set(key, value)
+            .map_err(|e| wasmtime::format_err!("state.set refused: {e}"))
     }
 
     fn increment(&mut self, key: String, delta: i64) -> Result<i64, String> {

@@ -152,12 +152,16 @@ impl Discovery {
 
     /// `POST` / `DELETE /services` from the registry: an instance of some
     /// service appeared or went away.
-    pub async fn notification(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn notification(
+        &self,
+        request: Request<Incoming>,
+        body_timeout: Duration,
+    ) -> Response<Full<Bytes>> {
         if !self.token.admits(request.headers()) {
             return unauthorized();
         }
         let method = request.method().clone();
-        let record = match read_record(request.into_body(), MAX_BODY).await {
+        let record = match read_record(request.into_body(), MAX_BODY, body_timeout).await {
             Ok(record) => record,
             Err(e) => return text_response(e.status(), e.to_string()),
         };

@@ -10,6 +10,7 @@ wasmtime::component::bindgen!({
     imports: {
         "sparrow:service/log": async,
         "sparrow:service/services": async,
+        "sparrow:service/state.set": trappable,
     },
     exports: { default: async },
 });

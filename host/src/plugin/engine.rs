@@ -7,7 +7,7 @@
 //! engine, never a timer per request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -55,6 +55,8 @@ pub struct PluginEngine {
     /// One permit per pool slot: a request waits for a slot instead of
     /// failing when every slot is busy.
     pub(super) slots: Arc<Semaphore>,
+    /// Requests waiting for a slot now.
+    waiting: AtomicUsize,
     _ticker: EpochTicker,
 }
 
@@ -73,6 +75,7 @@ impl PluginEngine {
         let ticker = EpochTicker::start(engine.clone());
         Ok(PluginEngine {
             slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
+            waiting: AtomicUsize::new(0),
             engine,
             linker,
             settings,
@@ -85,17 +88,40 @@ impl PluginEngine {
         sandbox::new_store(&self.engine, &self.settings, env)
     }
 
-    /// An instance slot, waited for until `deadline` at most: under overload
-    /// a client gets a quick 503 rather than an endless queue.
-    pub(super) async fn slot(
-        &self,
-        deadline: tokio::time::Instant,
-    ) -> Result<SemaphorePermit<'_>, Failure> {
-        match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
+    /// An instance slot. When every slot is busy the request queues, but
+    /// only behind [`SandboxSettings::max_queue`] others and for
+    /// [`SandboxSettings::queue_timeout`] at most: under overload a client
+    /// gets a quick 503 rather than an endless queue or a request that gets
+    /// its slot with no time left to run.
+    pub(super) async fn slot(&self) -> Result<SemaphorePermit<'_>, Failure> {
+        if let Ok(slot) = self.slots.try_acquire() {
+            return Ok(slot);
+        }
+        let _waiting = Waiting::join(&self.waiting, self.settings.max_queue)?;
+        match tokio::time::timeout(self.settings.queue_timeout, self.slots.acquire()).await {
             Ok(Ok(slot)) => Ok(slot),
             Ok(Err(_closed)) => Err(Failure::Setup("the host is shutting down".into())),
             Err(_elapsed) => Err(Failure::Busy),
         }
+    }
+}
+
+/// One request in the queue for a slot; leaves it when dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn join(waiting: &'a AtomicUsize, max: usize) -> Result<Self, Failure> {
+        if waiting.fetch_add(1, Ordering::AcqRel) >= max {
+            waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Failure::Busy);
+        }
+        Ok(Waiting(waiting))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -22,9 +22,8 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    /// Runs `request` in an instance of this version; the plugin's calls
-    /// carry `trace`. The whole request, waiting for a slot included, gets
-    /// the request timeout.
+    /// Runs `request` in an instance of this version, once it has a slot,
+    /// for the request timeout at most; the plugin's calls carry `trace`.
     pub async fn handle(
         &self,
         engine: &PluginEngine,
@@ -52,9 +51,9 @@ impl Plugin {
         request: Request,
         trace: Hop,
     ) -> Result<Response, Failure> {
-        let deadline = tokio::time::Instant::now() + engine.settings.request_timeout;
-        let _slot = engine.slot(deadline).await?;
+        let _slot = engine.slot().await?;
         let _in_use = env.metrics.in_use();
+        let deadline = tokio::time::Instant::now() + engine.settings.request_timeout;
         let mut instance = self.pool.take(engine, env)?;
         instance.arm(deadline.into_std(), Some(trace));
         // The epoch deadline stops code that spins; this timer stops a plugin

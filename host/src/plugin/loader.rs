@@ -4,16 +4,18 @@
 //! (in an instance slot, within the request timeout, like a request).
 //! Every step names the file and what was wrong with it.
 
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
+
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::bindings::{Description, ServicePre, WORLD};
+use super::cache::{compile, hex};
+use super::context::RequestCtx;
 use super::context::ServiceEnv;
 use super::engine::PluginEngine;
 use super::loaded::Plugin;
@@ -25,30 +27,10 @@ impl PluginEngine {
     /// it describes itself.
     pub async fn load(&self, path: &Path, env: Arc<ServiceEnv>) -> anyhow::Result<Plugin> {
         let shown = path.display().to_string();
-        let bytes = tokio::fs::read(path)
-            .await
-            .with_context(|| format!("cannot read plugin {shown}"))?;
-        check_is_component(&bytes).with_context(|| format!("plugin {shown}"))?;
-        let digest = hex(&Sha256::digest(&bytes));
-
-        // Compiling takes from milliseconds to seconds: keep it off the
-        // threads that serve requests.
-        let engine = self.engine.clone();
-        let cache = self.settings.compile_cache.clone();
-        let key = digest.clone();
-        let component =
-            tokio::task::spawn_blocking(move || compile(&engine, cache.as_deref(), &bytes, &key))
-                .await
-                .context("compiler task failed")?
-                .with_context(|| format!("plugin {shown} does not compile"))?;
-
+        let (component, digest) = self.compile_file(path).await?;
         let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(ServicePre::new)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("plugin {shown} is not a component of the {WORLD} world"))?;
-
+            .link(&component)
+            .with_context(|| format!("plugin {shown}"))?;
         let pool = InstancePool::new(
             pre,
             self.settings.reuse,
@@ -68,14 +50,60 @@ impl PluginEngine {
         })
     }
 
+    /// Reads, checks and compiles the file (or takes it from the compiled
+    /// cache); answers the component and the file's SHA-256. Used by `host
+    /// compile` too, which fills the cache ahead of a swap.
+    pub async fn compile_file(&self, path: &Path) -> anyhow::Result<(Component, String)> {
+        let shown = path.display().to_string();
+        let bytes = tokio::fs::read(path)
+            .await
+            .with_context(|| format!("cannot read plugin {shown}"))?;
+        check_is_component(&bytes).with_context(|| format!("plugin {shown}"))?;
+        let digest = hex(&Sha256::digest(&bytes));
+
+        // Compiling takes from milliseconds to seconds: keep it off the
+        // threads that serve requests.
+        let engine = self.engine.clone();
+        let cache = self.settings.compile_cache.clone();
+        let key = digest.clone();
+        let component =
+            tokio::task::spawn_blocking(move || compile(&engine, cache.as_ref(), &bytes, &key))
+                .await
+                .context("compiler task failed")?
+                .with_context(|| format!("plugin {shown} does not compile"))?;
+        Ok((component, digest))
+    }
+
+    /// Links the component against the host's world; when it imports what
+    /// the host does not provide, says what, and how to leave it out.
+    pub fn link(&self, component: &Component) -> anyhow::Result<ServicePre<RequestCtx>> {
+        let linked = self
+            .linker
+            .instantiate_pre(component)
+            .and_then(ServicePre::new)
+            .map_err(anyhow::Error::from);
+        linked.map_err(|e| {
+            let foreign = foreign_imports(&self.engine, component);
+            if foreign.is_empty() {
+                e.context(format!("is not a component of the {WORLD} world"))
+            } else {
+                anyhow::anyhow!(
+                    "is not a component of the {WORLD} world: it imports {}, which this host does not provide{}",
+                    foreign.join(", "),
+                    hint(&foreign)
+                )
+            }
+        })
+    }
+
     /// Asks a freshly loaded plugin who it is, as bounded as a request.
     async fn describe(
         &self,
         pool: &InstancePool,
         env: Arc<ServiceEnv>,
     ) -> anyhow::Result<Description> {
+        let _slot = self.slot().await?;
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
-        let _slot = self.slot(deadline).await?;
         let mut instance = pool.take(self, env)?;
         instance.arm(deadline.into_std(), None);
         match tokio::time::timeout_at(deadline, pool.describe(&mut instance)).await {
@@ -86,65 +114,35 @@ impl PluginEngine {
     }
 }
 
-/// Compiles `bytes`, or loads what an earlier compilation of the same bytes
-/// by a compatible engine left in `cache`.
-fn compile(
-    engine: &Engine,
-    cache: Option<&Path>,
-    bytes: &[u8],
-    digest: &str,
-) -> anyhow::Result<Component> {
-    let Some(cache) = cache else {
-        return Ok(Component::new(engine, bytes)?);
-    };
-    let entry = cache_entry(engine, cache, digest);
-    if entry.exists() {
-        // SAFETY: `deserialize_file` trusts its input to be wasmtime's own
-        // output. Entries are written only below, atomically, under a name
-        // made of the hash of the source and of the engine's compilation
-        // settings (wasmtime's version among them), and wasmtime checks the
-        // version and settings again while loading.
-        match unsafe { Component::deserialize_file(engine, &entry) } {
-            Ok(component) => {
-                tracing::info!(entry = %entry.display(), "compiled plugin taken from the cache");
-                return Ok(component);
-            }
-            Err(e) => tracing::warn!(entry = %entry.display(), error = %e, "unusable cache entry"),
-        }
+/// The interfaces a plugin of the `sparrow:service` world may import: its
+/// own and WASI's command-line set.
+const PROVIDED: [&str; 7] = [
+    "sparrow:service/",
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+];
+
+/// The component's imports outside [`PROVIDED`].
+fn foreign_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .filter(|name| !PROVIDED.iter().any(|p| name.starts_with(p)))
+        .collect()
+}
+
+/// How to build without the known extra imports.
+fn hint(foreign: &[String]) -> &'static str {
+    if foreign.iter().any(|name| name.starts_with("wasi:http/")) {
+        " (a JavaScript plugin built with jco: add `--disable http --disable fetch-event` to `jco componentize`)"
+    } else {
+        ""
     }
-    let component = Component::new(engine, bytes)?;
-    match component.serialize() {
-        Ok(compiled) => {
-            if let Err(e) = write_atomically(&entry, &compiled) {
-                tracing::warn!(entry = %entry.display(), error = %e, "cannot cache the compiled plugin");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot serialise the compiled plugin"),
-    }
-    Ok(component)
-}
-
-/// `CACHE/SOURCE-ENGINE.cwasm`: a new wasmtime version or other compilation
-/// settings get entries of their own.
-fn cache_entry(engine: &Engine, cache: &Path, digest: &str) -> PathBuf {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    cache.join(format!("{digest}-{:016x}.cwasm", hasher.finish()))
-}
-
-/// Writes a temporary file and renames it into place, so that a reader never
-/// sees half an entry, even with several hosts sharing the cache.
-fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&temporary, contents)?;
-    std::fs::rename(&temporary, path)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A component starts like a core module but with another layer number; tell

@@ -8,6 +8,7 @@
 //! - [`sandbox`]: one instance's store and limits, and what became of a
 //!   call into it.
 //! - [`pool`]: fresh instances, or reused ones with `--reuse`.
+//! - [`cache`]: compiled plugins on disk, private and bounded.
 //! - [`loader`]: file -> checked, compiled, linked, described plugin.
 //! - [`loaded`]: a loaded plugin version, serving one request.
 //! - [`stdio`]: the plugin's stdout and stderr, into the host's log.
@@ -15,6 +16,7 @@
 //! The modules depend on each other in that order only.
 
 pub mod bindings;
+mod cache;
 pub mod context;
 pub mod engine;
 pub mod loaded;
@@ -23,6 +25,7 @@ mod pool;
 pub mod sandbox;
 mod stdio;
 
+pub use cache::CompileCache;
 pub use context::{ServiceEnv, Shared};
 pub use engine::PluginEngine;
 pub use loaded::Plugin;

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
+use super::cache::CompileCache;
 use super::context::{RequestCtx, ServiceEnv};
 use super::stdio::PluginOutput;
 
@@ -25,10 +26,15 @@ pub struct SandboxSettings {
     pub dir: Option<PathBuf>,
     /// Where compiled plugins are kept between runs; none: compile every
     /// time.
-    pub compile_cache: Option<PathBuf>,
+    pub compile_cache: Option<CompileCache>,
     /// Requests one instance may serve; 1 (the default) is a fresh
     /// instance for every request.
     pub reuse: u32,
+    /// Requests that may wait for an instance slot at once; more are
+    /// refused (503).
+    pub max_queue: usize,
+    /// How long a request may wait for an instance slot (503 after).
+    pub queue_timeout: Duration,
 }
 
 /// Why a request got no response from the plugin.
@@ -41,7 +47,8 @@ pub enum Failure {
     /// exhausted ...); the message says which.
     #[error("trapped: {0}")]
     Trap(String),
-    /// Every instance slot stayed busy for the whole request timeout.
+    /// Every instance slot stayed busy, and the queue for them was full or
+    /// did not move within the queue timeout.
     #[error("every instance slot stayed busy")]
     Busy,
     /// The host could not set up an instance for it.
@@ -90,11 +97,43 @@ pub(super) fn new_store(
     Ok(store)
 }
 
-/// What a failed call into an instance means for the client.
+/// The plugin frames a trap's log line shows, innermost first.
+const MAX_FRAMES: usize = 16;
+
+/// What a failed call into an instance means for the client. A trap is
+/// described by its cause and the plugin's own frames, on one line: never the
+/// host's native backtrace, which says nothing about the plugin.
 pub(super) fn classify(error: wasmtime::Error) -> Failure {
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Failure::Timeout,
-        Some(trap) => Failure::Trap(format!("{trap}: {error:?}")),
-        None => Failure::Trap(format!("{error:?}")),
+    if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
+        return Failure::Timeout;
     }
+    let cause = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    let frames = error
+        .downcast_ref::<WasmBacktrace>()
+        .map(|backtrace| {
+            let mut shown: Vec<String> = backtrace
+                .frames()
+                .iter()
+                .take(MAX_FRAMES)
+                .map(|frame| match frame.func_name() {
+                    Some(name) => name.to_owned(),
+                    // A stripped plugin has no names: its function index is
+                    // what `wasm-tools` can look up.
+                    None => format!("wasm-function[{}]", frame.func_index()),
+                })
+                .collect();
+            if backtrace.frames().len() > MAX_FRAMES {
+                shown.push("...".into());
+            }
+            shown.join(" <- ")
+        })
+        .unwrap_or_default();
+    Failure::Trap(if frames.is_empty() {
+        cause
+    } else {
+        format!("{cause}; plugin frames: {frames}")
+    })
 }

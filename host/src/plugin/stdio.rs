@@ -1,6 +1,12 @@
 //! The plugin's stdout and stderr, turned into lines of the host's log tagged
 //! with the service name, so that a plugin's `println!` or a panic message
-//! shows up next to the request it belongs to.
+//! shows up next to the request it belongs to: stdout at INFO, stderr (where
+//! panics and errors go) at WARN.
+//!
+//! Rust's panic hook inside a plugin always adds "run with
+//! `RUST_BACKTRACE=1`", which the plugin cannot act on (it sees no
+//! environment): that line is dropped. The trap itself is logged by the
+//! server with the plugin's own frames.
 //!
 //! The WASI stream is ours ([`StdoutStream::p2_stream`]) and takes each
 //! write at once, in the guest's call: wasmtime's default adapter hands
@@ -24,11 +30,15 @@ const WRITE_PERMIT: usize = 64 * 1024;
 /// bound.
 const MAX_LINE: usize = 8 * 1024;
 
+/// How the hint of Rust's panic hook starts.
+const PANIC_HOOK_HINT: &str = "note: run with `RUST_BACKTRACE=1`";
+
 /// One of the plugin's output streams.
 #[derive(Clone)]
 pub struct PluginOutput {
     service: Arc<str>,
     stream: &'static str,
+    is_stderr: bool,
 }
 
 impl PluginOutput {
@@ -36,6 +46,7 @@ impl PluginOutput {
         PluginOutput {
             service,
             stream: "stdout",
+            is_stderr: false,
         }
     }
 
@@ -43,6 +54,7 @@ impl PluginOutput {
         PluginOutput {
             service,
             stream: "stderr",
+            is_stderr: true,
         }
     }
 }
@@ -94,13 +106,16 @@ impl LineWriter {
 
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
-        tracing::info!(
-            target: "plugin",
-            service = %self.output.service,
-            stream = self.output.stream,
-            "{}",
-            line.trim_end_matches('\r')
-        );
+        let line = line.trim_end_matches('\r');
+        let (service, stream) = (&*self.output.service, self.output.stream);
+        if self.output.is_stderr {
+            if line.starts_with(PANIC_HOOK_HINT) {
+                return;
+            }
+            tracing::warn!(target: "plugin", service, stream, "{line}");
+        } else {
+            tracing::info!(target: "plugin", service, stream, "{line}");
+        }
     }
 }
 

@@ -1,11 +1,16 @@
 //! The gateway: `/{service}/rest...` goes to an instance of `{service}` with
 //! the same method, the whole path and query, headers and body; the answer
-//! comes back as it is.
+//! comes back as it is. The path keeps its `/{service}` prefix (the seed's
+//! services expect it), and `X-Forwarded-Prefix: /{service}` says what that
+//! prefix is, so that a service can route on the rest of the path whether
+//! called directly or through the gateway (`Request::route` in the SDK).
 //!
 //! What a reverse proxy owes its users happens here: `Connection` and the
 //! headers it names are dropped before the forwarding headers are set (so
 //! that a client cannot have them stripped), `X-Forwarded-For`,
-//! `X-Forwarded-Host`, `X-Forwarded-Proto` and `Via` are set, a request that
+//! `X-Forwarded-Host`, `X-Forwarded-Proto`, `X-Forwarded-Prefix` and `Via`
+//! are set (a client's own `X-Forwarded-Host`, `-Proto` and `-Prefix` are
+//! replaced; `X-Forwarded-For` and `Via` are extended), a request that
 //! already passed through this gateway (or through too many proxies) is
 //! answered 508 instead of looping, and each failure gets the status that
 //! says what happened. Sending is the host's: instance choice, retries,
@@ -49,7 +54,7 @@ impl Guest for Gateway {
             );
         }
         let forwarded = Request {
-            headers: forwarding_headers(&request, me),
+            headers: forwarding_headers(&request, &service, me),
             ..request
         };
         match call_service(&service, &forwarded) {
@@ -101,8 +106,8 @@ fn received_by(via_entry: &str) -> &str {
     via_entry.split_whitespace().nth(1).unwrap_or_default()
 }
 
-/// The request's headers as they should leave the gateway.
-fn forwarding_headers(request: &Request, me: &str) -> Vec<Header> {
+/// The request's headers as they should leave the gateway for `service`.
+fn forwarding_headers(request: &Request, service: &str, me: &str) -> Vec<Header> {
     let named_by_connection: Vec<String> = request
         .headers
         .iter()
@@ -133,6 +138,7 @@ fn forwarding_headers(request: &Request, me: &str) -> Vec<Header> {
         "x-forwarded-for",
         "x-forwarded-host",
         "x-forwarded-proto",
+        "x-forwarded-prefix",
         "via",
         "host",
     ];
@@ -159,6 +165,8 @@ fn forwarding_headers(request: &Request, me: &str) -> Vec<Header> {
         headers.push(header("x-forwarded-host", host));
     }
     headers.push(header("x-forwarded-proto", "http".into()));
+    // The path as forwarded starts with it: `/{service}`, as in the path.
+    headers.push(header("x-forwarded-prefix", format!("/{service}")));
     headers.push(header("via", via));
     headers
 }

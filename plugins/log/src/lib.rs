@@ -4,6 +4,10 @@
 //! Each line is `TIMESTAMP SOURCE: MESSAGE`, where SOURCE is the calling
 //! service as the host names it in `x-log-source`. Line breaks inside the
 //! message are escaped so that one request is always one line.
+//!
+//! A line is written whole or not at all: it goes out in one write, and one
+//! write through WASI carries at most 64 KiB, so a longer line is refused
+//! (413) before anything is written.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -12,6 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sparrow_plugin::{Description, Guest, Request, Response};
 
 const LOG_FILE: &str = "services.log";
+
+/// The longest line written, newline included: what one WASI write carries.
+const MAX_LINE: usize = 64 * 1024;
 
 struct Log;
 
@@ -40,6 +47,15 @@ impl Guest for Log {
             escape(source),
             escape(&String::from_utf8_lossy(&request.body))
         );
+        if line.len() > MAX_LINE {
+            return Response::text(
+                413,
+                format!(
+                    "line too long: {} bytes, at most {MAX_LINE} with timestamp and source",
+                    line.len()
+                ),
+            );
+        }
         match append(&line) {
             Ok(()) => Response::empty(200),
             Err(e) => Response::text(500, format!("cannot write {LOG_FILE}: {e}")),

@@ -53,6 +53,30 @@ impl Request {
         self.path.split('?').next().unwrap_or_default()
     }
 
+    /// The path to route on: the path without its query and without the
+    /// prefix a gateway put before it, so that one route table serves a
+    /// plugin called directly and through the gateway.
+    ///
+    /// The gateway forwards `/greeter/hello/bob` whole, with
+    /// `X-Forwarded-Prefix: /greeter`; called directly, the plugin gets
+    /// `/hello/bob`. Both give the route `/hello/bob`. A prefix that does not
+    /// start the path, segment by segment, is not removed.
+    pub fn route(&self) -> &str {
+        let path = self.path_only();
+        let Some(prefix) = self.header("x-forwarded-prefix") else {
+            return path;
+        };
+        let prefix = prefix.trim().trim_end_matches('/');
+        if prefix.is_empty() {
+            return path;
+        }
+        match path.strip_prefix(prefix) {
+            Some("") => "/",
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => path,
+        }
+    }
+
     /// The value of the query parameter `name`, undecoded.
     pub fn query(&self, name: &str) -> Option<&str> {
         let (_, query) = self.path.split_once('?')?;
@@ -84,5 +108,61 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Header, Request};
+
+    fn request(path: &str, prefix: Option<&str>) -> Request {
+        Request {
+            method: "GET".into(),
+            path: path.into(),
+            headers: prefix
+                .map(|value| Header {
+                    name: "X-Forwarded-Prefix".into(),
+                    value: value.into(),
+                })
+                .into_iter()
+                .collect(),
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn route_is_the_same_directly_and_behind_the_gateway() {
+        let direct = request("/hello/bob?loud=1", None);
+        let gatewayed = request("/greeter/hello/bob?loud=1", Some("/greeter"));
+        assert_eq!(direct.route(), "/hello/bob");
+        assert_eq!(gatewayed.route(), "/hello/bob");
+        // The query is still there for `query`.
+        assert_eq!(gatewayed.query("loud"), Some("1"));
+    }
+
+    #[test]
+    fn route_of_the_prefix_alone_is_the_root() {
+        assert_eq!(request("/greeter", Some("/greeter")).route(), "/");
+        assert_eq!(request("/greeter/", Some("/greeter")).route(), "/");
+        assert_eq!(request("/greeter?x=1", Some("/greeter")).route(), "/");
+        assert_eq!(request("/greeter/a", Some("/greeter/")).route(), "/a");
+    }
+
+    #[test]
+    fn a_prefix_that_does_not_start_the_path_is_left_alone() {
+        // Not at a segment boundary.
+        assert_eq!(
+            request("/greeters/a", Some("/greeter")).route(),
+            "/greeters/a"
+        );
+        // Not the path's prefix at all.
+        assert_eq!(
+            request("/hello/bob", Some("/greeter")).route(),
+            "/hello/bob"
+        );
+        // Empty or root prefixes remove nothing.
+        assert_eq!(request("/hello/bob", Some("")).route(), "/hello/bob");
+        assert_eq!(request("/hello/bob", Some("/")).route(), "/hello/bob");
+        assert_eq!(request("/", None).route(), "/");
     }
 }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `/trap` | panics (a trap) |
 //! | `/loop` | spins forever |
-//! | `/hog` | allocates memory without end |
+//! | `/hog` | allocates memory without end (`?report=1`: says how far on stderr) |
 //! | `/recurse` | recurses without end (stack overflow) |
 //! | `/sleep?ms=N` | sleeps N ms, then answers |
 //! | `/static` | bumps a static counter and answers it (always 1 if instances are fresh) |
@@ -14,6 +14,8 @@
 //! | `/env` | answers the number of environment variables it sees |
 //! | `/headers` | answers every request header as `name: value` lines |
 //! | `/count` | increments the host-kept counter `count` and answers it |
+//! | `/set?key=K&size=N` | sets state `K` to N bytes |
+//! | `/many-headers?n=N` | answers N headers |
 //! | `/version` | answers the version it was built as (`STUB_VERSION`, default `v1`) |
 //! | `/call/{service}/...` | calls `{service}` with the rest of the path through the host |
 //! | anything else | 200, the body echoed, `x-echo-method` and `x-echo-path` set |
@@ -21,7 +23,8 @@
 //! Paths may also start with `/echo` (as they do behind a gateway).
 //!
 //! Its description requires what `STUB_REQUIRES` (comma-separated) said at
-//! build time, nothing by default.
+//! build time, nothing by default; with `STUB_DESCRIBE=sleep`, `describe`
+//! sleeps for an hour (a version that never finishes loading).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,6 +43,10 @@ struct Echo;
 
 impl Guest for Echo {
     fn describe() -> Description {
+        if option_env!("STUB_DESCRIBE") == Some("sleep") {
+            // Waits on the host, where epoch interruption cannot reach it.
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
         Description {
             name: "echo".into(),
             requires: option_env!("STUB_REQUIRES")
@@ -61,7 +68,7 @@ impl Guest for Echo {
         match path {
             "/trap" => panic!("stub trap requested"),
             "/loop" => spin(),
-            "/hog" => hog(),
+            "/hog" => hog(request.query("report").is_some()),
             "/recurse" => Response::text(200, recurse(black_box(1)).to_string()),
             "/sleep" => {
                 let ms = request
@@ -94,6 +101,28 @@ impl Guest for Echo {
                     .map(|h| format!("{}: {}\n", h.name, h.value))
                     .collect::<String>(),
             ),
+            "/many-headers" => {
+                let n = request
+                    .query("n")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(40_000);
+                let mut response = Response::text(200, format!("{n} headers"));
+                response.headers = (0..n)
+                    .map(|i| Header {
+                        name: format!("x-h{i}"),
+                        value: "v".into(),
+                    })
+                    .collect();
+                response
+            }
+            "/set" => {
+                let size = request
+                    .query("size")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                state::set(request.query("key").unwrap_or("k"), &"x".repeat(size));
+                Response::text(200, format!("set {size} bytes"))
+            }
             "/version" => Response::text(200, VERSION),
             "/count" => match state::increment("count", 1) {
                 Ok(n) => Response::text(200, n.to_string()),
@@ -152,11 +181,16 @@ fn spin() -> ! {
     }
 }
 
-fn hog() -> ! {
-    let mut blocks = Vec::new();
+/// Allocates 1 MiB blocks until the memory limit stops it; with `report`,
+/// says on stderr how far it got.
+fn hog(report: bool) -> ! {
+    let mut blocks = Vec::with_capacity(4096);
     loop {
         let block = vec![1u8; 1 << 20];
         blocks.push(black_box(block));
+        if report {
+            eprintln!("hog reached {} MiB", blocks.len());
+        }
     }
 }
 

@@ -1,0 +1,106 @@
+//! How Sparrow's own processes are started: the flags of a registry and of
+//! a host, and the tests' shortcuts that start them on free loopback ports.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::paths::binary;
+use crate::process::{Launch, Proc, START_TIMEOUT};
+use crate::registry_api::lists;
+use crate::wait::poll_until;
+
+/// The registry's heartbeat settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeats {
+    pub interval: Duration,
+    pub attempts: u32,
+    pub retry_delay: Duration,
+}
+
+/// The tests' registries: a dead instance is evicted within about 1.4 s,
+/// which a test can wait for (the default, 30 s, it could not).
+pub const FAST_HEARTBEATS: Heartbeats = Heartbeats {
+    interval: Duration::from_secs(1),
+    attempts: 2,
+    retry_delay: Duration::from_millis(200),
+};
+
+/// For a registry that must keep fake instances, which answer nothing:
+/// no heartbeat comes during a test.
+pub const NO_HEARTBEAT: &[&str] = &["--heartbeat-interval", "1h"];
+
+impl Heartbeats {
+    /// The registry's flags for these settings.
+    pub fn flags(&self) -> [(&'static str, String); 3] {
+        let millis = |d: Duration| format!("{}ms", d.as_millis());
+        [
+            ("--heartbeat-interval", millis(self.interval)),
+            ("--heartbeat-attempts", self.attempts.to_string()),
+            ("--heartbeat-retry-delay", millis(self.retry_delay)),
+        ]
+    }
+}
+
+impl Launch {
+    /// The registry `program` on `addr`.
+    pub fn registry(program: impl Into<PathBuf>, addr: &str) -> Launch {
+        Launch::new("registry", program).args(["--addr", addr])
+    }
+
+    /// The host `program` serving `plugin` on `addr`, registered with the
+    /// registry at `registry_url`; named after the plugin's file.
+    pub fn host(
+        program: impl Into<PathBuf>,
+        plugin: &Path,
+        addr: &str,
+        registry_url: &str,
+    ) -> Launch {
+        let name = plugin.file_stem().unwrap_or_default().to_string_lossy();
+        Launch::new(name, program)
+            .arg("--plugin")
+            .arg(plugin)
+            .args(["--addr", addr, "--registry", registry_url])
+    }
+}
+
+/// The tests' shortcuts: each panics, with the process's log, when it does
+/// not start.
+impl Proc {
+    /// A registry on a free port with [`FAST_HEARTBEATS`], except for the
+    /// settings `extra` gives.
+    pub fn registry(extra: &[&str]) -> Proc {
+        Proc::registry_at("127.0.0.1:0", extra)
+    }
+
+    /// [`Proc::registry`] on `addr`.
+    pub fn registry_at(addr: &str, extra: &[&str]) -> Proc {
+        let mut launch = Launch::registry(binary("registry"), addr);
+        for (flag, value) in FAST_HEARTBEATS.flags() {
+            if !extra.contains(&flag) {
+                launch = launch.args([flag, value.as_str()]);
+            }
+        }
+        started(launch.args(extra))
+    }
+
+    /// A host of `plugin` on a free port, once `registry` lists it.
+    pub fn host(plugin: &Path, registry: &Proc, extra: &[&str]) -> Proc {
+        let launch = Launch::host(binary("host"), plugin, "127.0.0.1:0", &registry.url(""));
+        let host = started(launch.args(extra));
+        // A host answers before it has registered: until then it knows none
+        // of the services it requires, and its tasks started alongside (the
+        // plugin file's watcher) may not have run yet.
+        let addr = host.addr().to_string();
+        assert!(
+            poll_until(START_TIMEOUT, || lists(registry, &addr)),
+            "{} at {addr} never appeared in the registry's table:\n{}",
+            host.name(),
+            host.log()
+        );
+        host
+    }
+}
+
+fn started(launch: Launch) -> Proc {
+    launch.start().unwrap_or_else(|e| panic!("{e:#}"))
+}

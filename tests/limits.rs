@@ -1,0 +1,300 @@
+//! Bounds and hostile input: each limit answers with a clear status or a
+//! one-line error, never a panic, a torn write or a request that waits
+//! forever; and a client cannot speak for a service.
+
+use std::time::Duration;
+
+use harness::{Launch, Proc, TempDir, binary, get, plugin, poll_until, post, send, stub};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// The echo stub in a host, with its registry.
+fn echo_host(extra: &[&str]) -> (Proc, Proc) {
+    let registry = Proc::registry(&["--heartbeat-interval", "1h"]);
+    let host = Proc::host(&stub("echo"), &registry, extra);
+    (registry, host)
+}
+
+#[test]
+fn a_log_line_is_written_whole_or_refused_with_413() {
+    let registry = Proc::registry(&[]);
+    let dir = TempDir::new("long-lines");
+    let log = Proc::host(
+        &plugin("log"),
+        &registry,
+        &["--dir", dir.path().to_str().unwrap()],
+    );
+    let file = dir.path().join("services.log");
+
+    let reply = post(&log.url("/log"), &vec![b'x'; 100 * 1024]);
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    assert!(reply.text().contains("line too long"), "{}", reply.text());
+    let written = std::fs::read(&file).unwrap_or_default();
+    assert!(written.is_empty(), "{} bytes written", written.len());
+
+    // The longest line that fits goes out whole, and the next one starts on
+    // its own line.
+    let mut size = 64 * 1024;
+    loop {
+        let reply = post(&log.url("/log"), &vec![b'y'; size]);
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(reply.status, 413, "{}", reply.text());
+        size -= 1;
+    }
+    assert_eq!(post(&log.url("/log"), b"after").status, 200);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", &text[..text.len().min(200)]);
+    assert!(lines[0].ends_with(&"y".repeat(size)));
+    assert!(lines[1].ends_with(": after"), "{}", lines[1]);
+}
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after_and_the_slot_holder_finishes() {
+    let (_registry, host) = echo_host(&["--max-instances", "1", "--queue-timeout", "200ms"]);
+    let url = host.url("/sleep?ms=4000");
+    let holder = std::thread::spawn(move || get(&url));
+    let mut busy = None;
+    assert!(
+        poll_until(SETTLE, || {
+            let reply = get(&host.url("/version"));
+            let full = reply.status == 503;
+            busy = Some(reply);
+            full
+        }),
+        "never busy: {:?}",
+        busy.map(|r| r.status)
+    );
+    let busy = busy.unwrap();
+    assert_eq!(busy.headers["retry-after"], "1");
+    assert!(busy.text().contains("overloaded"), "{}", busy.text());
+    assert_eq!(holder.join().unwrap().status, 200);
+    assert_eq!(get(&host.url("/version")).status, 200);
+}
+
+#[test]
+fn with_no_queue_a_busy_host_answers_503_at_once() {
+    let (_registry, host) = echo_host(&["--max-instances", "1", "--max-queue", "0"]);
+    let url = host.url("/sleep?ms=3000");
+    let holder = std::thread::spawn(move || get(&url));
+    assert!(poll_until(SETTLE, || get(&host.url("/version")).status == 503));
+    assert_eq!(holder.join().unwrap().status, 200);
+}
+
+#[test]
+fn any_number_of_headers_from_a_plugin_is_an_error_not_a_crash() {
+    let (_registry, host) = echo_host(&[]);
+    let reply = get(&host.url("/many-headers?n=40000"));
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(
+        reply.text().contains("more than 100 headers"),
+        "{}",
+        reply.text()
+    );
+    let reply = get(&host.url("/many-headers?n=50"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(get(&host.url("/version")).status, 200);
+}
+
+#[test]
+fn out_of_range_durations_are_refused_with_one_line_naming_the_flag() {
+    for (flag, value) in [
+        ("--request-timeout", "10000000y"),
+        ("--request-timeout", "0s"),
+        ("--call-timeout", "1000y"),
+        ("--heartbeat-timeout", "0s"),
+        ("--queue-timeout", "2h"),
+    ] {
+        let mut host = Launch::new("host", binary("host"))
+            .arg("--plugin")
+            .arg(stub("echo"))
+            .args(["--addr", "127.0.0.1:0", flag, value])
+            .spawn()
+            .unwrap();
+        let status = host.wait_exit(Duration::from_secs(30)).expect("host exits");
+        assert!(!status.success(), "{flag} {value} was accepted");
+        let log = host.log();
+        let first = log.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error:") && first.contains(flag) && first.contains("range"),
+            "{flag} {value}: {log}"
+        );
+    }
+}
+
+#[test]
+fn a_client_cannot_log_in_another_services_name_through_the_gateway() {
+    let registry = Proc::registry(&[]);
+    let dir = TempDir::new("log-source");
+    let _log = Proc::host(
+        &plugin("log"),
+        &registry,
+        &["--dir", dir.path().to_str().unwrap()],
+    );
+    let gateway = Proc::host(&plugin("gateway"), &registry, &[]);
+    assert!(poll_until(SETTLE, || {
+        send(
+            "POST",
+            &gateway.url("/log"),
+            &[("x-log-source", "visit")],
+            b"forged",
+        )
+        .is_ok_and(|r| r.status == 200)
+    }));
+    let text = std::fs::read_to_string(dir.path().join("services.log")).unwrap();
+    let line = text.lines().find(|l| l.ends_with(": forged")).unwrap();
+    assert!(line.contains(" gateway: forged"), "{line}");
+}
+
+/// Reads what the server sends on `stream` until it closes, for `within` at
+/// most; `None` if it is still open then.
+fn read_until_closed(stream: &mut std::net::TcpStream, within: Duration) -> Option<String> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut received = Vec::new();
+    match stream.read_to_end(&mut received) {
+        Ok(_) => Some(String::from_utf8_lossy(&received).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Some(String::from_utf8_lossy(&received).into_owned())
+        }
+        Err(_) => None,
+    }
+}
+
+/// Fills every connection slot with clients that send nothing and one that
+/// sends half a body; all are cut off, and a normal client is served.
+fn slow_clients_are_cut_off(server: &Proc, normal: &str) {
+    use std::io::Write;
+    let mut idle: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    let mut trickle = std::net::TcpStream::connect(server.addr()).unwrap();
+    trickle
+        .write_all(b"POST /services HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+        .unwrap();
+    // With all four slots taken, this one is served once they are freed.
+    let reply = get(&server.url(normal));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    for stream in &mut idle {
+        let closed = read_until_closed(stream, Duration::from_secs(20));
+        assert!(closed.is_some(), "an idle client was not cut off");
+    }
+    let answer = read_until_closed(&mut trickle, Duration::from_secs(20))
+        .expect("a trickling client was not cut off");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+const SLOW_CLIENT_LIMITS: [&str; 6] = [
+    "--max-connections",
+    "4",
+    "--header-timeout",
+    "500ms",
+    "--body-timeout",
+    "500ms",
+];
+
+#[test]
+fn the_registry_cuts_off_slow_clients_and_serves_the_others() {
+    let registry = Proc::registry(&SLOW_CLIENT_LIMITS);
+    slow_clients_are_cut_off(&registry, "/services");
+}
+
+#[test]
+fn a_host_cuts_off_slow_clients_and_serves_the_others() {
+    let (_registry, host) = echo_host(&SLOW_CLIENT_LIMITS);
+    // The trickling client sends a notification, which the host reads
+    // itself; the normal one reaches the plugin.
+    slow_clients_are_cut_off(&host, "/version");
+}
+
+#[test]
+fn state_beyond_its_limits_fails_the_request_and_keeps_the_rest() {
+    let (_registry, host) = echo_host(&["--state-max-value", "1KiB", "--state-max-keys", "2"]);
+    assert_eq!(get(&host.url("/set?key=a&size=1024")).status, 200);
+    let reply = get(&host.url("/set?key=a&size=1025"));
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(
+        host.wait_for_log("state.set refused", SETTLE),
+        "{}",
+        host.log()
+    );
+    assert_eq!(get(&host.url("/count")).text(), "1");
+    assert_eq!(get(&host.url("/set?key=c")).status, 500);
+    assert_eq!(get(&host.url("/count")).text(), "2");
+}
+
+/// The compiled entries in a cache directory.
+fn cache_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|listing| {
+            listing
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_cache_others_can_write_is_not_used_and_a_tampered_entry_is_not_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    let registry = Proc::registry(&["--heartbeat-interval", "1h"]);
+    let shared = TempDir::new("cache-shared");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cache_arg = ["--cache-dir", shared.path().to_str().unwrap()];
+    let host = Proc::host(&stub("echo"), &registry, &cache_arg);
+    assert_eq!(get(&host.url("/version")).status, 200);
+    assert!(
+        host.log().contains("writable by no one else; not caching"),
+        "{}",
+        host.log()
+    );
+    assert!(cache_entries(shared.path()).is_empty());
+    drop(host);
+
+    let private = TempDir::new("cache-private");
+    let cache_arg = ["--cache-dir", private.path().to_str().unwrap()];
+    drop(Proc::host(&stub("echo"), &registry, &cache_arg));
+    let entries = cache_entries(private.path());
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mut compiled = std::fs::read(&entries[0]).unwrap();
+    let middle = compiled.len() / 2;
+    compiled[middle] ^= 0xff;
+    std::fs::write(&entries[0], compiled).unwrap();
+    let host = Proc::host(&stub("echo"), &registry, &cache_arg);
+    assert_eq!(get(&host.url("/version")).status, 200);
+    assert!(
+        host.log().contains("does not match its checksum"),
+        "{}",
+        host.log()
+    );
+    assert!(
+        !host.log().contains("taken from the cache"),
+        "{}",
+        host.log()
+    );
+}
+
+#[test]
+fn an_instance_gets_the_memory_limit_it_is_given() {
+    for limit_mib in [16u64, 40] {
+        let limit = format!("{limit_mib}MiB");
+        let (_registry, host) = echo_host(&["--memory-limit", &limit]);
+        assert_eq!(get(&host.url("/hog?report=1")).status, 500);
+        let reached = host
+            .log()
+            .lines()
+            .filter_map(|l| l.split("hog reached ").nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        // The stack, data and allocator's own use take a few MiB of it.
+        assert!(
+            reached < limit_mib && reached + 8 >= limit_mib,
+            "with --memory-limit {limit} the hog reached {reached} MiB"
+        );
+    }
+}

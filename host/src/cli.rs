@@ -142,6 +142,25 @@ pub struct Cli {
     /// 1d.
     #[arg(long, default_value = "30s", value_parser = duration::within(Duration::ZERO, DAY))]
     pub registry_wait: Duration,
+
+    /// Serve Prometheus metrics on `GET /metrics` at this address
+    /// (HOST:PORT; port 0 picks a free port, logged as `metrics on ADDR`).
+    /// Off by default: then nothing is counted. An address of its own, so
+    /// that no path is taken from the plugin.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Calls to at most this many other services are counted by name;
+    /// calls to further ones count as `target="_other"` (the gateway calls
+    /// whatever a client names, and each name would be kept for good).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub metrics_max_targets: u32,
+
+    /// Log one line per request for the plugin (method, path, status,
+    /// duration, and the trace id, as every line about a request has).
+    /// Off by default: a line per request costs a few microseconds.
+    #[arg(long)]
+    pub access_log: bool,
 }
 
 impl Cli {

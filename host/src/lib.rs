@@ -17,6 +17,8 @@
 //! - `capabilities`: what the host offers a plugin, one module per WIT
 //!   interface.
 //! - `outbound`: HTTP calls from the host to other services.
+//! - `metrics`: what `--metrics-addr` serves, and the counters behind it.
+//! - `trace`: W3C trace context across hops, and the span of a request.
 //! - `durability`: `--sync`, flushing the plugin's writes before answering.
 //! - `kv`: the key-value state kept for the plugin.
 //! - `swap`: hot swap of the plugin while the host serves.
@@ -30,10 +32,12 @@ mod capabilities;
 mod discovery;
 mod durability;
 mod kv;
+mod metrics;
 mod outbound;
 mod plugin;
 mod server;
 mod swap;
+mod trace;
 
 pub use cli::{Cli, CompileCli};
 pub use control::{Control, Controller, Signals, control};

@@ -1,11 +1,12 @@
 //! The HTTP server: protocol endpoints (`/heart-beat`, `/services`) are
-//! answered by the host itself, everything else goes to the plugin. On
-//! shutdown it stops accepting and lets in-flight requests finish.
+//! answered by the host itself, everything else goes to the plugin, traced
+//! (`trace`) and counted (`metrics`). On shutdown it stops accepting and
+//! lets in-flight requests finish.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -16,12 +17,14 @@ use protocol::accept::{self, ServeSettings};
 use protocol::body::{read_body, text_response};
 use protocol::locks::{read, write};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::discovery::Discovery;
 use crate::durability::Flusher;
 use crate::outbound::{end_to_end, header_map};
 use crate::plugin::bindings::{self, Header};
 use crate::plugin::{Failure, Plugin, PluginEngine, ServiceEnv, Shared};
+use crate::trace::{self, Hop};
 
 /// Headers the host adds to every request a plugin sees (see
 /// `wit/service.wit`); clients' headers with this prefix are dropped.
@@ -45,6 +48,8 @@ pub struct App {
     pub bodies: BodyLimits,
     /// With `--sync`: makes the plugin's writes durable before an answer.
     pub flusher: Option<Flusher>,
+    /// With `--access-log`: one log line per request for the plugin.
+    pub access_log: bool,
     /// Where this instance listens and is registered.
     local_addr: String,
     active: RwLock<Arc<Active>>,
@@ -66,6 +71,7 @@ impl App {
             discovery,
             bodies,
             flusher,
+            access_log: false,
             active: RwLock::new(Arc::new(active)),
         }
     }
@@ -122,26 +128,55 @@ async fn route(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Respo
         "/heart-beat" | "/services" => {
             text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
-        _ => to_plugin(app, request, peer).await,
+        _ => for_plugin(app, request, peer).await,
     }
+}
+
+/// A request for the plugin, inside its trace span, counted once answered.
+async fn for_plugin(
+    app: &App,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let hop = Hop::start(request.headers());
+    let span = hop.span();
+    async move {
+        // The version that serves the request is the one it is counted for.
+        let active = app.active();
+        let seen = app
+            .access_log
+            .then(|| (request.method().clone(), request.uri().clone()));
+        let response = to_plugin(app, &active, request, peer, hop).await;
+        let took = started.elapsed();
+        active.env.metrics.request(response.status(), took);
+        if let Some((method, uri)) = seen {
+            let status = response.status().as_u16();
+            tracing::info!(%method, %uri, status, ?took, "answered");
+        }
+        response
+    }
+    .instrument(span)
+    .await
 }
 
 async fn to_plugin(
     app: &App,
+    active: &Active,
     request: Request<Incoming>,
     peer: SocketAddr,
+    hop: Hop,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = match read_body(body, app.bodies.max, app.bodies.timeout).await {
         Ok(body) => body,
         Err(e) => return text_response(e.status(), e.to_string()),
     };
-    let request = plugin_request(&parts, body, peer, &app.local_addr);
-    let active = app.active();
+    let request = plugin_request(&parts, body, peer, &app.local_addr, &hop);
     let service = &*active.env.name;
     let response = match active
         .plugin
-        .handle(&app.engine, active.env.clone(), request)
+        .handle(&app.engine, active.env.clone(), request, hop)
         .await
     {
         Ok(response) => response,
@@ -159,12 +194,14 @@ async fn to_plugin(
     from_plugin(response)
 }
 
-/// The request as the plugin sees it, with the host's own headers.
+/// The request as the plugin sees it, with the host's own headers (the
+/// trace headers are the hop's).
 fn plugin_request(
     parts: &http::request::Parts,
     body: Bytes,
     peer: SocketAddr,
     local_addr: &str,
+    hop: &Hop,
 ) -> bindings::Request {
     let header = |name: &str, value: &str| Header {
         name: name.to_owned(),
@@ -182,11 +219,16 @@ fn plugin_request(
             .iter()
             // Only the host speaks for itself: a client cannot pass for it.
             .filter(|(name, _)| !name.as_str().starts_with(HOST_HEADER_PREFIX))
+            .filter(|(name, _)| !trace::is_trace_header(name.as_str()))
             .filter_map(|(name, value)| Some(header(name.as_str(), value.to_str().ok()?)))
             .chain([
                 header(CLIENT_ADDR_HEADER, &peer.to_string()),
                 header(LOCAL_ADDR_HEADER, local_addr),
             ])
+            .chain(hop.plugin_headers().map(|(name, value)| Header {
+                name: name.to_owned(),
+                value,
+            }))
             .collect(),
         body: body.to_vec(),
     }

@@ -22,6 +22,7 @@ use crate::discovery::Discovery;
 use crate::discovery::cache::InstanceCache;
 use crate::durability::Flusher;
 use crate::kv::KvStore;
+use crate::metrics::{self, HostMetrics};
 use crate::outbound::Outbound;
 use crate::plugin::{Plugin, PluginEngine, SandboxSettings, Shared};
 use crate::server::{self, Active, App, BodyLimits};
@@ -47,6 +48,8 @@ pub struct Host {
     cli: Cli,
     app: Arc<App>,
     listener: TcpListener,
+    /// With `--metrics-addr`: where `GET /metrics` is answered.
+    metrics: Option<(TcpListener, Arc<HostMetrics>)>,
     /// The plugin file as it was when it was read.
     loaded: Option<Stamp>,
 }
@@ -67,12 +70,25 @@ impl Host {
         let loaded = stamp(&cli.plugin);
         // While it describes itself the plugin has no name yet and may call
         // nothing.
-        let plugin = engine
-            .load(&cli.plugin, shared.env("plugin".into(), Vec::new()))
-            .await?;
+        let plugin = engine.load(&cli.plugin, shared.loading_env()).await?;
         let listener = TcpListener::bind(cli.addr)
             .await
             .with_context(|| format!("cannot listen on {}", cli.addr))?;
+        let metrics = match (cli.metrics_addr, &shared.metrics) {
+            (Some(addr), Some(metrics)) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("--metrics-addr: cannot listen on {addr}"))?;
+                // Before the `listening on` line, so that whoever waits for
+                // that one finds this one too.
+                tracing::info!(
+                    "{}",
+                    protocol::listening::metrics_message(listener.local_addr()?)
+                );
+                Some((listener, metrics.clone()))
+            }
+            _ => None,
+        };
         let (record, active) = identity(&cli, &listener, &shared, plugin)?;
         tracing::info!(
             service = %record.name,
@@ -97,11 +113,13 @@ impl Host {
             max: cli.max_body,
             timeout: cli.serve.body_read_timeout,
         };
-        let app = App::new(engine, shared, discovery, bodies, flusher, active);
+        let mut app = App::new(engine, shared, discovery, bodies, flusher, active);
+        app.access_log = cli.access_log;
         Ok(Host {
             cli,
             app: Arc::new(app),
             listener,
+            metrics,
             loaded,
         })
     }
@@ -121,12 +139,22 @@ impl Host {
             app,
             listener,
             loaded,
+            metrics,
         } = self;
         let settings = ServeSettings {
             // A request in flight may run for the whole request timeout.
             drain: cli.request_timeout + Duration::from_secs(1),
             ..cli.serve.clone()
         };
+        // Scrapes are answered until the very end, the drain included.
+        let metrics_server = metrics.map(|(listener, metrics)| {
+            tokio::spawn(metrics::serve(
+                listener,
+                metrics,
+                cli.serve.clone(),
+                std::future::pending(),
+            ))
+        });
         let server = tokio::spawn(server::serve(
             listener,
             app.clone(),
@@ -154,6 +182,9 @@ impl Host {
             Some(Err(e)) => {
                 swapper.abort();
                 server.abort();
+                if let Some(metrics_server) = metrics_server {
+                    metrics_server.abort();
+                }
                 return Err(e);
             }
             // From now on a registry that forgets us is told again.
@@ -169,6 +200,9 @@ impl Host {
         // A swap still compiling would only delay the end.
         swapper.abort();
         server.await.context("server task failed")?;
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -219,6 +253,9 @@ fn shared_state(cli: &Cli) -> anyhow::Result<Shared> {
             Some(path) => KvStore::open(path, cli.state_limits())?,
             None => KvStore::in_memory(cli.state_limits()),
         }),
+        metrics: cli
+            .metrics_addr
+            .map(|_| Arc::new(HostMetrics::new(cli.metrics_max_targets as usize))),
     })
 }
 

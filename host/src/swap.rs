@@ -122,15 +122,23 @@ impl Swapper {
     }
 
     async fn swap(&self, why: &str) {
+        // Counted for the version that was serving when the swap began.
+        let metrics = self.app.active().env.metrics.clone();
         let bytes = stamp(&self.path).map(|s| s.len);
         tracing::info!(why, plugin = %self.path.display(), bytes, "loading the plugin file");
         match self.try_swap().await {
-            Ok(Some(digest)) => tracing::info!(why, version = %short(&digest), "plugin swapped"),
+            Ok(Some(digest)) => {
+                metrics.swap(true);
+                tracing::info!(why, version = %short(&digest), "plugin swapped");
+            }
             Ok(None) => tracing::info!(why, "plugin unchanged"),
-            Err(e) => tracing::error!(
-                why,
-                "new plugin refused, the running version keeps serving: {e:#}"
-            ),
+            Err(e) => {
+                metrics.swap(false);
+                tracing::error!(
+                    why,
+                    "new plugin refused, the running version keeps serving: {e:#}"
+                );
+            }
         }
     }
 
@@ -140,7 +148,7 @@ impl Swapper {
         let app = &self.app;
         let plugin = app
             .engine
-            .load(&self.path, app.shared.env("plugin".into(), Vec::new()))
+            .load(&self.path, app.shared.loading_env())
             .await?;
         let current = app.active();
         if plugin.digest == current.plugin.digest {

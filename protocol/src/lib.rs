@@ -14,6 +14,7 @@
 //! - [`accept`]: the accept loop every server runs, with its drain rules.
 //! - [`listening`]: the `listening on ADDR` line, written and read back.
 //! - [`locks`]: lock helpers that ignore poisoning.
+//! - [`metrics`]: a histogram in atomics and the Prometheus text answer.
 
 pub mod accept;
 pub mod body;
@@ -21,6 +22,7 @@ pub mod duration;
 pub mod http;
 pub mod listening;
 pub mod locks;
+pub mod metrics;
 pub mod record;
 pub mod registry_client;
 pub mod token;

@@ -3,7 +3,9 @@
 //! - `POST /services` registers (upsert by `Name`+`Addr`) and answers the
 //!   instances of every required service;
 //! - `DELETE /services` deregisters (an unknown instance is not an error);
-//! - `GET /services` and `GET /services/{name}` show the table with health.
+//! - `GET /services` and `GET /services/{name}` show the table with health;
+//! - `GET /metrics` answers the metrics (`metrics`), `GET /` and
+//!   `GET /overview` the live page and its data (`page`).
 //!
 //! A write the store cannot make (etcd unreachable) answers 503 with a
 //! one-line reason. Reads answer from the local table; with an etcd store
@@ -18,6 +20,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use crate::metrics::Metrics;
+use crate::page;
 use crate::store::Store;
 use protocol::body::{MAX_BODY, json_response, read_record, text_response};
 use protocol::record::ServiceRecord;
@@ -32,6 +36,9 @@ pub(crate) struct Api<S> {
     pub(crate) token: Token,
     /// How long a client may take to send a record.
     pub(crate) body_timeout: Duration,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Shown on the page, which tells how stale a heartbeat is.
+    pub(crate) heartbeat_interval: Duration,
 }
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -58,6 +65,20 @@ impl<S: Store> Api<S> {
                 }
                 _ => not_allowed("GET, POST, DELETE"),
             },
+            protocol::metrics::METRICS_PATH => match method {
+                Method::GET => self.metrics.scrape(),
+                _ => not_allowed("GET"),
+            },
+            page::PAGE_PATH => match method {
+                Method::GET => page::page(),
+                _ => not_allowed("GET"),
+            },
+            page::OVERVIEW_PATH => match method {
+                Method::GET => {
+                    self.read(|| page::overview(self.store.table(), self.heartbeat_interval))
+                }
+                _ => not_allowed("GET"),
+            },
             path => match path.strip_prefix("/services/") {
                 Some(name) if !name.is_empty() && !name.contains('/') => match method {
                     Method::GET => self.read(|| self.view_service(name)),
@@ -81,6 +102,7 @@ impl<S: Store> Api<S> {
         );
         match self.store.register(record).await {
             Ok(registered) => {
+                self.metrics.registered(registered.updated);
                 tracing::info!(
                     name,
                     addr,
@@ -102,7 +124,11 @@ impl<S: Store> Api<S> {
             Ok(record) => record,
             Err(response) => return response,
         };
-        match self.store.deregister(&record).await {
+        let removed = self.store.deregister(&record).await;
+        if let Ok(known) = removed {
+            self.metrics.deregistered(known);
+        }
+        match removed {
             Ok(true) => tracing::info!(name = record.name, addr = record.addr, "deregistered"),
             Ok(false) => tracing::debug!(
                 name = record.name,

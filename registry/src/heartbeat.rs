@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{RegistrationId, Store, Target};
 use protocol::http::{HttpClient, MAX_HEARTBEAT_ANSWER, send};
 use protocol::token::Token;
@@ -35,6 +36,7 @@ struct Checker<S> {
     http: HttpClient,
     config: Config,
     permits: Semaphore,
+    metrics: Arc<Metrics>,
 }
 
 /// Runs sweeps forever; stop it by dropping (aborting) the future, which
@@ -42,9 +44,16 @@ struct Checker<S> {
 /// With an etcd store, only the leading replica runs them (`leader.rs`),
 /// and a new leader sweeps `at_once`: the instances have gone unchecked
 /// since the old leader died.
-pub async fn run<S: Store>(store: Arc<S>, http: HttpClient, config: Config, at_once: bool) {
+pub async fn run<S: Store>(
+    store: Arc<S>,
+    http: HttpClient,
+    config: Config,
+    at_once: bool,
+    metrics: Arc<Metrics>,
+) {
     let interval = config.heartbeat_interval;
     let checker = Arc::new(Checker {
+        metrics,
         permits: Semaphore::new(config.heartbeat_concurrency as usize),
         store,
         http,
@@ -88,6 +97,7 @@ impl<S: Store> Checker<S> {
                 tokio::time::sleep(self.config.heartbeat_retry_delay).await;
             }
             let alive = self.probe(&target).await;
+            self.metrics.heartbeat(alive);
             self.store.table().record_heartbeat(&target, alive);
             if alive {
                 return target.id;
@@ -102,11 +112,14 @@ impl<S: Store> Checker<S> {
         // The store tells the dependents (the in-memory table at once, the
         // etcd watch of every replica when the deletion comes back).
         match self.store.evict(&target).await {
-            Ok(true) => tracing::info!(
-                name = target.name,
-                addr = target.addr,
-                "evicted after {attempts} failed heartbeats"
-            ),
+            Ok(true) => {
+                self.metrics.evicted();
+                tracing::info!(
+                    name = target.name,
+                    addr = target.addr,
+                    "evicted after {attempts} failed heartbeats"
+                );
+            }
             Ok(false) => {}
             // The instance stays; the next sweep checks it again.
             Err(e) => tracing::warn!(

@@ -15,6 +15,8 @@
 //! - `heartbeat`: the sweeps that check instances and evict dead ones.
 //! - `notify`: telling dependents, concurrently, in order per instance, with
 //!   bounded queues.
+//! - `metrics`: what `GET /metrics` answers, and the hooks that feed it.
+//! - `page`: the live page on `GET /` and the data it polls.
 
 pub mod config;
 pub mod server;
@@ -22,7 +24,9 @@ pub mod server;
 mod api;
 mod heartbeat;
 mod leader;
+mod metrics;
 mod notify;
+mod page;
 mod store;
 
 pub use config::Config;

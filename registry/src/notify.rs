@@ -23,10 +23,11 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Method;
 
+use crate::metrics::Metrics;
 use crate::store::table::Change;
 use protocol::http::{HttpClient, send_record};
 use protocol::locks::lock;
@@ -56,12 +57,15 @@ struct Shared {
     /// Sent with every notification, so that dependents can tell the
     /// registry from anyone else.
     token: Token,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Clone, Debug)]
 struct Notification {
     method: Method,
     record: Arc<ServiceRecord>,
+    /// When the change happened: the latency is measured from here.
+    queued: Instant,
 }
 
 impl Notification {
@@ -122,13 +126,20 @@ impl Queue {
 impl Notifier {
     /// `timeout` bounds each attempt; `bound` is the queue size past which a
     /// dependent's queue is coalesced.
-    pub fn new(http: HttpClient, timeout: Duration, token: Token, bound: usize) -> Self {
+    pub fn new(
+        http: HttpClient,
+        timeout: Duration,
+        token: Token,
+        bound: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 http,
                 timeout,
                 token,
                 bound: bound.max(1),
+                metrics,
                 queues: Mutex::default(),
             }),
         }
@@ -138,11 +149,13 @@ impl Notifier {
     /// `method` is `POST` for a registration, `DELETE` for a removal.
     pub fn notify(&self, method: Method, change: Change) {
         let record = Arc::new(change.record);
+        let queued = Instant::now();
         let mut queues = lock(&self.shared.queues);
         for addr in change.dependents {
             let notification = Notification {
                 method: method.clone(),
                 record: Arc::clone(&record),
+                queued,
             };
             match queues.entry(addr) {
                 // The worker removes its queue under this lock before it
@@ -184,7 +197,11 @@ impl Shared {
     }
 
     async fn deliver(&self, url: &str, notification: Notification) {
-        let Notification { method, record } = notification;
+        let Notification {
+            method,
+            record,
+            queued,
+        } = notification;
         for attempt in 1..=NOTIFY_ATTEMPTS {
             let sent = send_record(
                 &self.http,
@@ -196,6 +213,7 @@ impl Shared {
             );
             match sent.await {
                 Ok((status, _)) if status.is_success() => {
+                    self.metrics.notification_delivered(queued.elapsed());
                     tracing::debug!(%method, url, name = record.name, addr = record.addr, "notified");
                     return;
                 }
@@ -204,10 +222,12 @@ impl Shared {
                 }
                 Err(e) => tracing::debug!(%method, url, attempt, error = %e, "notification failed"),
             }
+            self.metrics.notification_attempt_failed();
             if attempt < NOTIFY_ATTEMPTS {
                 tokio::time::sleep(RETRY_DELAY).await;
             }
         }
+        self.metrics.notification_given_up();
         tracing::warn!(
             %method,
             url,
@@ -226,6 +246,7 @@ mod tests {
         Notification {
             method,
             record: Arc::new(ServiceRecord::new("log", addr, vec![])),
+            queued: Instant::now(),
         }
     }
 

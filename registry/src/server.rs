@@ -17,6 +17,7 @@ use crate::api::Api;
 use crate::config::Config;
 use crate::heartbeat;
 use crate::leader::Leadership;
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::Store;
 use crate::store::etcd::{EtcdStore, Keys};
@@ -41,18 +42,32 @@ pub async fn serve(
     let local_addr = listener.local_addr()?;
     let http = http_client();
     let token = Token::new(config.token.clone());
-    let serve_settings = config.serve.clone();
+    let metrics = Arc::new(Metrics::new());
+    let api = ApiSettings {
+        token: token.clone(),
+        serve: config.serve.clone(),
+        metrics: Arc::clone(&metrics),
+        heartbeat_interval: config.heartbeat_interval,
+    };
     let notifier = Notifier::new(
         http.clone(),
         config.notify_timeout,
-        token.clone(),
+        token,
         config.notify_queue as usize,
+        Arc::clone(&metrics),
     );
     if config.etcd.is_empty() {
         let store = Arc::new(MemoryStore::new(notifier));
+        metrics.observe_table(store.clone());
         tracing::info!("{}", listening::message(local_addr));
-        let heartbeat = tokio::spawn(heartbeat::run(Arc::clone(&store), http, config, false));
-        serve_api(listener, store, token, &serve_settings, shutdown).await;
+        let heartbeat = tokio::spawn(heartbeat::run(
+            Arc::clone(&store),
+            http,
+            config,
+            false,
+            metrics,
+        ));
+        serve_api(listener, store, api, shutdown).await;
         heartbeat.abort();
         return Ok(());
     }
@@ -62,6 +77,7 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Etcd(e.to_string()))?;
     let store = Arc::new(store);
+    metrics.observe_table(store.clone());
     tracing::info!(
         etcd = config.etcd.join(","),
         prefix = config.etcd_prefix,
@@ -78,10 +94,18 @@ pub async fn serve(
     ));
     let leading = {
         let store = Arc::clone(&store);
-        let lead = move || sweeps(Arc::clone(&store), http.clone(), config.clone());
+        let metrics = Arc::clone(&metrics);
+        let lead = move || {
+            sweeps(
+                Arc::clone(&store),
+                http.clone(),
+                config.clone(),
+                Arc::clone(&metrics),
+            )
+        };
         tokio::spawn(Arc::clone(&leadership).run(lead))
     };
-    serve_api(listener, store, token, &serve_settings, shutdown).await;
+    serve_api(listener, store, api, shutdown).await;
     // Aborting the leadership ends the sweeps with it; then let the others
     // take over at once.
     leading.abort();
@@ -96,21 +120,31 @@ fn sweeps<S: Store>(
     store: Arc<S>,
     http: HttpClient,
     config: Config,
+    metrics: Arc<Metrics>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(heartbeat::run(store, http, config, true))
+    tokio::spawn(heartbeat::run(store, http, config, true, metrics))
+}
+
+/// What the API needs besides the store.
+struct ApiSettings {
+    token: Token,
+    serve: ServeSettings,
+    metrics: Arc<Metrics>,
+    heartbeat_interval: std::time::Duration,
 }
 
 async fn serve_api<S: Store>(
     listener: TcpListener,
     store: Arc<S>,
-    token: Token,
-    settings: &ServeSettings,
+    settings: ApiSettings,
     shutdown: impl Future<Output = ()>,
 ) {
     let api = Arc::new(Api {
         store,
-        token,
-        body_timeout: settings.body_read_timeout,
+        token: settings.token,
+        body_timeout: settings.serve.body_read_timeout,
+        metrics: settings.metrics,
+        heartbeat_interval: settings.heartbeat_interval,
     });
     let service_for = |_peer| {
         let api = Arc::clone(&api);
@@ -120,5 +154,5 @@ async fn serve_api<S: Store>(
         shutdown.await;
         tracing::info!("shutting down");
     };
-    accept::serve(listener, settings, service_for, shutdown).await;
+    accept::serve(listener, &settings.serve, service_for, shutdown).await;
 }

@@ -81,7 +81,8 @@ async fn wrong_methods_and_unknown_paths() {
             "/services/log",
             StatusCode::METHOD_NOT_ALLOWED,
         ),
-        (Method::GET, "/", StatusCode::NOT_FOUND),
+        // `GET /` is the page (tests/page.rs).
+        (Method::GET, "/index.html", StatusCode::NOT_FOUND),
         (Method::POST, "/service", StatusCode::NOT_FOUND),
         (Method::GET, "/services/", StatusCode::NOT_FOUND),
         (Method::GET, "/services/log/x", StatusCode::NOT_FOUND),

@@ -31,6 +31,12 @@ pub const TEST_TOOLS: &[Tool] = &[
         program: "strace",
         package: "strace",
     },
+    // Shows the registry's page in the page test, driven over DevTools
+    // (which also honours SPARROW_CHROMIUM, e.g. for a Chrome elsewhere).
+    Tool {
+        program: "chromium",
+        package: "chromium",
+    },
 ];
 
 /// Installs the packages of `tools` whose program is not on PATH.

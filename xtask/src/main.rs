@@ -61,7 +61,8 @@ enum Task {
         #[arg(long)]
         etcd: bool,
     },
-    /// Builds everything, then runs every test; further arguments go to
+    /// Builds everything, finds Chromium (installing it with apt-get when
+    /// root and missing), then runs every test; further arguments go to
     /// `cargo test`.
     Test {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

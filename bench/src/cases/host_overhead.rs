@@ -2,8 +2,9 @@
 //! per request, against a plain hyper server giving the same answers; same
 //! client, same 32 keep-alive connections. The plugin is the plain echo;
 //! the `echo` test stub, which imports twice as much, and the plain echo
-//! under `--reuse` get a row each. The host's resident memory is sampled
-//! idle and during this load.
+//! under `--reuse` get a row each, and so does the plain echo with metrics
+//! on (`--metrics-addr`) against off, measured right after it. The host's
+//! resident memory is sampled idle and during this load.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,6 +71,22 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
     };
     let base = measure(&baseline, settings.connections, budget).await?;
     let hosted = measure(&host, settings.connections, budget).await?;
+    let metered = if overhead {
+        // Off, on, off, on: the machine's load drifts over a run, and
+        // alternating puts the drift on both sides alike.
+        let metered = start_host("plain-echo", &["--metrics-addr", "127.0.0.1:0"])?;
+        same_answer(&metered).await?;
+        let on = measure(&metered, settings.connections, budget).await?;
+        let off_again = measure(&host, settings.connections, budget).await?;
+        let on_again = measure(&metered, settings.connections, budget).await?;
+        check_counted(&metered, on.outcome.ok + on_again.outcome.ok).await?;
+        Some(MetricsOnOff {
+            on: Pooled::of(&[&on, &on_again]),
+            off: Pooled::of(&[&hosted, &off_again]),
+        })
+    } else {
+        None
+    };
     let (stub_echo, reused) = if overhead {
         // The `echo` test stub imports twice the interfaces, and a fresh
         // instance pays for each import.
@@ -103,6 +120,21 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
         }
         if let Some(m) = &reused {
             throughput(&format!("throughput with --reuse {REUSE} (host/hyper)"), m);
+        }
+        if let Some(MetricsOnOff { on, off }) = &metered {
+            rows.push(Row::compared(
+                case,
+                "throughput with --metrics-addr (metrics on/off, 2 runs each)",
+                report::rate(on.rate),
+                report::rate(off.rate),
+                on.rate / off.rate,
+            ));
+            rows.push(Row::durations(
+                case,
+                "server CPU per request, metrics on/off",
+                on.cpu_per_request,
+                off.cpu_per_request,
+            ));
         }
         rows.extend(Row::latencies(case, h, b));
         rows.push(Row::durations(
@@ -138,6 +170,57 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
         ));
     }
     Ok(rows)
+}
+
+/// The same host measured with metrics on and off.
+struct MetricsOnOff {
+    on: Pooled,
+    off: Pooled,
+}
+
+/// Several measurements of one server taken as one.
+struct Pooled {
+    rate: f64,
+    cpu_per_request: Duration,
+}
+
+impl Pooled {
+    fn of(runs: &[&Measured]) -> Pooled {
+        let ok: u64 = runs.iter().map(|m| m.outcome.ok).sum();
+        let elapsed: f64 = runs.iter().map(|m| m.outcome.elapsed.as_secs_f64()).sum();
+        let cpu: Duration = runs
+            .iter()
+            .map(|m| m.cpu_per_request * m.outcome.ok.max(1) as u32)
+            .sum();
+        Pooled {
+            rate: ok as f64 / elapsed.max(1e-9),
+            cpu_per_request: cpu / ok.max(1) as u32,
+        }
+    }
+}
+
+/// The host with metrics on counted at least the `ok` answers of the
+/// measurement: the figure is for a host that really counts.
+async fn check_counted(host: &Proc, ok: u64) -> anyhow::Result<()> {
+    let addr = harness::listening::parse_metrics(&host.log())
+        .context("the host logged no `metrics on` line")?;
+    let reply = client::send(Method::GET, &format!("http://{addr}/metrics"), Bytes::new()).await?;
+    ensure!(
+        reply.status == 200,
+        "GET /metrics answered {}",
+        reply.status
+    );
+    let text = reply.text();
+    let counted: f64 = text
+        .lines()
+        .find(|l| l.starts_with("sparrow_host_requests_total{") && l.contains("\"2xx\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .context("no count of 2xx answers in /metrics")?;
+    ensure!(
+        counted >= ok as f64,
+        "metrics counted {counted} answers, the load got {ok}"
+    );
+    Ok(())
 }
 
 async fn echo_once(server: &Proc) -> anyhow::Result<(u16, Bytes)> {

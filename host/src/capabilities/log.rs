@@ -1,9 +1,11 @@
 //! `log-println`: one line through an instance of the `log` service, as
-//! `POST /log` with the line as body and this service's name as source.
+//! `POST /log` with the line as body and this service's name as source,
+//! carrying the request's trace context.
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 
+use crate::metrics::CallOutcome;
 use crate::outbound::{Call, CallFailure, set_source};
 use crate::plugin::bindings::sparrow::service::log::Host;
 use crate::plugin::context::RequestCtx;
@@ -12,7 +14,16 @@ const LOG_SERVICE: &str = "log";
 
 impl Host for RequestCtx {
     async fn log_println(&mut self, message: String) -> Result<(), String> {
+        let sent = self.send_line(message).await;
+        self.env.metrics.log_line(sent.is_ok());
+        sent
+    }
+}
+
+impl RequestCtx {
+    async fn send_line(&mut self, message: String) -> Result<(), String> {
         if !self.env.may_call(LOG_SERVICE) {
+            self.env.metrics.call(LOG_SERVICE, CallOutcome::NotAllowed);
             return Err(format!(
                 "service '{}' does not require '{LOG_SERVICE}'",
                 self.env.name
@@ -20,13 +31,18 @@ impl Host for RequestCtx {
         }
         let mut headers = HeaderMap::new();
         set_source(&mut headers, &self.env.name);
+        if let Some(trace) = &self.trace {
+            trace.attach(&mut headers);
+        }
         let call = Call {
             method: Method::POST,
             path: "/log".into(),
             headers,
             body: Bytes::from(message),
         };
-        match self.env.outbound.call(LOG_SERVICE, &call).await {
+        let answer = self.env.outbound.call(LOG_SERVICE, &call).await;
+        self.env.metrics.call(LOG_SERVICE, super::outcome(&answer));
+        match answer {
             Ok(answer) if answer.status == 200 => Ok(()),
             Ok(answer) => Err(format!(
                 "the log service answered {}: {}",

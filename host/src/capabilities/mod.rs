@@ -10,8 +10,20 @@ mod lookup;
 mod services;
 mod state;
 
+use crate::metrics::CallOutcome;
+use crate::outbound::{Answer, CallFailure};
 use crate::plugin::bindings::sparrow::service::types;
 use crate::plugin::context::RequestCtx;
 
 // `types` declares no functions, but the linker still asks for its trait.
 impl types::Host for RequestCtx {}
+
+/// What a call's result counts as in the metrics.
+fn outcome(answer: &Result<Answer, CallFailure>) -> CallOutcome {
+    match answer {
+        Ok(_) => CallOutcome::Answered,
+        Err(CallFailure::NoInstance) => CallOutcome::NoInstance,
+        Err(CallFailure::Unreachable(_)) => CallOutcome::Unreachable,
+        Err(CallFailure::Timeout) => CallOutcome::Timeout,
+    }
+}

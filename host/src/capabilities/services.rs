@@ -1,9 +1,12 @@
 //! `call-service`: a request to another service, sent by the host, so that a
-//! plugin never needs a socket and reaches only what it declared.
+//! plugin never needs a socket and reaches only what it declared. The call
+//! carries the request's trace context, whatever trace headers the plugin
+//! set.
 
 use bytes::Bytes;
 use http::Method;
 
+use crate::metrics::CallOutcome;
 use crate::outbound::{Call, CallFailure, header_map, set_source};
 use crate::plugin::bindings::sparrow::service::services::Host;
 use crate::plugin::bindings::{CallError, Header, Request, Response};
@@ -16,6 +19,7 @@ impl Host for RequestCtx {
         request: Request,
     ) -> Result<Response, CallError> {
         if !self.env.may_call(&name) {
+            self.env.metrics.call(&name, CallOutcome::NotAllowed);
             return Err(CallError::NotAllowed);
         }
         let method = Method::from_bytes(request.method.as_bytes())
@@ -36,13 +40,18 @@ impl Host for RequestCtx {
         // Who calls is the host's to say: a gateway must not pass on a
         // client's claim to be another service.
         set_source(&mut headers, &self.env.name);
+        if let Some(trace) = &self.trace {
+            trace.attach(&mut headers);
+        }
         let call = Call {
             method,
             path: request.path,
             headers,
             body: Bytes::from(request.body),
         };
-        match self.env.outbound.call(&name, &call).await {
+        let answer = self.env.outbound.call(&name, &call).await;
+        self.env.metrics.call(&name, super::outcome(&answer));
+        match answer {
             Ok(answer) => Ok(Response {
                 status: answer.status,
                 headers: answer

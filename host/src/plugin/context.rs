@@ -9,7 +9,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::kv::KvStore;
+use crate::metrics::{HostMetrics, ServiceMetrics};
 use crate::outbound::Outbound;
+use crate::trace::Hop;
 
 /// What the host keeps for its plugin across requests and plugin versions.
 #[derive(Clone)]
@@ -17,17 +19,37 @@ pub struct Shared {
     pub cache: Arc<InstanceCache>,
     pub outbound: Outbound,
     pub kv: Arc<KvStore>,
+    /// With `--metrics-addr`; none: nothing is counted.
+    pub metrics: Option<Arc<HostMetrics>>,
 }
 
 impl Shared {
     /// The environment of a plugin version registered as `name`.
     pub fn env(&self, name: String, requires: Vec<String>) -> Arc<ServiceEnv> {
+        let metrics = ServiceMetrics::new(self.metrics.as_ref(), &name);
+        self.env_with(name, requires, metrics)
+    }
+
+    /// The environment of a plugin being loaded, before it is asked who it
+    /// is: it may call nothing, and what it does is not counted as the
+    /// service's.
+    pub fn loading_env(&self) -> Arc<ServiceEnv> {
+        self.env_with("plugin".into(), Vec::new(), ServiceMetrics::off())
+    }
+
+    fn env_with(
+        &self,
+        name: String,
+        requires: Vec<String>,
+        metrics: ServiceMetrics,
+    ) -> Arc<ServiceEnv> {
         Arc::new(ServiceEnv {
             name: name.into(),
             requires,
             cache: self.cache.clone(),
             outbound: self.outbound.clone(),
             kv: self.kv.clone(),
+            metrics,
         })
     }
 }
@@ -42,6 +64,7 @@ pub struct ServiceEnv {
     pub cache: Arc<InstanceCache>,
     pub outbound: Outbound,
     pub kv: Arc<KvStore>,
+    pub metrics: ServiceMetrics,
 }
 
 impl ServiceEnv {
@@ -58,6 +81,8 @@ pub struct RequestCtx {
     pub env: Arc<ServiceEnv>,
     /// When the current request must end.
     pub deadline: std::time::Instant,
+    /// The current request's trace context, which the plugin's calls carry.
+    pub trace: Option<Hop>,
 }
 
 impl WasiView for RequestCtx {

@@ -9,6 +9,8 @@ use super::context::ServiceEnv;
 use super::engine::PluginEngine;
 use super::pool::InstancePool;
 use super::sandbox::{Failure, classify};
+use crate::metrics::FailureKind;
+use crate::trace::Hop;
 
 /// A compiled, linked plugin: instantiating it for a request is cheap.
 pub struct Plugin {
@@ -21,17 +23,39 @@ pub struct Plugin {
 
 impl Plugin {
     /// Runs `request` in an instance of this version, once it has a slot,
-    /// for the request timeout at most.
+    /// for the request timeout at most; the plugin's calls carry `trace`.
     pub async fn handle(
         &self,
         engine: &PluginEngine,
         env: Arc<ServiceEnv>,
         request: Request,
+        trace: Hop,
+    ) -> Result<Response, Failure> {
+        let metrics = env.metrics.clone();
+        let answer = self.run(engine, env, request, trace).await;
+        if let Err(failure) = &answer {
+            metrics.failure(match failure {
+                Failure::Timeout => FailureKind::Timeout,
+                Failure::Trap(_) => FailureKind::Trap,
+                Failure::Busy => FailureKind::Busy,
+                Failure::Setup(_) => FailureKind::Setup,
+            });
+        }
+        answer
+    }
+
+    async fn run(
+        &self,
+        engine: &PluginEngine,
+        env: Arc<ServiceEnv>,
+        request: Request,
+        trace: Hop,
     ) -> Result<Response, Failure> {
         let _slot = engine.slot().await?;
+        let _in_use = env.metrics.in_use();
         let deadline = tokio::time::Instant::now() + engine.settings.request_timeout;
         let mut instance = self.pool.take(engine, env)?;
-        instance.arm(deadline.into_std());
+        instance.arm(deadline.into_std(), Some(trace));
         // The epoch deadline stops code that spins; this timer stops a plugin
         // that waits on the host (a slow call to another service) too.
         match tokio::time::timeout_at(deadline, self.pool.handle(&mut instance, &request)).await {

@@ -105,7 +105,7 @@ impl PluginEngine {
         let _slot = self.slot().await?;
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
         let mut instance = pool.take(self, env)?;
-        instance.arm(deadline.into_std());
+        instance.arm(deadline.into_std(), None);
         match tokio::time::timeout_at(deadline, pool.describe(&mut instance)).await {
             Ok(Ok(description)) => Ok(description),
             Ok(Err(error)) => Err(classify(error).into()),

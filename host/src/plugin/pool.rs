@@ -7,6 +7,7 @@
 //! reused. The pool belongs to one plugin version and goes with it.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use protocol::locks::lock;
 use wasmtime::Store;
@@ -15,6 +16,7 @@ use super::bindings::{Description, Request, Response, Service, ServicePre};
 use super::context::{RequestCtx, ServiceEnv};
 use super::engine::PluginEngine;
 use super::sandbox::Failure;
+use crate::trace::Hop;
 
 /// A store, with its instance once it has one, for one request at a time.
 pub(super) struct Instance {
@@ -24,12 +26,18 @@ pub(super) struct Instance {
     service: Option<Service>,
     /// Requests it has served so far.
     served: u32,
+    /// When set-up began, until it is instantiated.
+    created: Option<Instant>,
 }
 
 impl Instance {
-    /// Gives the instance until `deadline` (checked at every epoch tick).
-    pub(super) fn arm(&mut self, deadline: std::time::Instant) {
-        self.store.data_mut().deadline = deadline;
+    /// Gives the instance until `deadline` (checked at every epoch tick),
+    /// for a request traced as `trace` (none while a plugin describes
+    /// itself).
+    pub(super) fn arm(&mut self, deadline: std::time::Instant, trace: Option<Hop>) {
+        let data = self.store.data_mut();
+        data.deadline = deadline;
+        data.trace = trace;
         self.store.set_epoch_deadline(1);
     }
 }
@@ -65,11 +73,13 @@ impl InstancePool {
         {
             return Ok(instance);
         }
+        let created = Instant::now();
         let store = engine.new_store(env).map_err(Failure::Setup)?;
         Ok(Instance {
             store,
             service: None,
             served: 0,
+            created: Some(created),
         })
     }
 
@@ -93,10 +103,21 @@ impl InstancePool {
         &self,
         instance: &'a mut Instance,
     ) -> wasmtime::Result<(&'a Service, &'a mut Store<RequestCtx>)> {
-        let Instance { store, service, .. } = instance;
+        let Instance {
+            store,
+            service,
+            created,
+            ..
+        } = instance;
         let ready = match service.take() {
             Some(ready) => ready,
-            None => self.pre.instantiate_async(&mut *store).await?,
+            None => {
+                let ready = self.pre.instantiate_async(&mut *store).await?;
+                if let Some(created) = created.take() {
+                    store.data().env.metrics.instance_setup(created.elapsed());
+                }
+                ready
+            }
         };
         Ok((&*service.insert(ready), store))
     }

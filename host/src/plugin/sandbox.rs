@@ -79,6 +79,7 @@ pub(super) fn new_store(
         table: ResourceTable::new(),
         env,
         deadline: Instant::now() + settings.request_timeout,
+        trace: None,
     };
     let mut store = Store::new(engine, ctx);
 

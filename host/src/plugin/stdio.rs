@@ -7,13 +7,24 @@
 //! `RUST_BACKTRACE=1`", which the plugin cannot act on (it sees no
 //! environment): that line is dropped. The trap itself is logged by the
 //! server with the plugin's own frames.
+//!
+//! The WASI stream is ours ([`StdoutStream::p2_stream`]) and takes each
+//! write at once, in the guest's call: wasmtime's default adapter hands
+//! writes to a task of its own, which would log them outside the request's
+//! span, without its trace id, and after the request's other lines.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// What one write may hand over (the guest asks with `check-write`); as
+/// wasmtime's own streams allow.
+const WRITE_PERMIT: usize = 64 * 1024;
 
 /// A line longer than this is logged in pieces rather than buffered without
 /// bound.
@@ -55,11 +66,21 @@ impl IsTerminal for PluginOutput {
 }
 
 impl StdoutStream for PluginOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.writer())
+    }
+
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter {
+        Box::new(self.writer())
+    }
+}
+
+impl PluginOutput {
+    fn writer(&self) -> LineWriter {
+        LineWriter {
             output: self.clone(),
             pending: Vec::new(),
-        })
+        }
     }
 }
 
@@ -70,6 +91,19 @@ struct LineWriter {
 }
 
 impl LineWriter {
+    /// Logs every complete line of `bytes`, keeping the rest for later.
+    fn take(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            self.emit(&line[..end]);
+        }
+        if self.pending.len() >= MAX_LINE {
+            let line = std::mem::take(&mut self.pending);
+            self.emit(&line);
+        }
+    }
+
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
@@ -91,15 +125,7 @@ impl AsyncWrite for LineWriter {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.pending.extend_from_slice(buf);
-        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            self.emit(&line[..end]);
-        }
-        if self.pending.len() >= MAX_LINE {
-            let line = std::mem::take(&mut self.pending);
-            self.emit(&line);
-        }
+        self.take(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -110,6 +136,27 @@ impl AsyncWrite for LineWriter {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+}
+
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.take(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineWriter {
+    /// Always ready: a write is logged at once.
+    async fn ready(&mut self) {}
 }
 
 impl Drop for LineWriter {

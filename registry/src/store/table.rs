@@ -355,6 +355,7 @@ mod tests {
             Duration::from_millis(10),
             Token::default(),
             16,
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
         ))
     }
 

@@ -1,0 +1,512 @@
+//! The host's metrics: what it counts for the service it runs, and the small
+//! server that answers `GET /metrics` on `--metrics-addr`, apart from the
+//! service's own address so that no path is taken from the plugin.
+//!
+//! Off unless `--metrics-addr` is given: then [`ServiceMetrics`] is empty and
+//! every method is a branch on `None`. When on, the counters of one service
+//! are resolved once, when a plugin version is installed, so that a request
+//! costs a few atomic adds and allocates nothing; only the counters of an
+//! outbound call's target are looked up by name (a read lock and a hash),
+//! since a plugin may call any service.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use protocol::accept::{self, ServeSettings};
+use protocol::body::text_response;
+use protocol::locks::{read, write};
+use protocol::metrics::{DurationHistogram, METRICS_PATH, scrape_response};
+use tokio::net::TcpListener;
+
+/// Request durations: a plugin answers in tens of microseconds, a call
+/// through other services in milliseconds, a timeout in seconds.
+const REQUEST_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Instance set-up: microseconds from the pool, more for big plugins.
+const SETUP_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+];
+
+/// The `target` label of calls to services past `--metrics-max-targets`:
+/// the gateway calls whatever service a client names, and a label value per
+/// name would let clients grow the host's memory without end.
+pub const OTHER_TARGET: &str = "_other";
+
+/// Status classes, indexed by the status's first digit minus one.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Why the plugin gave no response.
+#[derive(Clone, Copy, Debug)]
+pub enum FailureKind {
+    Trap,
+    Timeout,
+    Busy,
+    Setup,
+}
+
+const FAILURE_KINDS: [&str; 4] = ["trap", "timeout", "busy", "setup"];
+
+/// What became of a call to another service (`call-service`,
+/// `log-println`). `Answered` means an answer came back, whatever its status.
+#[derive(Clone, Copy, Debug)]
+pub enum CallOutcome {
+    Answered,
+    NoInstance,
+    Unreachable,
+    Timeout,
+    NotAllowed,
+}
+
+const CALL_OUTCOMES: [&str; 5] = [
+    "answered",
+    "no_instance",
+    "unreachable",
+    "timeout",
+    "not_allowed",
+];
+
+/// An operation on the plugin's key-value state.
+#[derive(Clone, Copy, Debug)]
+pub enum StateOp {
+    Get,
+    Set,
+    Increment,
+}
+
+const STATE_OPS: [&str; 3] = ["get", "set", "increment"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+/// The service, and a second label named after what it says: one type for
+/// every family with two labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct ServiceLabels {
+    service: String,
+    detail: Detail,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum Detail {
+    Class(&'static str),
+    Kind(&'static str),
+    Result(&'static str),
+    Op(&'static str),
+}
+
+impl EncodeLabelSet for ServiceLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        let detail = match self.detail {
+            Detail::Class(v) => ("class", v),
+            Detail::Kind(v) => ("kind", v),
+            Detail::Result(v) => ("result", v),
+            Detail::Op(v) => ("op", v),
+        };
+        [("service", self.service.as_str()), detail].encode(encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    service: String,
+    target: String,
+    outcome: &'static str,
+}
+
+type HistogramFamily = Family<ServiceLabel, DurationHistogram, fn() -> DurationHistogram>;
+
+/// Every metric family of the host.
+#[derive(Debug)]
+pub struct HostMetrics {
+    registry: Registry,
+    requests: Family<ServiceLabels, Counter>,
+    request_duration: HistogramFamily,
+    instance_setup: HistogramFamily,
+    failures: Family<ServiceLabels, Counter>,
+    in_use: Family<ServiceLabel, Gauge>,
+    swaps: Family<ServiceLabels, Counter>,
+    calls: Family<CallLabels, Counter>,
+    log_lines: Family<ServiceLabels, Counter>,
+    state_ops: Family<ServiceLabels, Counter>,
+    /// Distinct call targets counted by name, per service.
+    max_targets: usize,
+}
+
+impl HostMetrics {
+    /// Metrics that count calls to at most `max_targets` services by name
+    /// (per service); calls to others count as [`OTHER_TARGET`].
+    pub fn new(max_targets: usize) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "sparrow_host_requests",
+            "Requests for the plugin answered, by status class (host answers such as 413, 500, 503 and 504 included)",
+            requests.clone(),
+        );
+        let request_duration: HistogramFamily =
+            Family::new_with_constructor(|| DurationHistogram::new(REQUEST_BUCKETS));
+        registry.register_with_unit(
+            "sparrow_host_request_duration",
+            "Time from a request's head to its answer, body reading and flush included",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        let instance_setup: HistogramFamily =
+            Family::new_with_constructor(|| DurationHistogram::new(SETUP_BUCKETS));
+        registry.register_with_unit(
+            "sparrow_host_instance_setup",
+            "Time to set up a fresh instance (store and instantiation); a reused one costs none",
+            Unit::Seconds,
+            instance_setup.clone(),
+        );
+        let failures = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "sparrow_host_plugin_failures",
+            "Requests the plugin gave no response to, by kind: trap (500), timeout (504), busy (503), setup (500)",
+            failures.clone(),
+        );
+        let in_use = Family::<ServiceLabel, Gauge>::default();
+        registry.register(
+            "sparrow_host_instances_in_use",
+            "Instance slots taken by requests right now (at most --max-instances)",
+            in_use.clone(),
+        );
+        let swaps = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "sparrow_host_swaps",
+            "Hot swaps of the plugin, by result: done, or refused (the running version kept serving)",
+            swaps.clone(),
+        );
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "sparrow_host_outbound_calls",
+            "Calls from the plugin to other services, by target service and outcome (answered, no_instance, unreachable, timeout, not_allowed)",
+            calls.clone(),
+        );
+        let log_lines = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "sparrow_host_log_lines",
+            "Lines the plugin sent with log-println, by result: sent (the log service answered 200) or failed",
+            log_lines.clone(),
+        );
+        let state_ops = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "sparrow_host_state_operations",
+            "Operations on the plugin's key-value state, by op: get, set, increment",
+            state_ops.clone(),
+        );
+        HostMetrics {
+            registry,
+            requests,
+            request_duration,
+            instance_setup,
+            failures,
+            in_use,
+            swaps,
+            calls,
+            log_lines,
+            state_ops,
+            max_targets,
+        }
+    }
+
+    /// The answer to `GET /metrics`.
+    pub fn scrape(&self) -> Response<Full<Bytes>> {
+        scrape_response(&self.registry)
+    }
+}
+
+/// The metrics of one service, resolved; empty when metrics are off.
+/// Cloning shares them.
+#[derive(Clone, Default)]
+pub struct ServiceMetrics(Option<Arc<Resolved>>);
+
+struct Resolved {
+    service: String,
+    families: Arc<HostMetrics>,
+    requests: [Counter; 5],
+    request_duration: DurationHistogram,
+    instance_setup: DurationHistogram,
+    failures: [Counter; 4],
+    in_use: Gauge,
+    swaps_done: Counter,
+    swaps_refused: Counter,
+    log_lines: [Counter; 2],
+    state_ops: [Counter; 3],
+    /// Per target service, one counter per outcome.
+    calls: RwLock<HashMap<String, [Counter; 5]>>,
+}
+
+impl ServiceMetrics {
+    /// Nothing is counted.
+    pub fn off() -> Self {
+        ServiceMetrics(None)
+    }
+
+    /// The counters of `service` in `metrics`, or none when metrics are off.
+    pub fn new(metrics: Option<&Arc<HostMetrics>>, service: &str) -> Self {
+        let Some(families) = metrics else {
+            return Self::off();
+        };
+        let label = ServiceLabel {
+            service: service.to_owned(),
+        };
+        let labels = |detail| ServiceLabels {
+            service: service.to_owned(),
+            detail,
+        };
+        let counters = |family: &Family<ServiceLabels, Counter>,
+                        detail: fn(&'static str) -> Detail,
+                        values: &[&'static str]|
+         -> Vec<Counter> {
+            values
+                .iter()
+                .map(|v| family.get_or_create(&labels(detail(v))).clone())
+                .collect()
+        };
+        let swaps = counters(&families.swaps, Detail::Result, &["done", "refused"]);
+        ServiceMetrics(Some(Arc::new(Resolved {
+            requests: array(counters(&families.requests, Detail::Class, &CLASSES)),
+            request_duration: families.request_duration.get_or_create(&label).clone(),
+            instance_setup: families.instance_setup.get_or_create(&label).clone(),
+            failures: array(counters(&families.failures, Detail::Kind, &FAILURE_KINDS)),
+            in_use: families.in_use.get_or_create(&label).clone(),
+            swaps_done: swaps[0].clone(),
+            swaps_refused: swaps[1].clone(),
+            log_lines: array(counters(
+                &families.log_lines,
+                Detail::Result,
+                &["sent", "failed"],
+            )),
+            state_ops: array(counters(&families.state_ops, Detail::Op, &STATE_OPS)),
+            calls: RwLock::default(),
+            service: service.to_owned(),
+            families: families.clone(),
+        })))
+    }
+
+    /// A request was answered with `status` after `took`.
+    pub fn request(&self, status: StatusCode, took: Duration) {
+        if let Some(m) = &self.0 {
+            let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+            m.requests[class].inc();
+            m.request_duration.observe(took);
+        }
+    }
+
+    /// A fresh instance was ready to run after `took`.
+    pub fn instance_setup(&self, took: Duration) {
+        if let Some(m) = &self.0 {
+            m.instance_setup.observe(took);
+        }
+    }
+
+    pub fn failure(&self, kind: FailureKind) {
+        if let Some(m) = &self.0 {
+            m.failures[kind as usize].inc();
+        }
+    }
+
+    /// Counts an instance slot as taken until the guard is dropped.
+    pub fn in_use(&self) -> InUse {
+        if let Some(m) = &self.0 {
+            m.in_use.inc();
+        }
+        InUse(self.0.as_ref().map(|m| m.in_use.clone()))
+    }
+
+    /// A swap away from this service's version was done or refused.
+    pub fn swap(&self, done: bool) {
+        if let Some(m) = &self.0 {
+            if done {
+                m.swaps_done.inc();
+            } else {
+                m.swaps_refused.inc();
+            }
+        }
+    }
+
+    /// A call to `target` ended with `outcome`.
+    pub fn call(&self, target: &str, outcome: CallOutcome) {
+        let Some(m) = &self.0 else {
+            return;
+        };
+        if let Some(counters) = read(&m.calls).get(target) {
+            counters[outcome as usize].inc();
+            return;
+        }
+        let mut calls = write(&m.calls);
+        let named = calls.len() - usize::from(calls.contains_key(OTHER_TARGET));
+        let key = if named < m.families.max_targets || calls.contains_key(target) {
+            target
+        } else {
+            OTHER_TARGET
+        };
+        let counters = calls.entry(key.to_owned()).or_insert_with(|| {
+            CALL_OUTCOMES.map(|outcome| {
+                m.families
+                    .calls
+                    .get_or_create(&CallLabels {
+                        service: m.service.clone(),
+                        target: key.to_owned(),
+                        outcome,
+                    })
+                    .clone()
+            })
+        });
+        counters[outcome as usize].inc();
+    }
+
+    /// A `log-println` line was sent (the log service answered 200) or not.
+    pub fn log_line(&self, sent: bool) {
+        if let Some(m) = &self.0 {
+            m.log_lines[usize::from(!sent)].inc();
+        }
+    }
+
+    pub fn state_op(&self, op: StateOp) {
+        if let Some(m) = &self.0 {
+            m.state_ops[op as usize].inc();
+        }
+    }
+}
+
+/// The counters of a family, one per label value, in that order.
+fn array<const N: usize>(counters: Vec<Counter>) -> [Counter; N] {
+    counters
+        .try_into()
+        .unwrap_or_else(|v: Vec<Counter>| panic!("{N} label values, {} counters", v.len()))
+}
+
+/// An instance slot in use, counted until dropped.
+pub struct InUse(Option<Gauge>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if let Some(gauge) = &self.0 {
+            gauge.dec();
+        }
+    }
+}
+
+/// Answers `GET /metrics` on `listener` until `shutdown` completes, with the
+/// same connection limits and timeouts as the service's address.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<HostMetrics>,
+    settings: ServeSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let service_for = |_peer| {
+        let metrics = metrics.clone();
+        service_fn(move |request: Request<Incoming>| {
+            let response = match (request.method(), request.uri().path()) {
+                (&Method::GET, METRICS_PATH) => metrics.scrape(),
+                (_, METRICS_PATH) => {
+                    text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                }
+                (_, path) => text_response(
+                    StatusCode::NOT_FOUND,
+                    format!("no route for {path}: metrics are on {METRICS_PATH}"),
+                ),
+            };
+            std::future::ready(Ok::<_, Infallible>(response))
+        })
+    };
+    accept::serve(listener, &settings, service_for, shutdown).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn scrape(metrics: &HostMetrics) -> String {
+        let body = metrics.scrape().into_body();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = runtime.block_on(body.collect()).unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn counts_per_service_with_named_labels() {
+        let metrics = Arc::new(HostMetrics::new(16));
+        let echo = ServiceMetrics::new(Some(&metrics), "echo");
+        echo.request(StatusCode::OK, Duration::from_micros(50));
+        echo.request(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(1));
+        echo.failure(FailureKind::Timeout);
+        echo.call("log", CallOutcome::Answered);
+        echo.call("log", CallOutcome::Answered);
+        echo.call("visit", CallOutcome::NoInstance);
+        echo.log_line(true);
+        echo.state_op(StateOp::Increment);
+        echo.swap(false);
+        let held = echo.in_use();
+        let text = scrape(&metrics);
+        for line in [
+            "sparrow_host_requests_total{service=\"echo\",class=\"2xx\"} 1\n",
+            "sparrow_host_requests_total{service=\"echo\",class=\"5xx\"} 1\n",
+            "sparrow_host_request_duration_seconds_count{service=\"echo\"} 2\n",
+            "sparrow_host_plugin_failures_total{service=\"echo\",kind=\"timeout\"} 1\n",
+            "sparrow_host_outbound_calls_total{service=\"echo\",target=\"log\",outcome=\"answered\"} 2\n",
+            "sparrow_host_outbound_calls_total{service=\"echo\",target=\"visit\",outcome=\"no_instance\"} 1\n",
+            "sparrow_host_log_lines_total{service=\"echo\",result=\"sent\"} 1\n",
+            "sparrow_host_state_operations_total{service=\"echo\",op=\"increment\"} 1\n",
+            "sparrow_host_swaps_total{service=\"echo\",result=\"refused\"} 1\n",
+            "sparrow_host_instances_in_use{service=\"echo\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in:\n{text}");
+        }
+        drop(held);
+        assert!(scrape(&metrics).contains("sparrow_host_instances_in_use{service=\"echo\"} 0\n"));
+    }
+
+    #[test]
+    fn call_targets_past_the_bound_count_as_other() {
+        let metrics = Arc::new(HostMetrics::new(2));
+        let gateway = ServiceMetrics::new(Some(&metrics), "gateway");
+        for target in ["a", "b", "c", "d", "a"] {
+            gateway.call(target, CallOutcome::NoInstance);
+        }
+        let text = scrape(&metrics);
+        let count = |target: &str| {
+            let line = format!(
+                "sparrow_host_outbound_calls_total{{service=\"gateway\",target=\"{target}\",outcome=\"no_instance\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .map(|v| v.to_owned())
+        };
+        assert_eq!(count("a").as_deref(), Some("2"));
+        assert_eq!(count("b").as_deref(), Some("1"));
+        assert_eq!(count(OTHER_TARGET).as_deref(), Some("2"));
+        assert_eq!(count("c"), None);
+    }
+
+    #[test]
+    fn off_counts_nothing() {
+        let off = ServiceMetrics::off();
+        off.request(StatusCode::OK, Duration::ZERO);
+        off.call("log", CallOutcome::Timeout);
+        drop(off.in_use());
+    }
+}

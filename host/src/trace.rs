@@ -1,0 +1,284 @@
+//! Request tracing across hops with W3C Trace Context (`traceparent`,
+//! `tracestate`): a request that comes without a valid `traceparent` starts
+//! a trace here; one that comes with it continues the caller's. Either way
+//! the request gets a span id of its own in this host (a [`Hop`]), and:
+//!
+//! - the plugin sees `traceparent` naming this hop as the parent, so a
+//!   plugin that forwards headers (the gateway) passes on the right one;
+//! - every call the plugin makes (`call-service`, `log-println`) carries
+//!   this hop's `traceparent`, whatever headers the plugin set: the host owns
+//!   these headers as it owns `x-sparrow-*`;
+//! - the host's log lines about the request are inside a `request` span
+//!   with a `trace_id` field, so grepping one id over every host's log shows
+//!   the whole path of a request.
+
+use std::fmt;
+
+use http::{HeaderMap, HeaderValue};
+
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+
+/// The only version this host writes.
+const VERSION: &str = "00";
+/// `tracestate` beyond this is dropped rather than passed on (the
+/// specification asks to pass on at least 512 characters).
+const MAX_TRACESTATE: usize = 512;
+/// The `sampled` flag; the other flags are not passed on (version 00).
+const SAMPLED: u8 = 0x01;
+
+/// A trace id, shown as 32 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceId(u128);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// The trace context of one request in this host.
+#[derive(Clone, Debug)]
+pub struct Hop {
+    trace_id: TraceId,
+    /// This hop's own id: the parent of every call the request makes.
+    span_id: u64,
+    flags: u8,
+    /// The caller's vendor entries, passed on unchanged.
+    tracestate: Option<HeaderValue>,
+}
+
+impl Hop {
+    /// The hop of a request with `headers`: it continues the caller's trace
+    /// when `traceparent` is valid, else starts a new (sampled) trace.
+    pub fn start(headers: &HeaderMap) -> Hop {
+        let span_id = nonzero_random_u64();
+        match single(headers, TRACEPARENT).and_then(parse_traceparent) {
+            Some(parent) => Hop {
+                trace_id: TraceId(parent.trace_id),
+                span_id,
+                flags: parent.flags & SAMPLED,
+                tracestate: tracestate(headers),
+            },
+            None => Hop {
+                trace_id: TraceId(nonzero_random_u128()),
+                span_id,
+                flags: SAMPLED,
+                tracestate: None,
+            },
+        }
+    }
+
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// The `traceparent` that names this hop as the parent.
+    pub fn traceparent(&self) -> String {
+        format!(
+            "{VERSION}-{}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
+    }
+
+    /// The span that the host's log lines about this request go in.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!("request", trace_id = %self.trace_id())
+    }
+
+    /// The trace headers the plugin sees, in place of the client's.
+    pub fn plugin_headers(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        let state = self
+            .tracestate
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(|v| (TRACESTATE, v.to_owned()));
+        std::iter::once((TRACEPARENT, self.traceparent())).chain(state)
+    }
+
+    /// Makes an outgoing call a child of this hop: its `traceparent` is
+    /// this hop's, whatever the plugin set; `tracestate` is passed on.
+    pub fn attach(&self, headers: &mut HeaderMap) {
+        if let Ok(value) = HeaderValue::try_from(self.traceparent()) {
+            headers.insert(TRACEPARENT, value);
+        }
+        if let Some(state) = &self.tracestate {
+            headers.insert(TRACESTATE, state.clone());
+        }
+    }
+}
+
+/// Whether `name` (lowercase, as `http` keeps it) is a trace header, which
+/// the host sets itself.
+pub fn is_trace_header(name: &str) -> bool {
+    name == TRACEPARENT || name == TRACESTATE
+}
+
+/// What a valid `traceparent` says.
+#[derive(Debug, PartialEq, Eq)]
+struct Parent {
+    trace_id: u128,
+    flags: u8,
+}
+
+/// Parses `traceparent` as the specification says a receiver must: lowercase
+/// hex fields of the right lengths, no all-zero id, version `ff` invalid, and
+/// a later version read as far as version 00 goes.
+fn parse_traceparent(value: &HeaderValue) -> Option<Parent> {
+    let text = value.to_str().ok()?.trim_matches([' ', '\t']);
+    let bytes = text.as_bytes();
+    if bytes.len() < 55 {
+        return None;
+    }
+    let version = hex_field(&text[0..2])? as u8;
+    let exact = version == 0;
+    if version == 0xff
+        || (exact && bytes.len() != 55)
+        || (!exact && bytes.len() > 55 && bytes[55] != b'-')
+    {
+        return None;
+    }
+    if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
+        return None;
+    }
+    let trace_id = hex_field(&text[3..35])?;
+    let parent_id = hex_field(&text[36..52])? as u64;
+    let flags = hex_field(&text[53..55])? as u8;
+    (trace_id != 0 && parent_id != 0).then_some(Parent { trace_id, flags })
+}
+
+/// A field of lowercase hex digits (at most 32).
+fn hex_field(text: &str) -> Option<u128> {
+    if !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u128::from_str_radix(text, 16).ok()
+}
+
+/// The one value of header `name`; none when it is missing or repeated.
+fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    values.next().is_none().then_some(first)
+}
+
+/// Every `tracestate` value joined, if it is short enough to pass on.
+fn tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
+    let parts: Vec<&str> = headers
+        .get_all(TRACESTATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let joined = parts.join(",");
+    if joined.is_empty() || joined.len() > MAX_TRACESTATE {
+        return None;
+    }
+    HeaderValue::try_from(joined).ok()
+}
+
+fn nonzero_random_u64() -> u64 {
+    loop {
+        let id = rand::random::<u64>();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+fn nonzero_random_u128() -> u128 {
+    loop {
+        let id = rand::random::<u128>();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn continues_a_valid_trace_with_a_span_of_its_own() {
+        let hop = Hop::start(&headers(&[(TRACEPARENT, VALID), (TRACESTATE, "a=1")]));
+        assert_eq!(
+            hop.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        let child = hop.traceparent();
+        assert!(
+            child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{child}"
+        );
+        assert!(child.ends_with("-01"), "{child}");
+        assert_ne!(
+            &child[36..52],
+            "00f067aa0ba902b7",
+            "the hop needs its own id"
+        );
+        assert_eq!(child[36..52], format!("{:016x}", hop.span_id));
+        assert!(parse_traceparent(&HeaderValue::from_str(&child).unwrap()).is_some());
+
+        let mut outgoing = headers(&[(TRACEPARENT, VALID), ("x-other", "1")]);
+        hop.attach(&mut outgoing);
+        assert_eq!(outgoing[TRACEPARENT], child.as_str());
+        assert_eq!(outgoing[TRACESTATE], "a=1");
+        assert_eq!(outgoing.get_all(TRACEPARENT).iter().count(), 1);
+    }
+
+    #[test]
+    fn starts_a_trace_when_the_header_is_missing_or_invalid() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            let hop = Hop::start(&headers(&[(TRACEPARENT, bad), (TRACESTATE, "a=1")]));
+            assert_ne!(
+                hop.trace_id().to_string(),
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                "{bad:?} was accepted"
+            );
+            assert!(hop.tracestate.is_none(), "{bad:?}: tracestate kept");
+            assert_eq!(hop.traceparent().len(), 55);
+        }
+        let two = headers(&[(TRACEPARENT, VALID), (TRACEPARENT, VALID)]);
+        assert_ne!(Hop::start(&two).trace_id().to_string(), &VALID[3..35]);
+    }
+
+    #[test]
+    fn reads_a_later_version_as_far_as_version_00_goes() {
+        let later = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-says";
+        let hop = Hop::start(&headers(&[(TRACEPARENT, later)]));
+        assert_eq!(hop.trace_id().to_string(), &VALID[3..35]);
+        assert!(hop.traceparent().starts_with("00-"));
+    }
+
+    #[test]
+    fn new_traces_differ() {
+        let a = Hop::start(&HeaderMap::new());
+        let b = Hop::start(&HeaderMap::new());
+        assert_ne!(a.trace_id(), b.trace_id());
+    }
+}

@@ -1,0 +1,387 @@
+//! Metrics: after known traffic, every process's `/metrics` parses as the
+//! Prometheus text format and its counters hold the values that traffic
+//! must have produced (not just their names).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use prometheus_parse::{LineInfo, Scrape, Value};
+use std::path::Path;
+
+use harness::{Proc, TempDir, get, plugin, poll_until, post, registered, send, stub};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// One scrape, checked line by line and parsed.
+struct Metrics(Scrape);
+
+impl Metrics {
+    fn of(addr: SocketAddr) -> Metrics {
+        let reply = get(&format!("http://{addr}/metrics"));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let content_type = reply.headers["content-type"].to_str().unwrap();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        let text = reply.text();
+        // The parser skips what it does not understand: make sure nothing
+        // was skipped.
+        for line in text.lines() {
+            assert!(
+                !matches!(LineInfo::parse(line), LineInfo::Ignored),
+                "not the Prometheus text format: {line:?}"
+            );
+        }
+        Metrics(Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses"))
+    }
+
+    /// The value of the counter, gauge (or histogram `_count`) sample `name`
+    /// with exactly `labels`; `None` when there is no such sample.
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.0
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && s.labels.len() == labels.len())
+            .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+                ref other => panic!("{name} is not a single value: {other:?}"),
+            })
+    }
+
+    /// Like [`Metrics::get`], for a sample that must be there.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("no sample {name} {labels:?} in {:#?}", self.names()))
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.0.samples.iter().map(|s| s.metric.clone()).collect();
+        names.dedup();
+        names
+    }
+}
+
+/// Replaces `target` with a copy of `source`: a temporary file beside it,
+/// renamed into place.
+fn install_atomically(source: &Path, target: &Path) {
+    let temporary = target.with_extension("tmp");
+    std::fs::copy(source, &temporary).expect("copying the new version");
+    std::fs::rename(&temporary, target).expect("renaming it into place");
+}
+
+/// The metrics address a host logged.
+fn metrics_addr(host: &Proc) -> SocketAddr {
+    harness::listening::parse_metrics(&host.log())
+        .unwrap_or_else(|| panic!("no `metrics on` line:\n{}", host.log()))
+}
+
+#[test]
+fn a_host_counts_requests_failures_calls_state_and_swaps() {
+    let dir = TempDir::new("metrics-host");
+    let plugin_file = dir.path().join("echo.wasm");
+    // Requires `echo`, whose only instance is itself: a call finds no
+    // instance.
+    std::fs::copy(stub("echo-calls-echo"), &plugin_file).unwrap();
+    let registry = Proc::registry(&[]);
+    let host = Proc::host(
+        &plugin_file,
+        &registry,
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--request-timeout",
+            "1s",
+            "--max-body",
+            "1KiB",
+        ],
+    );
+    let addr = metrics_addr(&host);
+    let echo = |labels: &[(&'static str, &'static str)]| {
+        let mut all = vec![("service", "echo")];
+        all.extend_from_slice(labels);
+        all
+    };
+    let before = Metrics::of(addr);
+    assert_eq!(
+        before.value("sparrow_host_requests_total", &echo(&[("class", "2xx")])),
+        0.0
+    );
+
+    for _ in 0..5 {
+        assert_eq!(post(&host.url("/echo"), b"hi").status, 200);
+    }
+    assert_eq!(post(&host.url("/echo"), &[b'x'; 2048]).status, 413);
+    assert_eq!(get(&host.url("/count")).text(), "1");
+    assert_eq!(get(&host.url("/call/echo/x")).status, 502);
+    assert_eq!(get(&host.url("/call/log/x")).status, 502);
+    assert_eq!(get(&host.url("/trap")).status, 500);
+    assert_eq!(get(&host.url("/loop")).status, 504);
+
+    // A refused swap, then a done one.
+    std::fs::write(dir.path().join("garbage"), "not wasm").unwrap();
+    install_atomically(&dir.path().join("garbage"), &plugin_file);
+    assert!(
+        host.wait_for_log("new plugin refused", SETTLE),
+        "{}",
+        host.log()
+    );
+    install_atomically(&stub("echo-v2"), &plugin_file);
+    assert!(
+        host.wait_for_log("plugin swapped", SETTLE),
+        "{}",
+        host.log()
+    );
+    assert_eq!(get(&host.url("/version")).text(), "v2");
+
+    let m = Metrics::of(addr);
+    let requests = |class| m.value("sparrow_host_requests_total", &echo(&[("class", class)]));
+    // 200: 5 echoes, /count, /version; 5xx: two 502 from the plugin, the
+    // trap's 500, the loop's 504; 4xx: the body over --max-body.
+    assert_eq!(requests("2xx"), 7.0);
+    assert_eq!(requests("4xx"), 1.0);
+    assert_eq!(requests("5xx"), 4.0);
+    assert_eq!(requests("1xx") + requests("3xx"), 0.0);
+    assert_eq!(
+        m.value("sparrow_host_request_duration_seconds_count", &echo(&[])),
+        12.0
+    );
+    // Every request but the 413 ran in a fresh instance.
+    assert_eq!(
+        m.value("sparrow_host_instance_setup_seconds_count", &echo(&[])),
+        11.0
+    );
+    let failures = |kind| {
+        m.value(
+            "sparrow_host_plugin_failures_total",
+            &echo(&[("kind", kind)]),
+        )
+    };
+    assert_eq!(
+        [
+            failures("trap"),
+            failures("timeout"),
+            failures("busy"),
+            failures("setup")
+        ],
+        [1.0, 1.0, 0.0, 0.0]
+    );
+    assert_eq!(m.value("sparrow_host_instances_in_use", &echo(&[])), 0.0);
+    let swaps = |result| m.value("sparrow_host_swaps_total", &echo(&[("result", result)]));
+    assert_eq!([swaps("done"), swaps("refused")], [1.0, 1.0]);
+    let calls = |target, outcome| {
+        m.value(
+            "sparrow_host_outbound_calls_total",
+            &echo(&[("target", target), ("outcome", outcome)]),
+        )
+    };
+    assert_eq!(calls("echo", "no_instance"), 1.0);
+    assert_eq!(calls("echo", "answered"), 0.0);
+    assert_eq!(calls("log", "not_allowed"), 1.0);
+    let state = |op| m.value("sparrow_host_state_operations_total", &echo(&[("op", op)]));
+    assert_eq!(
+        [state("increment"), state("get"), state("set")],
+        [1.0, 0.0, 0.0]
+    );
+
+    // The swap changed the description (no requirement any more): the
+    // registry saw one new registration and one update.
+    let r = Metrics::of(registry.addr());
+    let registrations = |kind| r.value("sparrow_registry_registrations_total", &[("kind", kind)]);
+    assert_eq!([registrations("new"), registrations("update")], [1.0, 1.0]);
+}
+
+#[test]
+fn without_metrics_addr_nothing_is_served_and_metrics_is_the_plugins_path() {
+    let registry = Proc::registry(&[]);
+    let host = Proc::host(&stub("echo"), &registry, &[]);
+    assert!(harness::listening::parse_metrics(&host.log()).is_none());
+    let reply = get(&host.url("/metrics"));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers["x-echo-path"], "/metrics");
+}
+
+#[test]
+fn the_system_and_the_registry_count_visits_heartbeats_evictions_and_notifications() {
+    let dir = TempDir::new("metrics-system");
+    let registry = Proc::registry(&[]);
+    let with_metrics = ["--metrics-addr", "127.0.0.1:0"];
+    // One at a time, so that which registration notifies whom is known:
+    // nobody requires a service when it registers, so none does.
+    let mut log = Proc::host(
+        &plugin("log"),
+        &registry,
+        &[
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(poll_until(SETTLE, || registered(&registry, "log").len() == 1));
+    let mut visit = Proc::host(&plugin("visit"), &registry, &with_metrics);
+    assert!(poll_until(SETTLE, || registered(&registry, "visit").len() == 1));
+    let gateway = Proc::host(&plugin("gateway"), &registry, &with_metrics);
+    assert!(poll_until(SETTLE, || registered(&registry, "gateway")
+        .len()
+        == 1));
+
+    for expected in 1..=3 {
+        let reply = get(&gateway.url("/visit/"));
+        assert_eq!(reply.text(), expected.to_string());
+    }
+
+    let g = Metrics::of(metrics_addr(&gateway));
+    let gw = |more: &[(&'static str, &'static str)]| {
+        let mut labels = vec![("service", "gateway")];
+        labels.extend_from_slice(more);
+        labels
+    };
+    assert_eq!(
+        g.value("sparrow_host_requests_total", &gw(&[("class", "2xx")])),
+        3.0
+    );
+    assert_eq!(
+        g.value(
+            "sparrow_host_outbound_calls_total",
+            &gw(&[("target", "visit"), ("outcome", "answered")])
+        ),
+        3.0
+    );
+    let v = Metrics::of(metrics_addr(&visit));
+    let vi = |more: &[(&'static str, &'static str)]| {
+        let mut labels = vec![("service", "visit")];
+        labels.extend_from_slice(more);
+        labels
+    };
+    assert_eq!(
+        v.value("sparrow_host_requests_total", &vi(&[("class", "2xx")])),
+        3.0
+    );
+    assert_eq!(
+        v.value("sparrow_host_log_lines_total", &vi(&[("result", "sent")])),
+        3.0
+    );
+    assert_eq!(
+        v.value("sparrow_host_log_lines_total", &vi(&[("result", "failed")])),
+        0.0
+    );
+    assert_eq!(
+        v.value(
+            "sparrow_host_outbound_calls_total",
+            &vi(&[("target", "log"), ("outcome", "answered")])
+        ),
+        3.0
+    );
+    assert_eq!(
+        v.value(
+            "sparrow_host_state_operations_total",
+            &vi(&[("op", "increment")])
+        ),
+        3.0
+    );
+    let l = Metrics::of(metrics_addr(&log));
+    assert_eq!(
+        l.value(
+            "sparrow_host_requests_total",
+            &[("service", "log"), ("class", "2xx")]
+        ),
+        3.0
+    );
+
+    // The registry: three new registrations, all passing once heartbeats
+    // came, nothing failed or notified yet.
+    let passing = |m: &Metrics, service| {
+        m.get(
+            "sparrow_registry_instances",
+            &[("service", service), ("health", "passing")],
+        )
+    };
+    assert!(poll_until(SETTLE, || {
+        let r = Metrics::of(registry.addr());
+        ["log", "visit", "gateway"]
+            .iter()
+            .all(|s| passing(&r, s) == Some(1.0))
+    }));
+    let r = Metrics::of(registry.addr());
+    assert_eq!(
+        r.value("sparrow_registry_registrations_total", &[("kind", "new")]),
+        3.0
+    );
+    assert_eq!(r.value("sparrow_registry_table_instances", &[]), 3.0);
+    assert_eq!(r.value("sparrow_registry_services", &[]), 3.0);
+    assert!(r.value("sparrow_registry_heartbeats_total", &[("result", "ok")]) >= 3.0);
+    assert_eq!(
+        r.value("sparrow_registry_heartbeats_total", &[("result", "failed")]),
+        0.0
+    );
+    let delivered = |m: &Metrics| {
+        m.value(
+            "sparrow_registry_notifications_total",
+            &[("result", "delivered")],
+        )
+    };
+    assert_eq!(delivered(&r), 0.0);
+
+    // kill -9 the log host: two failed attempts (the test registry's
+    // --heartbeat-attempts), one eviction, visit and gateway told.
+    log.kill9();
+    assert!(
+        poll_until(SETTLE, || {
+            let r = Metrics::of(registry.addr());
+            r.value("sparrow_registry_evictions_total", &[]) == 1.0 && delivered(&r) == 2.0
+        }),
+        "{}",
+        registry.log()
+    );
+    let r = Metrics::of(registry.addr());
+    assert_eq!(
+        r.value("sparrow_registry_heartbeats_total", &[("result", "failed")]),
+        2.0
+    );
+    assert_eq!(passing(&r, "log"), None);
+    assert_eq!(r.value("sparrow_registry_table_instances", &[]), 2.0);
+    assert_eq!(
+        r.value("sparrow_registry_notification_latency_seconds_count", &[]),
+        2.0
+    );
+    assert_eq!(
+        r.value(
+            "sparrow_registry_notifications_total",
+            &[("result", "failed")]
+        ),
+        0.0
+    );
+
+    // A clean stop deregisters: the gateway is told.
+    let status = visit.terminate(SETTLE).expect("visit exits");
+    assert!(status.success());
+    assert!(poll_until(SETTLE, || delivered(&Metrics::of(
+        registry.addr()
+    )) == 3.0));
+    let r = Metrics::of(registry.addr());
+    assert_eq!(
+        r.value(
+            "sparrow_registry_deregistrations_total",
+            &[("result", "removed")]
+        ),
+        1.0
+    );
+    // A deregistration of an unknown instance is counted apart.
+    let unknown = br#"{"Name":"ghost","Addr":"127.0.0.1:9","RequiredServices":[]}"#;
+    assert_eq!(
+        send("DELETE", &registry.url("/services"), &[], unknown)
+            .unwrap()
+            .status,
+        200
+    );
+    let r = Metrics::of(registry.addr());
+    assert_eq!(
+        r.value(
+            "sparrow_registry_deregistrations_total",
+            &[("result", "unknown")]
+        ),
+        1.0
+    );
+}

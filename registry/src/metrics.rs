@@ -360,9 +360,13 @@ mod tests {
     use super::*;
     use protocol::record::ServiceRecord;
 
-    #[tokio::test]
-    async fn counts_and_table_are_exposed() {
+    #[test]
+    fn counts_and_table_are_exposed() {
         use crate::store::Store;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let metrics = Arc::new(Metrics::new());
         let notifier = crate::notify::Notifier::new(
             protocol::http::http_client(),
@@ -372,14 +376,15 @@ mod tests {
             Arc::clone(&metrics),
         );
         let store = Arc::new(crate::store::memory::MemoryStore::new(notifier));
-        store
-            .register(ServiceRecord::new("log", "h:1", vec![]))
-            .await
-            .unwrap();
-        store
-            .register(ServiceRecord::new("log", "h:2", vec![]))
-            .await
-            .unwrap();
+        runtime.block_on(async {
+            for addr in ["h:1", "h:2"] {
+                store
+                    .register(ServiceRecord::new("log", addr, vec![]))
+                    .await
+                    .unwrap();
+            }
+        });
+        drop(runtime);
         metrics.observe_table(store.clone());
         metrics.registered(false);
         metrics.registered(true);

@@ -200,7 +200,7 @@ impl Drop for EtcdCluster {
 
 /// Starts a registry replica on `addr` that keeps its table in `etcd`, with
 /// the harness's fast heartbeats and a 2 s leader lease (`extra` may
-/// override either).
+/// override either), and waits until it takes writes.
 pub fn registry_replica(etcd: &EtcdCluster, addr: &str, extra: &[&str]) -> crate::Proc {
     let endpoints = etcd.endpoints();
     let mut args = vec!["--etcd", endpoints.as_str()];
@@ -208,7 +208,14 @@ pub fn registry_replica(etcd: &EtcdCluster, addr: &str, extra: &[&str]) -> crate
         args.extend(["--leader-ttl", "2s"]);
     }
     args.extend_from_slice(extra);
-    crate::Proc::registry_at(addr, &args)
+    let replica = crate::Proc::registry_at(addr, &args);
+    // It takes writes once it follows etcd (503 before).
+    assert!(
+        replica.wait_for_log("watching etcd", START_TIMEOUT),
+        "the replica never watched etcd:\n{}",
+        replica.log()
+    );
+    replica
 }
 
 /// Starts a host for `plugin` on a free port that knows every registry of

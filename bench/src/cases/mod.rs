@@ -6,6 +6,7 @@ mod host_overhead;
 mod hot_swap;
 mod log;
 mod registry;
+mod registry_etcd;
 mod startup;
 
 use clap::ValueEnum;

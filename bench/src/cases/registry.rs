@@ -2,7 +2,8 @@
 //! heartbeat sweep over 10,000 instances takes (against the default 30 s
 //! interval), and how long until 1,000 dependents are told of a new instance
 //! they need (against a 1 s target). The instances and dependents are fakes
-//! served by this process, one loopback listener each.
+//! served by this process, one loopback listener each. Then the same with
+//! the table in etcd (`registry_etcd.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,7 +56,6 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             })
             .start()?
     };
-    let services = registry.url("/services");
     let mut rows = Vec::new();
 
     // Registrations: N distinct records, 32 at a time.
@@ -88,22 +88,51 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         sweep.as_secs_f64() / DEFAULT_INTERVAL.as_secs_f64(),
     ));
 
-    // Fan-out: D dependents require `bench-x`; then `bench-x` registers.
+    let fan_out = fan_out(&registry, &fakes, n, d, settings).await?;
+    rows.push(Row::compared(
+        CASE,
+        &format!("register → all {d} dependents notified (vs 1 s target)"),
+        report::duration(fan_out),
+        report::duration(FAN_OUT_TARGET),
+        fan_out.as_secs_f64() / FAN_OUT_TARGET.as_secs_f64(),
+    ));
+    drop(registry);
+
+    // The same with the table in etcd, against these in-memory figures.
+    let in_memory = super::registry_etcd::InMemory {
+        registrations_per_second: registered.rate(),
+        fan_out,
+    };
+    rows.extend(super::registry_etcd::run(settings, &fakes, &in_memory).await);
+    Ok(rows)
+}
+
+/// D dependents (fakes after the first `n`) require `bench-x`; then
+/// `bench-x` registers: how long until the last dependent is told.
+pub(super) async fn fan_out(
+    registry: &Proc,
+    fakes: &[FakeService],
+    n: usize,
+    d: usize,
+    settings: &Settings,
+) -> anyhow::Result<Duration> {
     let dependents = Arc::new(addrs(&fakes[n..n + d]));
     register(
-        &registry,
+        registry,
         dependents,
         "bench-dependent",
         &["bench-x"],
         settings,
     )
     .await?;
-    for fake in &fakes {
+    for fake in fakes {
         fake.clear();
     }
     let x = record("bench-x", &fakes[n + d].addr, &[]);
     let posted = Instant::now();
-    let status = client::send(Method::POST, &services, x).await?.status;
+    let status = client::send(Method::POST, &registry.url("/services"), x)
+        .await?
+        .status;
     ensure!(status == 200, "registering bench-x answered {status}");
     // Each fake notes when its notification came: how often this looks
     // only costs CPU, which the registry needs.
@@ -128,15 +157,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             firsts().len()
         );
     };
-    let fan_out = last - posted;
-    rows.push(Row::compared(
-        CASE,
-        &format!("register → all {d} dependents notified (vs 1 s target)"),
-        report::duration(fan_out),
-        report::duration(FAN_OUT_TARGET),
-        fan_out.as_secs_f64() / FAN_OUT_TARGET.as_secs_f64(),
-    ));
-    Ok(rows)
+    Ok(last - posted)
 }
 
 /// `count` fake instances, each on its own port of 127.0.0.1.
@@ -151,7 +172,7 @@ async fn start_fakes(count: usize) -> anyhow::Result<Vec<FakeService>> {
     Ok(fakes)
 }
 
-fn addrs(fakes: &[FakeService]) -> Vec<String> {
+pub(super) fn addrs(fakes: &[FakeService]) -> Vec<String> {
     fakes.iter().map(|fake| fake.addr.clone()).collect()
 }
 
@@ -162,7 +183,7 @@ fn record(name: &str, addr: &str, requires: &[&str]) -> Bytes {
 }
 
 /// Registers one record per address, as `name`, with 32 connections.
-async fn register(
+pub(super) async fn register(
     registry: &Proc,
     addrs: Arc<Vec<String>>,
     name: &'static str,

@@ -11,7 +11,9 @@
 //! - Every replica notifies the dependents of every change it sees on the
 //!   watch: a dependent hears of each change at least once (once per replica
 //!   that is up), and from each replica in revision order. Duplicates are
-//!   harmless: a notification says the state of one instance.
+//!   harmless: a notification says the state of one instance. A replica
+//!   takes writes only while its watch is established, so that the replica
+//!   that made a change is always one that tells of it.
 //! - The keys carry no lease: whether an instance lives is for the
 //!   heartbeats to say, and only the leading replica runs them (see
 //!   `leader.rs`). An eviction deletes the key only if it still holds the
@@ -124,6 +126,20 @@ impl EtcdStore {
 
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// A write is taken only while this replica watches: then its own watch
+    /// sees the change and tells the dependents. A replica that took writes
+    /// before its first read (or while it had lost its watch) could have
+    /// them told by nobody, if no other replica was watching either.
+    fn check_watching(&self) -> Result<(), StoreError> {
+        if self.watching.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "this replica is not following etcd yet (or lost its watch); retry".into(),
+            ))
+        }
     }
 
     /// One etcd request, bounded by `--etcd-timeout`.
@@ -255,6 +271,7 @@ impl Store for EtcdStore {
     }
 
     async fn register(&self, record: ServiceRecord) -> Result<Registered, StoreError> {
+        self.check_watching()?;
         let json = serde_json::to_vec(&record).map_err(unavailable)?;
         let key = self.keys.instance(&record.name, &record.addr);
         let mut ops = vec![TxnOp::put(
@@ -298,6 +315,7 @@ impl Store for EtcdStore {
     }
 
     async fn deregister(&self, record: &ServiceRecord) -> Result<bool, StoreError> {
+        self.check_watching()?;
         let mut client = self.client();
         let key = self.keys.instance(&record.name, &record.addr);
         let done = self.call(client.delete(key, None)).await?;
@@ -305,6 +323,7 @@ impl Store for EtcdStore {
     }
 
     async fn evict(&self, target: &Target) -> Result<bool, StoreError> {
+        self.check_watching()?;
         let key = self.keys.instance(&target.name, &target.addr);
         let checked = i64::try_from(target.id.0).unwrap_or(i64::MAX);
         let txn = Txn::new()

@@ -74,21 +74,7 @@ impl Host {
         let listener = TcpListener::bind(cli.addr)
             .await
             .with_context(|| format!("cannot listen on {}", cli.addr))?;
-        let metrics = match (cli.metrics_addr, &shared.metrics) {
-            (Some(addr), Some(metrics)) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("--metrics-addr: cannot listen on {addr}"))?;
-                // Before the `listening on` line, so that whoever waits for
-                // that one finds this one too.
-                tracing::info!(
-                    "{}",
-                    protocol::listening::metrics_message(listener.local_addr()?)
-                );
-                Some((listener, metrics.clone()))
-            }
-            _ => None,
-        };
+        let metrics = metrics_listener(&cli, &shared).await?;
         let (record, active) = identity(&cli, &listener, &shared, plugin)?;
         tracing::info!(
             service = %record.name,
@@ -134,6 +120,39 @@ impl Host {
     /// Serves, registers, keeps registered, swaps plugin versions; on stop,
     /// deregisters, then lets requests in flight finish.
     pub async fn run(self, control: Control) -> anyhow::Result<()> {
+        let stopped = control.stopped();
+        let (cli, app, tasks) = self.spawn_tasks(control);
+        // Registration runs while the server already answers: the registry
+        // may send a heartbeat or a notification the moment it has the
+        // record.
+        let mut stopped = std::pin::pin!(stopped);
+        let registered = tokio::select! {
+            registered = app.discovery.register(cli.registry_wait) => Some(registered),
+            () = &mut stopped => None,
+        };
+        let watchdog = match registered {
+            Some(Err(e)) => {
+                tasks.abort();
+                return Err(e);
+            }
+            // From now on a registry that forgets us is told again.
+            Some(Ok(())) => Some(tokio::spawn(keep_registered(app.clone(), &cli))),
+            None => None,
+        };
+        stopped.await;
+        tracing::info!("shutting down");
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+            app.discovery.deregister().await;
+        }
+        tasks.drain().await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// Starts serving (the service, its metrics) and watching the plugin
+    /// file, until `control` says stop.
+    fn spawn_tasks(self, control: Control) -> (Cli, Arc<App>, Tasks) {
         let Host {
             cli,
             app,
@@ -161,7 +180,6 @@ impl Host {
             control.stopped(),
             settings,
         ));
-        let stopped = control.stopped();
         let swapper = Swapper {
             app: app.clone(),
             path: cli.plugin.clone(),
@@ -169,43 +187,62 @@ impl Host {
             loaded,
         };
         let swapper = tokio::spawn(swapper.run(control));
+        let tasks = Tasks {
+            server,
+            swapper,
+            metrics_server,
+        };
+        (cli, app, tasks)
+    }
+}
 
-        // Registration runs while the server already answers: the registry
-        // may send a heartbeat or a notification the moment it has the
-        // record.
-        let mut stopped = std::pin::pin!(stopped);
-        let registered = tokio::select! {
-            registered = app.discovery.register(cli.registry_wait) => Some(registered),
-            () = &mut stopped => None,
-        };
-        let watchdog = match registered {
-            Some(Err(e)) => {
-                swapper.abort();
-                server.abort();
-                if let Some(metrics_server) = metrics_server {
-                    metrics_server.abort();
-                }
-                return Err(e);
-            }
-            // From now on a registry that forgets us is told again.
-            Some(Ok(())) => Some(tokio::spawn(keep_registered(app.clone(), &cli))),
-            None => None,
-        };
-        stopped.await;
-        tracing::info!("shutting down");
-        if let Some(watchdog) = watchdog {
-            watchdog.abort();
-            app.discovery.deregister().await;
-        }
-        // A swap still compiling would only delay the end.
-        swapper.abort();
-        server.await.context("server task failed")?;
-        if let Some(metrics_server) = metrics_server {
+/// The tasks of a running host.
+struct Tasks {
+    server: tokio::task::JoinHandle<()>,
+    swapper: tokio::task::JoinHandle<()>,
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Tasks {
+    /// Stops everything at once (the host could not start serving).
+    fn abort(self) {
+        self.swapper.abort();
+        self.server.abort();
+        if let Some(metrics_server) = self.metrics_server {
             metrics_server.abort();
         }
-        tracing::info!("stopped");
+    }
+
+    /// Once stopped: lets the server drain, then ends the rest.
+    async fn drain(self) -> anyhow::Result<()> {
+        // A swap still compiling would only delay the end.
+        self.swapper.abort();
+        self.server.await.context("server task failed")?;
+        if let Some(metrics_server) = self.metrics_server {
+            metrics_server.abort();
+        }
         Ok(())
     }
+}
+
+/// The listener of `--metrics-addr`, with the metrics it serves.
+async fn metrics_listener(
+    cli: &Cli,
+    shared: &Shared,
+) -> anyhow::Result<Option<(TcpListener, Arc<HostMetrics>)>> {
+    let (Some(addr), Some(metrics)) = (cli.metrics_addr, &shared.metrics) else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--metrics-addr: cannot listen on {addr}"))?;
+    // Before the `listening on` line, so that whoever waits for that one
+    // finds this one too.
+    tracing::info!(
+        "{}",
+        protocol::listening::metrics_message(listener.local_addr()?)
+    );
+    Ok(Some((listener, metrics.clone())))
 }
 
 fn keep_registered(app: Arc<App>, cli: &Cli) -> impl Future<Output = ()> + use<> {

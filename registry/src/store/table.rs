@@ -113,22 +113,7 @@ impl Table {
     /// dependents cannot hear them swapped.
     pub fn upsert(&self, record: ServiceRecord, id: RegistrationId, answer: bool) -> Upserted {
         let mut inner = write(&self.inner);
-        let list = inner.services.entry(record.name.clone()).or_default();
-        let known = list.iter_mut().find(|e| e.record.same_instance(&record));
-        let updated = known.is_some();
-        match known {
-            Some(entry) => {
-                entry.record = record.clone();
-                entry.id = id;
-                entry.health = Health::Unchecked;
-            }
-            None => list.push(Entry {
-                record: record.clone(),
-                id,
-                health: Health::Unchecked,
-                last_heartbeat: None,
-            }),
-        }
+        let updated = inner.put(&record, id);
         let answer = answer.then(|| inner.answer(&record));
         let change = inner.change(record);
         #[cfg(test)]
@@ -180,21 +165,10 @@ impl Table {
             }
         }
         for (record, id) in records {
-            let list = inner.services.entry(record.name.clone()).or_default();
-            match list.iter_mut().find(|e| e.record.same_instance(&record)) {
-                Some(entry) if entry.id == id && entry.record == record => continue,
-                Some(entry) => {
-                    entry.record = record.clone();
-                    entry.id = id;
-                    entry.health = Health::Unchecked;
-                }
-                None => list.push(Entry {
-                    record: record.clone(),
-                    id,
-                    health: Health::Unchecked,
-                    last_heartbeat: None,
-                }),
+            if inner.holds(&record, id) {
+                continue;
             }
+            inner.put(&record, id);
             if notify {
                 let change = inner.change(record);
                 self.notifier.notify(Method::POST, change);
@@ -266,6 +240,36 @@ impl Table {
 }
 
 impl Inner {
+    /// Adds the instance, or replaces the known one with the same (`Name`,
+    /// `Addr`), which starts over as unchecked; whether it was known.
+    fn put(&mut self, record: &ServiceRecord, id: RegistrationId) -> bool {
+        let list = self.services.entry(record.name.clone()).or_default();
+        match list.iter_mut().find(|e| e.record.same_instance(record)) {
+            Some(entry) => {
+                entry.record = record.clone();
+                entry.id = id;
+                entry.health = Health::Unchecked;
+                true
+            }
+            None => {
+                list.push(Entry {
+                    record: record.clone(),
+                    id,
+                    health: Health::Unchecked,
+                    last_heartbeat: None,
+                });
+                false
+            }
+        }
+    }
+
+    /// Whether the table holds exactly `record` under registration `id`.
+    fn holds(&self, record: &ServiceRecord, id: RegistrationId) -> bool {
+        self.services
+            .get(&record.name)
+            .is_some_and(|list| list.iter().any(|e| e.id == id && e.record == *record))
+    }
+
     fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.services.values().flatten()
     }

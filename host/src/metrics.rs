@@ -23,11 +23,13 @@ use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 use protocol::accept::{self, ServeSettings};
 use protocol::body::text_response;
 use protocol::locks::{read, write};
-use protocol::metrics::{DurationHistogram, METRICS_PATH, scrape_response};
+use protocol::metrics::{
+    DurationHistogram, METRICS_PATH, register, register_seconds, scrape_response,
+};
 use tokio::net::TcpListener;
 
 /// Request durations: a plugin answers in tens of microseconds, a call
@@ -154,76 +156,57 @@ impl HostMetrics {
     /// (per service); calls to others count as [`OTHER_TARGET`].
     pub fn new(max_targets: usize) -> Self {
         let mut registry = Registry::default();
-        let requests = Family::<ServiceLabels, Counter>::default();
-        registry.register(
-            "sparrow_host_requests",
-            "Requests for the plugin answered, by status class (host answers such as 413, 500, 503 and 504 included)",
-            requests.clone(),
-        );
-        let request_duration: HistogramFamily =
-            Family::new_with_constructor(|| DurationHistogram::new(REQUEST_BUCKETS));
-        registry.register_with_unit(
-            "sparrow_host_request_duration",
-            "Time from a request's head to its answer, body reading and flush included",
-            Unit::Seconds,
-            request_duration.clone(),
-        );
-        let instance_setup: HistogramFamily =
-            Family::new_with_constructor(|| DurationHistogram::new(SETUP_BUCKETS));
-        registry.register_with_unit(
-            "sparrow_host_instance_setup",
-            "Time to set up a fresh instance (store and instantiation); a reused one costs none",
-            Unit::Seconds,
-            instance_setup.clone(),
-        );
-        let failures = Family::<ServiceLabels, Counter>::default();
-        registry.register(
-            "sparrow_host_plugin_failures",
-            "Requests the plugin gave no response to, by kind: trap (500), timeout (504), busy (503), setup (500)",
-            failures.clone(),
-        );
-        let in_use = Family::<ServiceLabel, Gauge>::default();
-        registry.register(
-            "sparrow_host_instances_in_use",
-            "Instance slots taken by requests right now (at most --max-instances)",
-            in_use.clone(),
-        );
-        let swaps = Family::<ServiceLabels, Counter>::default();
-        registry.register(
-            "sparrow_host_swaps",
-            "Hot swaps of the plugin, by result: done, or refused (the running version kept serving)",
-            swaps.clone(),
-        );
-        let calls = Family::<CallLabels, Counter>::default();
-        registry.register(
-            "sparrow_host_outbound_calls",
-            "Calls from the plugin to other services, by target service and outcome (answered, no_instance, unreachable, timeout, not_allowed)",
-            calls.clone(),
-        );
-        let log_lines = Family::<ServiceLabels, Counter>::default();
-        registry.register(
-            "sparrow_host_log_lines",
-            "Lines the plugin sent with log-println, by result: sent (the log service answered 200) or failed",
-            log_lines.clone(),
-        );
-        let state_ops = Family::<ServiceLabels, Counter>::default();
-        registry.register(
-            "sparrow_host_state_operations",
-            "Operations on the plugin's key-value state, by op: get, set, increment",
-            state_ops.clone(),
-        );
+        let r = &mut registry;
         HostMetrics {
-            registry,
-            requests,
-            request_duration,
-            instance_setup,
-            failures,
-            in_use,
-            swaps,
-            calls,
-            log_lines,
-            state_ops,
+            requests: register(
+                r,
+                "sparrow_host_requests",
+                "Requests for the plugin answered, by status class (host answers such as 413, 500, 503 and 504 included)",
+            ),
+            request_duration: register_seconds(
+                r,
+                "sparrow_host_request_duration",
+                "Time from a request's head to its answer, body reading and flush included",
+                Family::new_with_constructor(|| DurationHistogram::new(REQUEST_BUCKETS)),
+            ),
+            instance_setup: register_seconds(
+                r,
+                "sparrow_host_instance_setup",
+                "Time to set up a fresh instance (store and instantiation); a reused one costs none",
+                Family::new_with_constructor(|| DurationHistogram::new(SETUP_BUCKETS)),
+            ),
+            failures: register(
+                r,
+                "sparrow_host_plugin_failures",
+                "Requests the plugin gave no response to, by kind: trap (500), timeout (504), busy (503), setup (500)",
+            ),
+            in_use: register(
+                r,
+                "sparrow_host_instances_in_use",
+                "Instance slots taken by requests right now (at most --max-instances)",
+            ),
+            swaps: register(
+                r,
+                "sparrow_host_swaps",
+                "Hot swaps of the plugin, by result: done, or refused (the running version kept serving)",
+            ),
+            calls: register(
+                r,
+                "sparrow_host_outbound_calls",
+                "Calls from the plugin to other services, by target service and outcome (answered, no_instance, unreachable, timeout, not_allowed)",
+            ),
+            log_lines: register(
+                r,
+                "sparrow_host_log_lines",
+                "Lines the plugin sent with log-println, by result: sent (the log service answered 200) or failed",
+            ),
+            state_ops: register(
+                r,
+                "sparrow_host_state_operations",
+                "Operations on the plugin's key-value state, by op: get, set, increment",
+            ),
             max_targets,
+            registry,
         }
     }
 

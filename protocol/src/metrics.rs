@@ -16,12 +16,31 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text};
 use prometheus_client::metrics::{MetricType, TypedMetric};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::body::text_response;
 
 /// The path both servers answer scrapes on.
 pub const METRICS_PATH: &str = "/metrics";
+
+/// Registers a new `M` under `name` and returns a handle to it: a clone,
+/// which shares the samples the registry encodes.
+pub fn register<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Registers `metric`, whose samples are in seconds, under `name`.
+pub fn register_seconds<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register_with_unit(name, help, Unit::Seconds, metric.clone());
+    metric
+}
 
 /// A histogram of durations, in seconds on the wire. Cloning shares it.
 #[derive(Clone, Debug)]

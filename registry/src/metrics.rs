@@ -22,8 +22,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::registry::{Registry, Unit};
-use protocol::metrics::{DurationHistogram, scrape_response};
+use prometheus_client::registry::Registry;
+use protocol::metrics::{DurationHistogram, register, register_seconds, scrape_response};
 
 use crate::store::table::{Health, Table};
 
@@ -90,68 +90,58 @@ impl Metrics {
     pub fn new() -> Self {
         let table = Arc::new(std::sync::OnceLock::new());
         let mut registry = Registry::default();
-        let registrations = Family::<KindLabel, Counter>::default();
-        registry.register(
+        let r = &mut registry;
+        let registrations: Family<KindLabel, Counter> = register(
+            r,
             "sparrow_registry_registrations",
             "Registrations accepted, by kind: new instance, or update of a known one",
-            registrations.clone(),
         );
-        let deregistrations = Family::<ResultLabel, Counter>::default();
-        registry.register(
+        let deregistrations: Family<ResultLabel, Counter> = register(
+            r,
             "sparrow_registry_deregistrations",
             "Deregistrations, by result: removed, or unknown instance",
-            deregistrations.clone(),
         );
-        let heartbeats = Family::<ResultLabel, Counter>::default();
-        registry.register(
+        let heartbeats: Family<ResultLabel, Counter> = register(
+            r,
             "sparrow_registry_heartbeats",
             "Heartbeat attempts, by result: ok (200) or failed",
-            heartbeats.clone(),
         );
-        let evictions = Counter::default();
-        registry.register(
+        let evictions = register(
+            r,
             "sparrow_registry_evictions",
             "Instances evicted after their last failed heartbeat attempt",
-            evictions.clone(),
         );
-        let notifications = Family::<ResultLabel, Counter>::default();
-        registry.register(
+        let notifications: Family<ResultLabel, Counter> = register(
+            r,
             "sparrow_registry_notifications",
             "Notifications to dependents, by result: delivered, or failed after every attempt",
-            notifications.clone(),
         );
-        let notify_failed_attempts = Counter::default();
-        registry.register(
+        let notify_failed_attempts = register(
+            r,
             "sparrow_registry_notification_failed_attempts",
             "Notification attempts that got no 2xx answer (each is retried up to the attempt limit)",
-            notify_failed_attempts.clone(),
         );
-        let notify_latency = DurationHistogram::new(NOTIFY_BUCKETS);
-        registry.register_with_unit(
+        let notify_latency = register_seconds(
+            r,
             "sparrow_registry_notification_latency",
             "Time from a change to its delivery to one dependent, retries included",
-            Unit::Seconds,
-            notify_latency.clone(),
+            DurationHistogram::new(NOTIFY_BUCKETS),
         );
-        let backend_round_trip: HistogramFamily<BackendOpLabels> =
-            Family::new_with_constructor(|| DurationHistogram::new(BACKEND_BUCKETS));
-        registry.register_with_unit(
+        let backend_round_trip: HistogramFamily<BackendOpLabels> = register_seconds(
+            r,
             "sparrow_registry_backend_round_trip",
             "Round trip of one operation on the table's backend (etcd); no samples with the in-memory table",
-            Unit::Seconds,
-            backend_round_trip.clone(),
+            Family::new_with_constructor(|| DurationHistogram::new(BACKEND_BUCKETS)),
         );
-        let backend_leader = Family::<BackendLabel, Gauge>::default();
-        registry.register(
+        let backend_leader = register(
+            r,
             "sparrow_registry_backend_leader",
             "1 while this replica leads the backend's election (etcd), else 0; no samples with the in-memory table",
-            backend_leader.clone(),
         );
-        let backend_leader_changes = Family::<BackendLabel, Counter>::default();
-        registry.register(
+        let backend_leader_changes = register(
+            r,
             "sparrow_registry_backend_leader_changes",
             "Leadership changes seen by this replica (etcd); no samples with the in-memory table",
-            backend_leader_changes.clone(),
         );
         registry.register_collector(Box::new(TableCollector {
             table: Arc::clone(&table),

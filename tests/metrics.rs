@@ -8,7 +8,10 @@ use std::time::Duration;
 use prometheus_parse::{LineInfo, Scrape, Value};
 use std::path::Path;
 
-use harness::{Proc, TempDir, get, plugin, poll_until, post, registered, send, stub};
+use harness::etcd::{EtcdCluster, host_of, leader_of, registry_replica};
+use harness::{
+    Deadline, Proc, TempDir, free_addr, get, plugin, poll_until, post, registered, send, stub,
+};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -381,6 +384,62 @@ fn the_system_and_the_registry_count_visits_heartbeats_evictions_and_notificatio
         r.value(
             "sparrow_registry_deregistrations_total",
             &[("result", "unknown")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn registry_replicas_on_etcd_time_their_round_trips_and_show_who_leads() {
+    let etcd = EtcdCluster::start(1);
+    let addrs: Vec<String> = (0..2).map(|_| free_addr().unwrap().to_string()).collect();
+    let mut replicas: Vec<Proc> = addrs
+        .iter()
+        .map(|addr| registry_replica(&etcd, addr, &[]))
+        .collect();
+    let leader = Deadline::after(SETTLE)
+        .poll(|| leader_of(&replicas.iter().collect::<Vec<_>>()))
+        .expect("a replica leads");
+    let other = 1 - leader;
+    let leads = |replica: &Proc| {
+        Metrics::of(replica.addr()).value("sparrow_registry_backend_leader", &[("backend", "etcd")])
+    };
+    assert_eq!(leads(&replicas[leader]), 1.0);
+    assert_eq!(leads(&replicas[other]), 0.0);
+
+    // A registration on the follower is one etcd transaction, timed there.
+    let host = host_of(&plugin("visit"), &[&replicas[other]], &[]);
+    assert!(poll_until(SETTLE, || registered(&replicas[other], "visit")
+        .len()
+        == 1));
+    let round_trips = |replica: &Proc, op| {
+        Metrics::of(replica.addr()).get(
+            "sparrow_registry_backend_round_trip_seconds_count",
+            &[("backend", "etcd"), ("op", op)],
+        )
+    };
+    assert!(round_trips(&replicas[other], "txn") >= Some(1.0));
+    // Both read the table once and watch it.
+    for replica in &replicas {
+        assert!(round_trips(replica, "range") >= Some(1.0));
+        assert!(round_trips(replica, "watch") >= Some(1.0));
+    }
+    drop(host);
+
+    // The leader stops (and resigns): the other takes over, and counts it.
+    let status = replicas[leader]
+        .terminate(SETTLE)
+        .expect("the leader exits");
+    assert!(status.success());
+    assert!(
+        poll_until(SETTLE, || leads(&replicas[other]) == 1.0),
+        "{}",
+        replicas[other].log()
+    );
+    assert_eq!(
+        Metrics::of(replicas[other].addr()).value(
+            "sparrow_registry_backend_leader_changes_total",
+            &[("backend", "etcd")]
         ),
         1.0
     );

@@ -25,6 +25,9 @@ use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use protocol::locks::lock;
 use tokio::task::JoinHandle;
 
+use crate::metrics::Metrics;
+use crate::store::etcd::BACKEND;
+
 /// Aborts the task when dropped: the sweeps end with the leadership, even
 /// when the leadership task itself is aborted.
 struct AbortOnDrop(JoinHandle<()>);
@@ -45,10 +48,18 @@ pub struct Leadership {
     timeout: Duration,
     /// The lease while this replica leads.
     lease: Mutex<Option<i64>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Leadership {
-    pub fn new(client: Client, key: String, me: String, ttl: Duration, timeout: Duration) -> Self {
+    pub fn new(
+        client: Client,
+        key: String,
+        me: String,
+        ttl: Duration,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Leadership {
             client,
             key,
@@ -56,6 +67,7 @@ impl Leadership {
             ttl,
             timeout,
             lease: Mutex::new(None),
+            metrics,
         }
     }
 
@@ -70,10 +82,13 @@ impl Leadership {
     /// runs (it is aborted when leadership is lost).
     pub async fn run(self: Arc<Self>, lead: impl Fn() -> JoinHandle<()>) {
         let look_every = self.ttl / 4;
+        // A follower shows 0 from the start, not no sample.
+        self.metrics.backend_leader(BACKEND, false);
         loop {
             match self.campaign().await {
                 Ok(Some(lease)) => {
                     *lock(&self.lease) = Some(lease);
+                    self.metrics.backend_leader(BACKEND, true);
                     tracing::info!(
                         me = self.me,
                         key = self.key,
@@ -82,6 +97,7 @@ impl Leadership {
                     let sweeps = AbortOnDrop(lead());
                     self.hold(lease).await;
                     drop(sweeps);
+                    self.metrics.backend_leader(BACKEND, false);
                     tracing::warn!(
                         me = self.me,
                         "no longer leading: the heartbeat sweeps stopped"
@@ -98,12 +114,14 @@ impl Leadership {
     /// Takes the key if nobody holds it; the lease it is held with.
     async fn campaign(&self) -> Result<Option<i64>, String> {
         let mut client = self.client.clone();
-        let held = self.bounded(client.get(self.key.clone(), None)).await?;
+        let held = self
+            .bounded("range", client.get(self.key.clone(), None))
+            .await?;
         if !held.kvs().is_empty() {
             return Ok(None);
         }
         let lease = self
-            .bounded(client.lease_grant(self.ttl_seconds(), None))
+            .bounded("lease_grant", client.lease_grant(self.ttl_seconds(), None))
             .await?
             .id();
         let take = Txn::new()
@@ -117,10 +135,12 @@ impl Leadership {
                 self.me.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             )]);
-        match self.bounded(client.txn(take)).await {
+        match self.bounded("txn", client.txn(take)).await {
             Ok(taken) if taken.succeeded() => Ok(Some(lease)),
             other => {
-                let _ = self.bounded(client.lease_revoke(lease)).await;
+                let _ = self
+                    .bounded("lease_revoke", client.lease_revoke(lease))
+                    .await;
                 other.map(|_| None)
             }
         }
@@ -134,7 +154,9 @@ impl Leadership {
         let mut last_refresh = Instant::now();
         'stream: while last_refresh.elapsed() < give_up_after {
             let mut client = self.client.clone();
-            let Ok((mut keeper, mut answers)) = self.bounded(client.lease_keep_alive(lease)).await
+            let Ok((mut keeper, mut answers)) = self
+                .bounded("lease_keep_alive", client.lease_keep_alive(lease))
+                .await
             else {
                 tokio::time::sleep(refresh_every / 4).await;
                 continue;
@@ -174,7 +196,10 @@ impl Leadership {
             return;
         };
         let mut client = self.client.clone();
-        match self.bounded(client.lease_revoke(lease)).await {
+        match self
+            .bounded("lease_revoke", client.lease_revoke(lease))
+            .await
+        {
             Ok(_) => tracing::info!("leadership released"),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot revoke the leadership lease; it expires by itself")
@@ -182,11 +207,19 @@ impl Leadership {
         }
     }
 
+    /// One etcd request, bounded by `--etcd-timeout`, its round trip
+    /// measured as `op` when etcd answered.
     async fn bounded<T>(
         &self,
+        op: &'static str,
         request: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, String> {
-        match tokio::time::timeout(self.timeout, request).await {
+        let sent = Instant::now();
+        let answer = tokio::time::timeout(self.timeout, request).await;
+        if answer.is_ok() {
+            self.metrics.backend_round_trip(BACKEND, op, sent.elapsed());
+        }
+        match answer {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
@@ -208,6 +241,7 @@ mod tests {
                 "me".into(),
                 ttl,
                 Duration::from_secs(1),
+                Arc::new(Metrics::new()),
             )
         };
         assert_eq!(leadership(Duration::from_secs(3)).ttl_seconds(), 3);

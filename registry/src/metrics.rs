@@ -5,10 +5,10 @@
 //! Every counter's label values are known in advance, so each one is
 //! resolved once here and an event costs one atomic add.
 //!
-//! The `sparrow_registry_backend_*` metrics are the hook for a table kept
-//! elsewhere (etcd): registered, documented, and without samples until a
-//! backend reports through [`Metrics::backend_round_trip`] and
-//! [`Metrics::backend_leader`]. The in-memory table never does.
+//! The `sparrow_registry_backend_*` metrics are for a table kept in etcd:
+//! its store and leader election report through
+//! [`Metrics::backend_round_trip`] and [`Metrics::backend_leader`]. The
+//! in-memory table never does, so they have no samples there.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,10 +234,6 @@ impl Metrics {
 
     /// Hook for a table kept in a backend: one operation `op` (e.g. `put`,
     /// `delete`, `range`, `txn`) on `backend` (e.g. `etcd`) took `took`.
-    #[allow(
-        dead_code,
-        reason = "for the etcd-backed table; the in-memory one has no round trips"
-    )]
     pub fn backend_round_trip(&self, backend: &str, op: &str, took: Duration) {
         self.backend_round_trip
             .get_or_create(&BackendOpLabels {
@@ -249,10 +245,6 @@ impl Metrics {
 
     /// Hook for a replicated registry: whether this replica now leads on
     /// `backend`; a change of state counts as a leadership change.
-    #[allow(
-        dead_code,
-        reason = "for the etcd-backed table; the in-memory one has no leader"
-    )]
     pub fn backend_leader(&self, backend: &str, leads: bool) {
         let label = BackendLabel {
             backend: backend.to_owned(),

@@ -73,9 +73,15 @@ pub async fn serve(
     }
 
     let keys = Keys::new(&config.etcd_prefix);
-    let store = EtcdStore::connect(&config.etcd, keys.clone(), config.etcd_timeout, notifier)
-        .await
-        .map_err(|e| ServeError::Etcd(e.to_string()))?;
+    let store = EtcdStore::connect(
+        &config.etcd,
+        keys.clone(),
+        config.etcd_timeout,
+        notifier,
+        Arc::clone(&metrics),
+    )
+    .await
+    .map_err(|e| ServeError::Etcd(e.to_string()))?;
     let store = Arc::new(store);
     metrics.observe_table(store.clone());
     tracing::info!(
@@ -91,6 +97,7 @@ pub async fn serve(
         format!("{local_addr} pid {}", std::process::id()),
         config.leader_ttl,
         config.etcd_timeout,
+        Arc::clone(&metrics),
     ));
     let leading = {
         let store = Arc::clone(&store);

@@ -26,7 +26,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
@@ -35,12 +35,16 @@ use etcd_client::{
 use protocol::record::{EVERY_SERVICE, Instances, ServiceRecord};
 
 use super::{Registered, RegistrationId, Store, StoreError, Table, Target};
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
 
 /// The first pause before watching again after a failure; it doubles up to
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The `backend` label of the store's metrics.
+pub const BACKEND: &str = "etcd";
 
 /// Where the registry's keys live under `--etcd-prefix`.
 #[derive(Clone, Debug)]
@@ -88,6 +92,7 @@ pub struct EtcdStore {
     timeout: Duration,
     /// Whether the watch is established, i.e. the copy is current.
     watching: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 /// Any etcd failure, as the one line a 503 carries.
@@ -103,6 +108,7 @@ impl EtcdStore {
         keys: Keys,
         timeout: Duration,
         notifier: Notifier,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let options = ConnectOptions::new()
             .with_connect_timeout(timeout)
@@ -121,6 +127,7 @@ impl EtcdStore {
             table: Table::new(notifier),
             timeout,
             watching: AtomicBool::new(false),
+            metrics,
         })
     }
 
@@ -142,12 +149,20 @@ impl EtcdStore {
         }
     }
 
-    /// One etcd request, bounded by `--etcd-timeout`.
+    /// One etcd request, bounded by `--etcd-timeout`. Its round trip is
+    /// measured when etcd answered, in time or not, as `op` (a request that
+    /// timed out has no round trip to tell).
     async fn call<T>(
         &self,
+        op: &'static str,
         request: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, request).await {
+        let sent = Instant::now();
+        let answer = tokio::time::timeout(self.timeout, request).await;
+        if answer.is_ok() {
+            self.metrics.backend_round_trip(BACKEND, op, sent.elapsed());
+        }
+        match answer {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(StoreError::Unavailable(format!(
@@ -189,7 +204,10 @@ impl EtcdStore {
             None => {
                 let mut client = self.client();
                 let read = self
-                    .call(client.get(services.clone(), Some(GetOptions::new().with_prefix())))
+                    .call(
+                        "range",
+                        client.get(services.clone(), Some(GetOptions::new().with_prefix())),
+                    )
                     .await?;
                 let at = read.header().map_or(0, |h| h.revision());
                 let records = read
@@ -212,7 +230,9 @@ impl EtcdStore {
         };
         let mut client = self.client();
         let options = WatchOptions::new().with_prefix().with_start_revision(start);
-        let mut stream = self.call(client.watch(services, Some(options))).await?;
+        let mut stream = self
+            .call("watch", client.watch(services, Some(options)))
+            .await?;
         while let Some(answer) = stream.message().await.map_err(unavailable)? {
             if answer.created() {
                 self.watching.store(true, Ordering::SeqCst);
@@ -293,7 +313,9 @@ impl Store for EtcdStore {
             }
         }
         let mut client = self.client();
-        let done = self.call(client.txn(Txn::new().and_then(ops))).await?;
+        let done = self
+            .call("txn", client.txn(Txn::new().and_then(ops)))
+            .await?;
         let mut updated = false;
         let mut fetched = Vec::new();
         for response in done.op_responses() {
@@ -318,7 +340,7 @@ impl Store for EtcdStore {
         self.check_watching()?;
         let mut client = self.client();
         let key = self.keys.instance(&record.name, &record.addr);
-        let done = self.call(client.delete(key, None)).await?;
+        let done = self.call("delete", client.delete(key, None)).await?;
         Ok(done.deleted() > 0)
     }
 
@@ -334,7 +356,7 @@ impl Store for EtcdStore {
             )])
             .and_then([TxnOp::delete(key, None)]);
         let mut client = self.client();
-        Ok(self.call(client.txn(txn)).await?.succeeded())
+        Ok(self.call("txn", client.txn(txn)).await?.succeeded())
     }
 
     fn stale(&self) -> bool {

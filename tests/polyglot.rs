@@ -6,10 +6,12 @@
 //! start of a host compiles it for seconds, which the harness's start
 //! timeout allows for.
 
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use harness::{Proc, TempDir, get, plugin, poll_until, registered};
+use harness::load::Load;
+use harness::{Proc, TempDir, binary, get, plugin, poll_until, registered};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -95,4 +97,73 @@ fn a_javascript_plugin_sees_call_errors_as_exceptions() {
     let reply = get(&hello_js.url("/"));
     assert_eq!(reply.status, 503, "{}\n{}", reply.text(), hello_js.log());
     assert_eq!(reply.text(), "no instance of service 'visit-py'");
+}
+
+/// The deploy sequence of docs/plugins.md: `host compile` the new version
+/// into the host's cache, then rename it into place. The swap from the Rust
+/// visit to the Python one (a whole interpreter) then fails no request; how
+/// soon the new version answers is the benchmark's to measure (`hot-swap`).
+#[test]
+fn a_swap_to_a_precompiled_python_plugin_under_load_fails_no_request() {
+    let _serial = one_at_a_time();
+    let dir = TempDir::new("python-swap");
+    let cache = dir.path().join("cache");
+    let cache_arg = ["--cache-dir", cache.to_str().unwrap()];
+    let served = dir.path().join("visit.wasm");
+    std::fs::copy(plugin("visit"), &served).unwrap();
+    let registry = Proc::registry(&[]);
+    let _log = Proc::host(
+        &plugin("log"),
+        &registry,
+        &["--dir", dir.path().to_str().unwrap()],
+    );
+    let visit = Proc::host(&served, &registry, &cache_arg);
+
+    let compiled = Command::new(binary("host"))
+        .arg("compile")
+        .arg("--plugin")
+        .arg(plugin("visit-py"))
+        .args(cache_arg)
+        .output()
+        .unwrap();
+    assert!(
+        compiled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+
+    let load = Load::start(&visit.url("/"), 4);
+    assert!(load.wait_for_more(50, SETTLE), "{}", visit.log());
+    let incoming = dir.path().join("visit.wasm.new");
+    std::fs::copy(plugin("visit-py"), &incoming).unwrap();
+    let renamed = Instant::now();
+    std::fs::rename(&incoming, &served).unwrap();
+    let lines = || std::fs::read_to_string(dir.path().join("services.log")).unwrap_or_default();
+    assert!(
+        poll_until(SETTLE, || lines().contains(" visit-py: ")),
+        "{}",
+        visit.log()
+    );
+    eprintln!(
+        "the Python version answered {:?} after the rename",
+        renamed.elapsed()
+    );
+    assert!(load.wait_for_more(50, SETTLE), "{}", visit.log());
+    let (ok, failures) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        visit.log().contains("compiled plugin taken from the cache"),
+        "the swap compiled again:\n{}",
+        visit.log()
+    );
+    // The new version describes itself anew.
+    assert!(poll_until(SETTLE, || registered(&registry, "visit-py")
+        .len()
+        == 1));
 }

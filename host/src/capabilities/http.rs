@@ -112,7 +112,7 @@ async fn route(
     // for `http://SERVICE/`.
     let service = authority.strip_suffix(":80").unwrap_or(&authority);
     let to_service = !service.contains(':') && env.may_call(service);
-    let allowed = env.outgoing.allow.iter().any(|a| *a == authority);
+    let allowed = env.outgoing.allow.contains(&authority);
     if !to_service && !allowed {
         env.metrics.call(service, CallOutcome::NotAllowed);
         tracing::warn!(service = %env.name, to = %authority, "outgoing request refused: not a required service nor an --allow-outbound address");
@@ -159,8 +159,8 @@ async fn route(
                 .map_err(|never| match never {})
                 .boxed_unsync(),
         );
-        *response.status_mut() = http::StatusCode::from_u16(answer.status)
-            .map_err(|_| HttpError::HttpProtocolError)?;
+        *response.status_mut() =
+            http::StatusCode::from_u16(answer.status).map_err(|_| HttpError::HttpProtocolError)?;
         *response.headers_mut() = answer.headers;
         return Ok(response);
     }
@@ -185,7 +185,8 @@ async fn direct(
         .map_err(|_| HttpError::HttpRequestUriInvalid)?;
     *request.headers_mut() = headers;
     request.headers_mut().remove(http::header::CONTENT_LENGTH);
-    let sent = tokio::time::timeout(env.outgoing.timeout, env.outgoing.client.request(request)).await;
+    let sent =
+        tokio::time::timeout(env.outgoing.timeout, env.outgoing.client.request(request)).await;
     let outcome = match &sent {
         Err(_) => CallOutcome::Timeout,
         Ok(Err(_)) => CallOutcome::Unreachable,
@@ -196,9 +197,9 @@ async fn direct(
         Err(_elapsed) => return Err(HttpError::HttpResponseTimeout),
         Ok(Err(e)) if e.is_connect() => return Err(HttpError::ConnectionRefused),
         Ok(Err(e)) => {
-            return Err(HttpError::InternalError(Some(
-                protocol::http::error_chain(&e),
-            )));
+            return Err(HttpError::InternalError(Some(protocol::http::error_chain(
+                &e,
+            ))));
         }
         Ok(Ok(response)) => response,
     };

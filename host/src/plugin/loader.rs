@@ -23,8 +23,8 @@ use super::engine::PluginEngine;
 use super::loaded::{Kind, Plugin};
 use super::pool::InstancePool;
 use super::proxy::{self, ProxyPlugin};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use super::sandbox::{Failure, classify};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 impl PluginEngine {
     /// Loads the component at `path`. `env` serves the plugin's imports while
@@ -48,9 +48,9 @@ impl PluginEngine {
                 });
             }
             World::Neither(exports) => bail!(
-                "plugin {shown} is a component of neither world this host serves: \
-                 {WORLD} (exports describe and handle-request) nor {} (exports \
-                 wasi:http/incoming-handler); it exports {}",
+                "plugin {shown} is not a component of the {WORLD} world (which \
+                 exports describe and handle-request) nor of the {} world (which \
+                 exports wasi:http/incoming-handler); it exports {}",
                 proxy::WORLD,
                 if exports.is_empty() {
                     "nothing".to_owned()

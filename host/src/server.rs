@@ -26,7 +26,7 @@ use crate::discovery::Discovery;
 use crate::durability::Flusher;
 use crate::outbound::{end_to_end, header_map};
 use crate::plugin::bindings::{self, Header};
-use crate::plugin::proxy::limited_body;
+use crate::plugin::proxy::{HttpCall, limited_body};
 use crate::plugin::{Failure, Plugin, PluginEngine, ServiceEnv, Shared};
 use crate::trace::{self, Hop};
 
@@ -155,7 +155,13 @@ async fn for_plugin(
         let seen = app
             .access_log
             .then(|| (request.method().clone(), request.uri().clone()));
-        let response = to_plugin(app, &active, request, peer, hop).await;
+        let response = if active.plugin.takes_http() {
+            to_component(app, &active, request, peer, hop).await
+        } else {
+            to_plugin(app, &active, request, peer, hop)
+                .await
+                .map(Either::Left)
+        };
         let took = started.elapsed();
         active.env.metrics.request(response.status(), took);
         if let Some((method, uri)) = seen {
@@ -168,23 +174,8 @@ async fn for_plugin(
     .await
 }
 
-async fn to_plugin(
-    app: &App,
-    active: &Active,
-    request: Request<Incoming>,
-    peer: SocketAddr,
-    hop: Hop,
-) -> Response<AnswerBody> {
-    if active.plugin.takes_http() {
-        return to_component(app, active, request, peer, hop).await;
-    }
-    to_service_plugin(app, active, request, peer, hop)
-        .await
-        .map(Either::Left)
-}
-
 /// A request for a `sparrow:service` plugin: the body is read whole first.
-async fn to_service_plugin(
+async fn to_plugin(
     app: &App,
     active: &Active,
     request: Request<Incoming>,
@@ -206,16 +197,25 @@ async fn to_service_plugin(
         Ok(response) => response,
         Err(failure) => return failure_response(service, &parts, failure),
     };
+    if let Err(refused) = durable(app, service).await {
+        return refused;
+    }
+    from_plugin(response)
+}
+
+/// With `--sync`, makes what the plugin wrote durable before it is
+/// answered; the answer to send instead when that fails.
+async fn durable(app: &App, service: &str) -> Result<(), Response<Full<Bytes>>> {
     if let Some(flusher) = &app.flusher
         && let Err(e) = flusher.flush().await
     {
         tracing::error!(service, error = %e, "cannot flush the plugin's writes");
-        return text_response(
+        return Err(text_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("service '{service}' could not make its writes durable"),
-        );
+        ));
     }
-    from_plugin(response)
+    Ok(())
 }
 
 /// A request for a standard component, with the host's headers, as it
@@ -242,11 +242,15 @@ async fn to_component(
     let hops = hops_of(&parts.headers);
     host_headers(&mut parts.headers, peer, &app.local_addr, &hop);
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
-    let request = Request::from_parts(parts, limited_body(body, app.bodies.max));
+    let call = HttpCall {
+        request: Request::from_parts(parts, limited_body(body, app.bodies.max)),
+        trace: hop,
+        hops,
+    };
     let service = &*active.env.name;
     let response = match active
         .plugin
-        .handle_http(&app.engine, active.env.clone(), request, hop, hops)
+        .handle_http(&app.engine, active.env.clone(), call)
         .await
     {
         Ok(response) => response,
@@ -261,15 +265,8 @@ async fn to_component(
     // What the component wrote before it set its response is durable
     // before the client hears of it; what it writes while its body streams
     // is not waited for.
-    if let Some(flusher) = &app.flusher
-        && let Err(e) = flusher.flush().await
-    {
-        tracing::error!(service, error = %e, "cannot flush the plugin's writes");
-        return text_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("service '{service}' could not make its writes durable"),
-        )
-        .map(Either::Left);
+    if let Err(refused) = durable(app, service).await {
+        return refused.map(Either::Left);
     }
     response.map(Either::Right)
 }

@@ -11,11 +11,10 @@ use super::bindings::{Description, Request, Response};
 use super::context::ServiceEnv;
 use super::engine::PluginEngine;
 use super::pool::InstancePool;
-use super::proxy::ProxyPlugin;
+use super::proxy::{HttpCall, ProxyPlugin};
 use super::sandbox::{Failure, classify};
 use crate::metrics::{FailureKind, ServiceMetrics};
 use crate::trace::Hop;
-use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// A compiled, linked plugin: instantiating it for a request is cheap.
@@ -62,15 +61,12 @@ impl Plugin {
     }
 
     /// Runs an HTTP request in a fresh instance of a standard component;
-    /// its response's body streams from the instance. `hops`: the hosts
-    /// the request went through before this one.
+    /// its response's body streams from the instance.
     pub async fn handle_http(
         &self,
         engine: &PluginEngine,
         env: Arc<ServiceEnv>,
-        request: http::Request<WasiBody>,
-        trace: Hop,
-        hops: u32,
+        call: HttpCall,
     ) -> Result<http::Response<HyperOutgoingBody>, Failure> {
         let Kind::Proxy(proxy) = &self.kind else {
             return Err(Failure::Setup(
@@ -78,7 +74,7 @@ impl Plugin {
             ));
         };
         let metrics = env.metrics.clone();
-        counted(&metrics, proxy.run(engine, env, request, trace, hops).await)
+        counted(&metrics, proxy.run(engine, env, call).await)
     }
 
     async fn run(

@@ -33,6 +33,15 @@ pub const HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
 /// The world, for messages.
 pub const WORLD: &str = "wasi:http/proxy@0.2";
 
+/// One request for a standard component, with what its outgoing calls
+/// carry.
+pub struct HttpCall {
+    pub request: http::Request<WasiBody>,
+    pub trace: Hop,
+    /// The hosts the request went through before this one.
+    pub hops: u32,
+}
+
 /// A linked standard component.
 pub(super) struct ProxyPlugin {
     pub(super) pre: ProxyPre<RequestCtx>,
@@ -57,17 +66,19 @@ where
 }
 
 impl ProxyPlugin {
-    /// Runs `request` in a fresh instance once it has a slot; answers as
-    /// soon as the component has set its response, whose body then streams.
-    /// `hops`: the hosts the request went through before this one.
+    /// Runs `call` in a fresh instance once it has a slot; answers as soon
+    /// as the component has set its response, whose body then streams.
     pub(super) async fn run(
         &self,
         engine: &PluginEngine,
         env: Arc<ServiceEnv>,
-        request: http::Request<WasiBody>,
-        trace: Hop,
-        hops: u32,
+        call: HttpCall,
     ) -> Result<http::Response<HyperOutgoingBody>, Failure> {
+        let HttpCall {
+            request,
+            trace,
+            hops,
+        } = call;
         let slot = engine.slot().await?;
         let in_use = env.metrics.in_use();
         let deadline = tokio::time::Instant::now() + engine.settings.request_timeout;

@@ -65,6 +65,12 @@ pub struct Cli {
     #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
     pub allow_outbound: Vec<String>,
 
+    /// The longest chain of calls through standard `wasi:http` components
+    /// (counted in `x-sparrow-hops`): a call past it fails with
+    /// `loop-detected`, so services calling each other in a circle stop.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_hops: u32,
+
     /// A directory the plugin may read and write, seen by it as `.`; without
     /// it the plugin sees no file at all.
     #[arg(long)]

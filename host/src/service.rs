@@ -285,11 +285,13 @@ fn shared_state(cli: &Cli) -> anyhow::Result<Shared> {
     let cache = Arc::new(InstanceCache::new());
     Ok(Shared {
         outbound: Outbound::new(cache.clone(), cli.call_timeout, cli.max_body),
-        outgoing: Arc::new(OutgoingSettings::new(
-            cli.allow_outbound.clone(),
-            cli.call_timeout,
-            cli.max_body,
-        )),
+        outgoing: Arc::new(OutgoingSettings {
+            allow: cli.allow_outbound.clone(),
+            client: protocol::http::http_client(),
+            timeout: cli.call_timeout,
+            max_body: cli.max_body,
+            max_hops: cli.max_hops,
+        }),
         cache,
         kv: Arc::new(match &cli.state {
             Some(path) => KvStore::open(path, cli.state_limits())?,

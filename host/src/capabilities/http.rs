@@ -8,7 +8,7 @@
 //! trace. A request to a `HOST:PORT` given with `--allow-outbound` is sent
 //! as it is. Anything else is refused with `HTTP-request-denied`, an error
 //! the component sees, never a trap. Every call carries the hop count, and
-//! a request that went through [`MAX_HOPS`] hosts is refused with
+//! a request that went through `--max-hops` hosts is refused with
 //! `loop-detected` rather than calling on.
 //!
 //! [`Outbound::call`]: crate::outbound::Outbound::call
@@ -28,10 +28,6 @@ use crate::trace::Hop;
 /// Carries how many hosts a request chain went through, so that services
 /// calling each other in a circle stop instead of running until timeouts.
 pub const HOPS_HEADER: &str = "x-sparrow-hops";
-
-/// The longest chain of calls through proxy components; past it a call is
-/// refused with `loop-detected` (the gateway stops at 10 `Via` entries too).
-pub const MAX_HOPS: u32 = 10;
 
 /// The hop count of an incoming request (0 when it came from outside).
 pub fn hops_of(headers: &HeaderMap) -> u32 {
@@ -118,7 +114,7 @@ async fn route(
         tracing::warn!(service = %env.name, to = %authority, "outgoing request refused: not a required service nor an --allow-outbound address");
         return Err(HttpError::HttpRequestDenied);
     }
-    if hops > MAX_HOPS {
+    if hops > env.outgoing.max_hops {
         tracing::warn!(service = %env.name, to = %authority, hops, "outgoing request refused: loop detected");
         return Err(HttpError::LoopDetected);
     }

@@ -41,17 +41,8 @@ pub struct OutgoingSettings {
     pub timeout: Duration,
     /// `--max-body`: the largest outgoing request body.
     pub max_body: usize,
-}
-
-impl OutgoingSettings {
-    pub fn new(allow: Vec<String>, timeout: Duration, max_body: usize) -> Self {
-        OutgoingSettings {
-            allow,
-            client: protocol::http::http_client(),
-            timeout,
-            max_body,
-        }
-    }
+    /// `--max-hops`: the longest chain of calls.
+    pub max_hops: u32,
 }
 
 impl Shared {

@@ -167,3 +167,21 @@ fn a_swap_to_a_precompiled_python_plugin_under_load_fails_no_request() {
         .len()
         == 1));
 }
+
+/// A standard `wasi:http/proxy` component written in Python (componentize-py,
+/// WASI's own WIT): named on the command line, served behind the gateway.
+#[test]
+fn a_python_wasi_http_component_serves_behind_the_gateway() {
+    let _serial = one_at_a_time();
+    let registry = Proc::registry(&[]);
+    let gateway = Proc::host(&plugin("gateway"), &registry, &[]);
+    let hello = Proc::host(&plugin("hello-http-py"), &registry, &["--name", "hello-py"]);
+    assert!(poll_until(SETTLE, || {
+        registered(&registry, "hello-py").len() == 1
+    }));
+    let reply = get(&gateway.url("/hello-py/hello/Ada"));
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), hello.log());
+    assert_eq!(reply.text(), "Hello, Ada! (Python)\n");
+    assert_eq!(reply.headers["x-hello"], "wasi:http/proxy");
+    assert_eq!(get(&gateway.url("/hello-py/elsewhere")).status, 404);
+}

@@ -49,7 +49,8 @@ pub struct Cli {
     pub registry: Vec<String>,
 
     /// The service name to register; defaults to the name the plugin
-    /// describes.
+    /// describes. Required for a standard `wasi:http/proxy` component,
+    /// which cannot describe itself.
     #[arg(long)]
     pub name: Option<String>,
 
@@ -57,6 +58,18 @@ pub struct Cli {
     /// service); defaults to what the plugin describes.
     #[arg(long, value_delimiter = ',')]
     pub requires: Option<Vec<String>>,
+
+    /// Addresses (`HOST:PORT`, comma-separated) a standard `wasi:http`
+    /// component may send requests to besides the services it requires;
+    /// by default none, and any other destination is refused.
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
+    pub allow_outbound: Vec<String>,
+
+    /// The longest chain of calls through standard `wasi:http` components
+    /// (counted in `x-sparrow-hops`): a call past it fails with
+    /// `loop-detected`, so services calling each other in a circle stop.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_hops: u32,
 
     /// A directory the plugin may read and write, seen by it as `.`; without
     /// it the plugin sees no file at all.

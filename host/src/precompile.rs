@@ -33,7 +33,7 @@ pub async fn compile(cli: CompileCli) -> anyhow::Result<()> {
     let shown = cli.plugin.display();
     let (component, digest) = engine.compile_file(&cli.plugin).await?;
     engine
-        .link(&component)
+        .check_link(&component)
         .with_context(|| format!("plugin {shown}"))?;
     println!(
         "compiled {shown} (version {}) into {} in {:?}",

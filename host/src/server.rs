@@ -1,7 +1,9 @@
 //! The HTTP server: protocol endpoints (`/heart-beat`, `/services`) are
 //! answered by the host itself, everything else goes to the plugin, traced
-//! (`trace`) and counted (`metrics`). On shutdown it stops accepting and
-//! lets in-flight requests finish.
+//! (`trace`) and counted (`metrics`). A `sparrow:service` plugin gets the
+//! whole body, read first; a standard `wasi:http` component reads it as it
+//! arrives and its answer's body streams to the client. On shutdown it
+//! stops accepting and lets in-flight requests finish.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use protocol::accept::{self, ServeSettings};
@@ -19,10 +21,12 @@ use protocol::locks::{read, write};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::capabilities::http::{HOPS_HEADER, hops_of};
 use crate::discovery::Discovery;
 use crate::durability::Flusher;
 use crate::outbound::{end_to_end, header_map};
 use crate::plugin::bindings::{self, Header};
+use crate::plugin::proxy::{HttpCall, limited_body};
 use crate::plugin::{Failure, Plugin, PluginEngine, ServiceEnv, Shared};
 use crate::trace::{self, Hop};
 
@@ -33,6 +37,9 @@ const HOST_HEADER_PREFIX: &str = "x-sparrow-";
 const CLIENT_ADDR_HEADER: &str = "x-sparrow-client-addr";
 /// The address this instance is registered at.
 const LOCAL_ADDR_HEADER: &str = "x-sparrow-local-addr";
+
+/// An answer's body: whole, or streaming from a standard component.
+type AnswerBody = Either<Full<Bytes>, wasmtime_wasi_http::p2::body::HyperOutgoingBody>;
 
 /// The plugin version that serves requests, with its environment.
 pub struct Active {
@@ -113,9 +120,9 @@ pub async fn serve(
     accept::serve(listener, &settings, service_for, shutdown).await;
 }
 
-async fn route(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+async fn route(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Response<AnswerBody> {
     let method = request.method();
-    match request.uri().path() {
+    let answer = match request.uri().path() {
         "/heart-beat" if method == Method::GET || method == Method::HEAD => {
             app.discovery.heard_heartbeat();
             text_response(StatusCode::OK, "ok")
@@ -128,8 +135,9 @@ async fn route(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Respo
         "/heart-beat" | "/services" => {
             text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
-        _ => for_plugin(app, request, peer).await,
-    }
+        _ => return for_plugin(app, request, peer).await,
+    };
+    answer.map(Either::Left)
 }
 
 /// A request for the plugin, inside its trace span, counted once answered.
@@ -137,7 +145,7 @@ async fn for_plugin(
     app: &App,
     request: Request<Incoming>,
     peer: SocketAddr,
-) -> Response<Full<Bytes>> {
+) -> Response<AnswerBody> {
     let started = Instant::now();
     let hop = Hop::start(request.headers());
     let span = hop.span();
@@ -147,7 +155,13 @@ async fn for_plugin(
         let seen = app
             .access_log
             .then(|| (request.method().clone(), request.uri().clone()));
-        let response = to_plugin(app, &active, request, peer, hop).await;
+        let response = if active.plugin.takes_http() {
+            to_component(app, &active, request, peer, hop).await
+        } else {
+            to_plugin(app, &active, request, peer, hop)
+                .await
+                .map(Either::Left)
+        };
         let took = started.elapsed();
         active.env.metrics.request(response.status(), took);
         if let Some((method, uri)) = seen {
@@ -160,6 +174,7 @@ async fn for_plugin(
     .await
 }
 
+/// A request for a `sparrow:service` plugin: the body is read whole first.
 async fn to_plugin(
     app: &App,
     active: &Active,
@@ -182,16 +197,104 @@ async fn to_plugin(
         Ok(response) => response,
         Err(failure) => return failure_response(service, &parts, failure),
     };
+    if let Err(refused) = durable(app, service).await {
+        return refused;
+    }
+    from_plugin(response)
+}
+
+/// With `--sync`, makes what the plugin wrote durable before it is
+/// answered; the answer to send instead when that fails.
+async fn durable(app: &App, service: &str) -> Result<(), Response<Full<Bytes>>> {
     if let Some(flusher) = &app.flusher
         && let Err(e) = flusher.flush().await
     {
         tracing::error!(service, error = %e, "cannot flush the plugin's writes");
-        return text_response(
+        return Err(text_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("service '{service}' could not make its writes durable"),
-        );
+        ));
     }
-    from_plugin(response)
+    Ok(())
+}
+
+/// A request for a standard component, with the host's headers, as it
+/// streams in; the answer streams out as the component writes it.
+async fn to_component(
+    app: &App,
+    active: &Active,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    hop: Hop,
+) -> Response<AnswerBody> {
+    let (mut parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // A body known to be too big is refused before any instance runs; one
+    // of unknown length is cut off where it passes the bound.
+    if declared.is_some_and(|len| len > app.bodies.max as u64) {
+        let why = protocol::body::BodyError::TooLarge(app.bodies.max);
+        return text_response(why.status(), why.to_string()).map(Either::Left);
+    }
+    let hops = hops_of(&parts.headers);
+    host_headers(&mut parts.headers, peer, &app.local_addr, &hop);
+    let (method, uri) = (parts.method.clone(), parts.uri.clone());
+    let call = HttpCall {
+        request: Request::from_parts(parts, limited_body(body, app.bodies.max)),
+        trace: hop,
+        hops,
+    };
+    let service = &*active.env.name;
+    let response = match active
+        .plugin
+        .handle_http(&app.engine, active.env.clone(), call)
+        .await
+    {
+        Ok(response) => response,
+        Err(failure) => {
+            let mut seen = Request::new(());
+            *seen.method_mut() = method;
+            *seen.uri_mut() = uri;
+            let (seen, ()) = seen.into_parts();
+            return failure_response(service, &seen, failure).map(Either::Left);
+        }
+    };
+    // What the component wrote before it set its response is durable
+    // before the client hears of it; what it writes while its body streams
+    // is not waited for.
+    if let Err(refused) = durable(app, service).await {
+        return refused.map(Either::Left);
+    }
+    response.map(Either::Right)
+}
+
+/// The headers a standard component sees: the client's, less those only
+/// the host may set, plus the host's own (as for a `sparrow:service`
+/// plugin).
+fn host_headers(headers: &mut http::HeaderMap, peer: SocketAddr, local_addr: &str, hop: &Hop) {
+    let theirs: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            name.as_str().starts_with(HOST_HEADER_PREFIX) || trace::is_trace_header(name.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in theirs {
+        headers.remove(name);
+    }
+    debug_assert!(HOPS_HEADER.starts_with(HOST_HEADER_PREFIX));
+    let ours = [
+        (CLIENT_ADDR_HEADER, peer.to_string()),
+        (LOCAL_ADDR_HEADER, local_addr.to_owned()),
+    ];
+    for (name, value) in ours.into_iter().chain(hop.plugin_headers()) {
+        if let Ok(value) = http::HeaderValue::try_from(value) {
+            headers.insert(name, value);
+        }
+    }
 }
 
 /// The request as the plugin sees it, with the host's own headers (the

@@ -24,7 +24,7 @@ use crate::durability::Flusher;
 use crate::kv::KvStore;
 use crate::metrics::{self, HostMetrics};
 use crate::outbound::Outbound;
-use crate::plugin::{Plugin, PluginEngine, SandboxSettings, Shared};
+use crate::plugin::{OutgoingSettings, Plugin, PluginEngine, SandboxSettings, Shared};
 use crate::server::{self, Active, App, BodyLimits};
 use crate::swap::{Overrides, Stamp, Swapper, short, stamp};
 
@@ -285,6 +285,13 @@ fn shared_state(cli: &Cli) -> anyhow::Result<Shared> {
     let cache = Arc::new(InstanceCache::new());
     Ok(Shared {
         outbound: Outbound::new(cache.clone(), cli.call_timeout, cli.max_body),
+        outgoing: Arc::new(OutgoingSettings {
+            allow: cli.allow_outbound.clone(),
+            client: protocol::http::http_client(),
+            timeout: cli.call_timeout,
+            max_body: cli.max_body,
+            max_hops: cli.max_hops,
+        }),
         cache,
         kv: Arc::new(match &cli.state {
             Some(path) => KvStore::open(path, cli.state_limits())?,
@@ -311,7 +318,7 @@ fn identity(
     shared: &Shared,
     plugin: Plugin,
 ) -> anyhow::Result<(ServiceRecord, Active)> {
-    let (name, requires) = overrides(cli).apply(&plugin.description);
+    let (name, requires) = overrides(cli).apply(&plugin)?;
     let addr = match &cli.advertise {
         Some(advertised) => advertised.trim().to_owned(),
         None => listener.local_addr()?.to_string(),

@@ -21,7 +21,7 @@ use protocol::record::ServiceRecord;
 use tokio::sync::mpsc;
 
 use crate::control::Control;
-use crate::plugin::bindings::Description;
+use crate::plugin::Plugin;
 use crate::server::{Active, App};
 
 /// How often the file is looked at besides the events. A change is acted on
@@ -38,15 +38,23 @@ pub struct Overrides {
 }
 
 impl Overrides {
-    /// The name and required services to register for a plugin that
-    /// describes itself as `description`.
-    pub fn apply(&self, description: &Description) -> (String, Vec<String>) {
-        (
-            self.name.clone().unwrap_or(description.name.clone()),
-            self.requires
-                .clone()
-                .unwrap_or(description.requires.clone()),
-        )
+    /// The name and required services to register for `plugin`: what it
+    /// describes, or for a standard component, which cannot, what the
+    /// command line says (a name is then required).
+    pub fn apply(&self, plugin: &Plugin) -> anyhow::Result<(String, Vec<String>)> {
+        let description = &plugin.description;
+        let name = match (&self.name, plugin.describes_itself()) {
+            (Some(name), _) => name.clone(),
+            (None, true) => description.name.clone(),
+            (None, false) => anyhow::bail!(
+                "a wasi:http/proxy component cannot say its service name: give --name (and --requires for the services it calls)"
+            ),
+        };
+        let requires = self
+            .requires
+            .clone()
+            .unwrap_or(description.requires.clone());
+        Ok((name, requires))
     }
 }
 
@@ -154,7 +162,7 @@ impl Swapper {
         if plugin.digest == current.plugin.digest {
             return Ok(None);
         }
-        let (name, requires) = self.overrides.apply(&plugin.description);
+        let (name, requires) = self.overrides.apply(&plugin)?;
         let record =
             ServiceRecord::new(name.clone(), app.discovery.record().addr, requires.clone());
         record.validate()?;

@@ -14,7 +14,8 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 const PLUGIN_PROFILE: &str = "plugin";
 
 /// The plugins of the system, by the name of their file in `plugins/`.
-pub const PLUGINS: [&str; 3] = ["log", "visit", "gateway"];
+/// `hello-http` is the example of a standard `wasi:http/proxy` component.
+pub const PLUGINS: [&str; 4] = ["log", "visit", "gateway", "hello-http"];
 
 /// A stub plugin the tests load.
 struct Stub {
@@ -28,7 +29,8 @@ struct Stub {
 /// The echo stub is built in variants: two versions that answer `/version`
 /// differently (hot-swap tests), one that requires `echo`, and one whose
 /// `describe` never returns. The plain echo is the benchmark's plugin.
-const STUBS: [Stub; 6] = [
+/// `http-faults` is the `hello-http` example with routes that trap and spin.
+const STUBS: [Stub; 7] = [
     Stub {
         name: "echo",
         package: "stub-echo",
@@ -58,6 +60,11 @@ const STUBS: [Stub; 6] = [
         name: "other-world",
         package: "stub-other-world",
         env: &[],
+    },
+    Stub {
+        name: "http-faults",
+        package: "plugin-hello-http",
+        env: &[("STUB_FAULTS", "1")],
     },
 ];
 

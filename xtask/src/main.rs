@@ -124,5 +124,6 @@ fn main() -> anyhow::Result<()> {
 fn build_all(workspace: &Workspace, release: bool) -> anyhow::Result<()> {
     build::build_system(workspace, release)?;
     polyglot::build_polyglot(workspace)?;
+    polyglot::install_bench_tools(workspace)?;
     build::build_stubs(workspace)
 }

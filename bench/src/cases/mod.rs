@@ -5,6 +5,7 @@ mod end_to_end;
 mod host_overhead;
 mod hot_swap;
 mod log;
+mod proxy;
 mod registry;
 mod registry_etcd;
 mod startup;
@@ -31,10 +32,13 @@ pub enum Case {
     Startup,
     /// The host's resident memory, idle and under load.
     Memory,
+    /// A standard wasi:http component: in Sparrow vs the plain echo plugin,
+    /// and vs `wasmtime serve`.
+    Proxy,
 }
 
 impl Case {
-    pub const ALL: [Case; 7] = [
+    pub const ALL: [Case; 8] = [
         Case::HostOverhead,
         Case::Memory,
         Case::EndToEnd,
@@ -42,6 +46,7 @@ impl Case {
         Case::Registry,
         Case::HotSwap,
         Case::Startup,
+        Case::Proxy,
     ];
 
     pub async fn run(self, settings: &Settings, also: &[Case]) -> anyhow::Result<Vec<Row>> {
@@ -59,6 +64,7 @@ impl Case {
             Case::Log => log::run(settings).await,
             Case::HotSwap => hot_swap::run(settings).await,
             Case::Startup => startup::run(settings).await,
+            Case::Proxy => proxy::run(settings).await,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! What the host offers a plugin: one module per interface of the
 //! `sparrow:service` world, each implementing its generated `Host` trait on
-//! the request's store data.
+//! the request's store data, and `http`, the outgoing requests of a
+//! standard `wasi:http/proxy` component.
 //!
 //! A plugin reaches only the services it declared it requires; the checks
 //! live here, next to each capability, not in the plugin.
 
+pub mod http;
 mod log;
 mod lookup;
 mod services;

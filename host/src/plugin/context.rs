@@ -1,12 +1,18 @@
 //! What a store holds while one request runs: WASI's state (no environment,
-//! no sockets, at most one directory) and the service's environment, through
-//! which the capabilities reach the host.
+//! no sockets, at most one directory), `wasi:http`'s for a standard
+//! component, and the service's environment, through which the capabilities
+//! reach the host.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::discovery::cache::InstanceCache;
+use protocol::http::HttpClient;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::capabilities::http::OutgoingHttp;
 
 use crate::kv::KvStore;
 use crate::metrics::{HostMetrics, ServiceMetrics};
@@ -18,9 +24,25 @@ use crate::trace::Hop;
 pub struct Shared {
     pub cache: Arc<InstanceCache>,
     pub outbound: Outbound,
+    pub outgoing: Arc<OutgoingSettings>,
     pub kv: Arc<KvStore>,
     /// With `--metrics-addr`; none: nothing is counted.
     pub metrics: Option<Arc<HostMetrics>>,
+}
+
+/// Where a standard component's outgoing requests may go besides the
+/// services it requires, and their bounds.
+pub struct OutgoingSettings {
+    /// `--allow-outbound`: `HOST:PORT` addresses, as written in a URL.
+    pub allow: Vec<String>,
+    /// Sends requests to those addresses.
+    pub client: HttpClient,
+    /// `--call-timeout`.
+    pub timeout: Duration,
+    /// `--max-body`: the largest outgoing request body.
+    pub max_body: usize,
+    /// `--max-hops`: the longest chain of calls.
+    pub max_hops: u32,
 }
 
 impl Shared {
@@ -48,6 +70,7 @@ impl Shared {
             requires,
             cache: self.cache.clone(),
             outbound: self.outbound.clone(),
+            outgoing: self.outgoing.clone(),
             kv: self.kv.clone(),
             metrics,
         })
@@ -63,6 +86,8 @@ pub struct ServiceEnv {
     pub requires: Vec<String>,
     pub cache: Arc<InstanceCache>,
     pub outbound: Outbound,
+    /// A standard component's requests to other destinations.
+    pub outgoing: Arc<OutgoingSettings>,
     pub kv: Arc<KvStore>,
     pub metrics: ServiceMetrics,
 }
@@ -83,6 +108,10 @@ pub struct RequestCtx {
     pub deadline: std::time::Instant,
     /// The current request's trace context, which the plugin's calls carry.
     pub trace: Option<Hop>,
+    /// `wasi:http`'s state; unused by a `sparrow:service` plugin.
+    pub http: WasiHttpCtx,
+    /// Where a standard component's outgoing requests go.
+    pub outgoing: OutgoingHttp,
 }
 
 impl WasiView for RequestCtx {
@@ -90,6 +119,16 @@ impl WasiView for RequestCtx {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestCtx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outgoing,
         }
     }
 }

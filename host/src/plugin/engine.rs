@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
@@ -46,11 +46,14 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// less, so every plugin gets it.
 pub const KEEP_RESIDENT: usize = 2 << 20;
 
-/// The engine, the linker with every host capability, and the bound on
+/// The engine, the linkers with every host capability, and the bound on
 /// concurrent instances.
 pub struct PluginEngine {
     pub(super) engine: Engine,
     pub(super) linker: Linker<RequestCtx>,
+    /// WASI and `wasi:http`, for standard components: kept apart so that a
+    /// `sparrow:service` plugin importing `wasi:http` is still refused.
+    pub(super) proxy_linker: Linker<RequestCtx>,
     pub(super) settings: SandboxSettings,
     /// One permit per pool slot: a request waits for a slot instead of
     /// failing when every slot is busy.
@@ -72,12 +75,18 @@ impl PluginEngine {
         Service::add_to_linker::<_, HasSelf<RequestCtx>>(&mut linker, |ctx| ctx)
             .map_err(anyhow::Error::from)
             .context("linking Sparrow's capabilities")?;
+        let mut proxy_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut proxy_linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut proxy_linker))
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:http")?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(PluginEngine {
             slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
             waiting: AtomicUsize::new(0),
             engine,
             linker,
+            proxy_linker,
             settings,
             _ticker: ticker,
         })
@@ -93,12 +102,16 @@ impl PluginEngine {
     /// [`SandboxSettings::queue_timeout`] at most: under overload a client
     /// gets a quick 503 rather than an endless queue or a request that gets
     /// its slot with no time left to run.
-    pub(super) async fn slot(&self) -> Result<SemaphorePermit<'_>, Failure> {
-        if let Ok(slot) = self.slots.try_acquire() {
+    ///
+    /// The slot is owned: a standard component's instance keeps it in its
+    /// own task while its response body streams.
+    pub(super) async fn slot(&self) -> Result<OwnedSemaphorePermit, Failure> {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
             return Ok(slot);
         }
         let _waiting = Waiting::join(&self.waiting, self.settings.max_queue)?;
-        match tokio::time::timeout(self.settings.queue_timeout, self.slots.acquire()).await {
+        let acquire = self.slots.clone().acquire_owned();
+        match tokio::time::timeout(self.settings.queue_timeout, acquire).await {
             Ok(Ok(slot)) => Ok(slot),
             Ok(Err(_closed)) => Err(Failure::Setup("the host is shutting down".into())),
             Err(_elapsed) => Err(Failure::Busy),

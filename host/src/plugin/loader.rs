@@ -1,8 +1,10 @@
 //! From a file to a plugin that is ready to serve: read, check that it is a
 //! component, compile (or take the compiled form from the on-disk cache),
-//! link against the `sparrow:service` world, and ask it to describe itself
-//! (in an instance slot, within the request timeout, like a request).
-//! Every step names the file and what was wrong with it.
+//! tell its world from its exports, link against that world, and ask a
+//! `sparrow:service` plugin to describe itself (in an instance slot, within
+//! the request timeout, like a request; a standard `wasi:http/proxy`
+//! component cannot, the command line names it). Every step names the file
+//! and what was wrong with it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,9 +20,11 @@ use super::cache::{compile, hex};
 use super::context::RequestCtx;
 use super::context::ServiceEnv;
 use super::engine::PluginEngine;
-use super::loaded::Plugin;
+use super::loaded::{Kind, Plugin};
 use super::pool::InstancePool;
+use super::proxy::{self, ProxyPlugin};
 use super::sandbox::{Failure, classify};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 impl PluginEngine {
     /// Loads the component at `path`. `env` serves the plugin's imports while
@@ -28,6 +32,33 @@ impl PluginEngine {
     pub async fn load(&self, path: &Path, env: Arc<ServiceEnv>) -> anyhow::Result<Plugin> {
         let shown = path.display().to_string();
         let (component, digest) = self.compile_file(path).await?;
+        match world_of(&self.engine, &component) {
+            World::Service => {}
+            World::Proxy => {
+                let pre = self
+                    .link_proxy(&component)
+                    .with_context(|| format!("plugin {shown}"))?;
+                return Ok(Plugin {
+                    kind: Kind::Proxy(ProxyPlugin { pre }),
+                    description: Description {
+                        name: String::new(),
+                        requires: Vec::new(),
+                    },
+                    digest,
+                });
+            }
+            World::Neither(exports) => bail!(
+                "plugin {shown} is not a component of the {WORLD} world (which \
+                 exports describe and handle-request) nor of the {} world (which \
+                 exports wasi:http/incoming-handler); it exports {}",
+                proxy::WORLD,
+                if exports.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    exports.join(", ")
+                }
+            ),
+        }
         let pre = self
             .link(&component)
             .with_context(|| format!("plugin {shown}"))?;
@@ -44,7 +75,7 @@ impl PluginEngine {
             bail!("plugin {shown} describes itself with an empty name");
         }
         Ok(Plugin {
-            pool,
+            kind: Kind::Service(pool),
             description,
             digest,
         })
@@ -96,6 +127,28 @@ impl PluginEngine {
         })
     }
 
+    /// Links the component for the world it exports, as `load` would:
+    /// what `host compile` checks.
+    pub fn check_link(&self, component: &Component) -> anyhow::Result<()> {
+        match world_of(&self.engine, component) {
+            World::Proxy => self.link_proxy(component).map(drop),
+            _ => self.link(component).map(drop),
+        }
+    }
+
+    /// Links a standard component against WASI and `wasi:http`.
+    pub fn link_proxy(&self, component: &Component) -> anyhow::Result<ProxyPre<RequestCtx>> {
+        self.proxy_linker
+            .instantiate_pre(component)
+            .and_then(ProxyPre::new)
+            .map_err(|e| {
+                anyhow::Error::from(e).context(format!(
+                    "is a {} component this host cannot link",
+                    proxy::WORLD
+                ))
+            })
+    }
+
     /// Asks a freshly loaded plugin who it is, as bounded as a request.
     async fn describe(
         &self,
@@ -111,6 +164,32 @@ impl PluginEngine {
             Ok(Err(error)) => Err(classify(error).into()),
             Err(_elapsed) => Err(Failure::Timeout.into()),
         }
+    }
+}
+
+/// Which world a component was built for, told by what it exports.
+pub(super) enum World {
+    Service,
+    Proxy,
+    /// Neither: its exports, for the message.
+    Neither(Vec<String>),
+}
+
+/// A `wasi:http/incoming-handler` export makes a standard component; else
+/// the host takes it for a `sparrow:service` one when it exports
+/// `handle-request` (linking then says what else is wrong with it).
+pub(super) fn world_of(engine: &Engine, component: &Component) -> World {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if exports.iter().any(|e| e.starts_with(proxy::HANDLER_EXPORT)) {
+        World::Proxy
+    } else if exports.iter().any(|e| e == "handle-request") {
+        World::Service
+    } else {
+        World::Neither(exports)
     }
 }
 

@@ -9,8 +9,11 @@
 //!   call into it.
 //! - [`pool`]: fresh instances, or reused ones with `--reuse`.
 //! - [`cache`]: compiled plugins on disk, private and bounded.
-//! - [`loader`]: file -> checked, compiled, linked, described plugin.
-//! - [`loaded`]: a loaded plugin version, serving one request.
+//! - [`proxy`]: a standard `wasi:http/proxy` component, serving one
+//!   request with streaming bodies.
+//! - [`loader`]: file -> checked, compiled, linked (for the world it
+//!   exports), described plugin.
+//! - [`loaded`]: a loaded plugin version of either kind, serving one request.
 //! - [`stdio`]: the plugin's stdout and stderr, into the host's log.
 //!
 //! The modules depend on each other in that order only.
@@ -22,11 +25,12 @@ pub mod engine;
 pub mod loaded;
 pub mod loader;
 mod pool;
+pub mod proxy;
 pub mod sandbox;
 mod stdio;
 
 pub use cache::CompileCache;
-pub use context::{ServiceEnv, Shared};
+pub use context::{OutgoingSettings, ServiceEnv, Shared};
 pub use engine::PluginEngine;
 pub use loaded::Plugin;
 pub use sandbox::{Failure, SandboxSettings};

@@ -12,9 +12,12 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
+use wasmtime_wasi_http::WasiHttpCtx;
+
 use super::cache::CompileCache;
 use super::context::{RequestCtx, ServiceEnv};
 use super::stdio::PluginOutput;
+use crate::capabilities::http::OutgoingHttp;
 
 /// Limits that every request's sandbox gets.
 #[derive(Debug, Clone)]
@@ -77,6 +80,8 @@ pub(super) fn new_store(
     let ctx = RequestCtx {
         wasi: wasi.build(),
         table: ResourceTable::new(),
+        http: WasiHttpCtx::new(),
+        outgoing: OutgoingHttp::new(env.clone()),
         env,
         deadline: Instant::now() + settings.request_timeout,
         trace: None,

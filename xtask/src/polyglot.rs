@@ -74,6 +74,7 @@ pub fn build_polyglot(workspace: &Workspace) -> anyhow::Result<()> {
     let root = &workspace.root;
     check_prerequisites()?;
     install_python_tools(root)?;
+    fetch_wasi_wit(workspace)?;
     for plugin in &PYTHON_PLUGINS {
         let inputs = [plugin.source, plugin.wit, PYTHON_REQUIREMENTS];
         build_if_stale(root, plugin, &inputs, |out| {
@@ -102,6 +103,52 @@ pub fn build_polyglot(workspace: &Workspace) -> anyhow::Result<()> {
                 .arg(out);
             command
         })?;
+    }
+    Ok(())
+}
+
+/// Where `hello-http-py` finds WASI's WIT packages (gitignored).
+const WASI_WIT_DEPS: &str = "plugins/python/hello_http/wit/deps";
+
+/// Copies WASI's WIT, as the wasmtime-wasi-http crate the host links ships
+/// it, beside `hello-http-py`: the component then targets exactly the
+/// `wasi:http` the host serves, and no copy of WASI's files is kept in the
+/// repository. Files already the same are left alone, so that the plugin is
+/// not rebuilt for nothing.
+fn fetch_wasi_wit(workspace: &Workspace) -> anyhow::Result<()> {
+    let mut metadata = workspace.cargo_command(["metadata", "--format-version", "1", "--locked"]);
+    metadata.stderr(std::process::Stdio::inherit());
+    let output = metadata.output().context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!("cargo metadata failed ({})", output.status);
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("reading cargo metadata's output")?;
+    let manifest = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|package| package["name"] == "wasmtime-wasi-http")
+        .and_then(|package| package["manifest_path"].as_str())
+        .context("wasmtime-wasi-http is not among the workspace's packages")?;
+    let source = Path::new(manifest)
+        .parent()
+        .context("a manifest path without a directory")?
+        .join("wit/deps");
+    let target = workspace.root.join(WASI_WIT_DEPS);
+    std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
+    for entry in
+        std::fs::read_dir(&source).with_context(|| format!("reading {}", source.display()))?
+    {
+        let from = entry?.path();
+        let Some(name) = from.file_name() else {
+            continue;
+        };
+        let to = target.join(name);
+        let text = read(&from)?;
+        if std::fs::read_to_string(&to).ok().as_deref() != Some(text.as_str()) {
+            write(&to, &text)?;
+        }
     }
     Ok(())
 }

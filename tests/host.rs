@@ -138,6 +138,16 @@ fn bad_start_up_input_exits_with_one_line_naming_the_problem() {
         line.contains("is not a component of the sparrow:service"),
         "{line}"
     );
+    // A plugin that sends HTTP itself: the imports are named, and the ways
+    // to do without them.
+    let line = run(plugin_args(&stub("fetches")));
+    assert!(
+        line.contains("wasi:http/outgoing-handler@")
+            && line.contains("which this host does not provide")
+            && line.contains("call-service")
+            && line.contains("--disable http --disable fetch-event"),
+        "{line}"
+    );
     let line = run(plugin_args(&echo));
     assert!(line.contains("accepted the registration within"), "{line}");
 

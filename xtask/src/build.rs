@@ -29,8 +29,9 @@ struct Stub {
 /// The echo stub is built in variants: two versions that answer `/version`
 /// differently (hot-swap tests), one that requires `echo`, and one whose
 /// `describe` never returns. The plain echo is the benchmark's plugin.
-/// `http-faults` is the `hello-http` example with routes that trap and spin.
-const STUBS: [Stub; 7] = [
+/// `fetches` sends HTTP itself (imports `wasi:http`); `http-faults` is the
+/// `hello-http` example with routes that trap and spin.
+const STUBS: [Stub; 8] = [
     Stub {
         name: "echo",
         package: "stub-echo",
@@ -59,6 +60,11 @@ const STUBS: [Stub; 7] = [
     Stub {
         name: "other-world",
         package: "stub-other-world",
+        env: &[],
+    },
+    Stub {
+        name: "fetches",
+        package: "stub-fetches",
         env: &[],
     },
     Stub {

@@ -218,7 +218,11 @@ fn foreign_imports(engine: &Engine, component: &Component) -> Vec<String> {
 /// How to build without the known extra imports.
 fn hint(foreign: &[String]) -> &'static str {
     if foreign.iter().any(|name| name.starts_with("wasi:http/")) {
-        " (a JavaScript plugin built with jco: add `--disable http --disable fetch-event` to `jco componentize`)"
+        concat!(
+            " (a sparrow:service plugin reaches other services with call-service, not wasi:http;",
+            " a JavaScript plugin built with jco: add `--disable http --disable fetch-event` to `jco componentize`;",
+            " a standard HTTP component exports wasi:http/incoming-handler, and then runs as one)"
+        )
     } else {
         ""
     }

@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use protocol::accept::{self, ServeSettings};
-use protocol::body::{read_body, text_response};
+use protocol::body::{BodyError, read_body, text_response};
 use protocol::locks::{read, write};
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -53,6 +54,10 @@ pub struct App {
     /// Where this instance listens and is registered.
     local_addr: String,
     active: RwLock<Arc<Active>>,
+    /// Whether it takes requests: from when its server runs until it is
+    /// told to stop. Calls from services of this process go to it only
+    /// then.
+    serving: AtomicBool,
 }
 
 impl App {
@@ -73,7 +78,21 @@ impl App {
             flusher,
             access_log: false,
             active: RwLock::new(Arc::new(active)),
+            serving: AtomicBool::new(false),
         }
+    }
+
+    /// Where this instance is registered (what a caller connects to).
+    pub fn local_addr(&self) -> &str {
+        &self.local_addr
+    }
+
+    pub fn serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
+    }
+
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Release);
     }
 
     /// The version that serves requests from now on. A request holds the
@@ -141,38 +160,76 @@ async fn for_plugin(
     let started = Instant::now();
     let hop = Hop::start(request.headers());
     let span = hop.span();
-    async move {
-        // The version that serves the request is the one it is counted for.
-        let active = app.active();
-        let seen = app
-            .access_log
-            .then(|| (request.method().clone(), request.uri().clone()));
-        let response = to_plugin(app, &active, request, peer, hop).await;
-        let took = started.elapsed();
-        active.env.metrics.request(response.status(), took);
-        if let Some((method, uri)) = seen {
-            let status = response.status().as_u16();
-            tracing::info!(%method, %uri, status, ?took, "answered");
+    let (parts, body) = request.into_parts();
+    let serve = async {
+        match read_body(body, app.bodies.max, app.bodies.timeout).await {
+            Ok(body) => Ok(body),
+            Err(e) => Err(text_response(e.status(), e.to_string())),
         }
-        response
+    };
+    counted(app, started, parts, serve, &peer.to_string(), hop)
+        .instrument(span)
+        .await
+}
+
+/// A request from another service of this process (see `local`): from the
+/// moment its body has been read on, it takes the path of a request that
+/// came over HTTP, with `client` as the client's address.
+pub async fn for_plugin_in_process(
+    app: &App,
+    parts: http::request::Parts,
+    body: Bytes,
+    client: &str,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let hop = Hop::start(&parts.headers);
+    let span = hop.span();
+    let body = if body.len() > app.bodies.max {
+        let refused = BodyError::TooLarge(app.bodies.max);
+        Err(text_response(refused.status(), refused.to_string()))
+    } else {
+        Ok(body)
+    };
+    counted(app, started, parts, async { body }, client, hop)
+        .instrument(span)
+        .await
+}
+
+/// Serves a request whose body `body` gives (or the answer refusing it),
+/// counted and access-logged for the version that serves it.
+async fn counted(
+    app: &App,
+    started: Instant,
+    parts: http::request::Parts,
+    body: impl Future<Output = Result<Bytes, Response<Full<Bytes>>>>,
+    client: &str,
+    hop: Hop,
+) -> Response<Full<Bytes>> {
+    // The version that serves the request is the one it is counted for.
+    let active = app.active();
+    let response = match body.await {
+        Ok(body) => to_plugin(app, &active, &parts, body, client, hop).await,
+        Err(refused) => refused,
+    };
+    let took = started.elapsed();
+    active.env.metrics.request(response.status(), took);
+    if app.access_log {
+        let (method, uri) = (&parts.method, &parts.uri);
+        let status = response.status().as_u16();
+        tracing::info!(%method, %uri, status, ?took, "answered");
     }
-    .instrument(span)
-    .await
+    response
 }
 
 async fn to_plugin(
     app: &App,
     active: &Active,
-    request: Request<Incoming>,
-    peer: SocketAddr,
+    parts: &http::request::Parts,
+    body: Bytes,
+    client: &str,
     hop: Hop,
 ) -> Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let body = match read_body(body, app.bodies.max, app.bodies.timeout).await {
-        Ok(body) => body,
-        Err(e) => return text_response(e.status(), e.to_string()),
-    };
-    let request = plugin_request(&parts, body, peer, &app.local_addr, &hop);
+    let request = plugin_request(parts, body, client, &app.local_addr, &hop);
     let service = &*active.env.name;
     let response = match active
         .plugin
@@ -180,7 +237,7 @@ async fn to_plugin(
         .await
     {
         Ok(response) => response,
-        Err(failure) => return failure_response(service, &parts, failure),
+        Err(failure) => return failure_response(service, parts, failure),
     };
     if let Some(flusher) = &app.flusher
         && let Err(e) = flusher.flush().await
@@ -199,7 +256,7 @@ async fn to_plugin(
 fn plugin_request(
     parts: &http::request::Parts,
     body: Bytes,
-    peer: SocketAddr,
+    client: &str,
     local_addr: &str,
     hop: &Hop,
 ) -> bindings::Request {
@@ -222,7 +279,7 @@ fn plugin_request(
             .filter(|(name, _)| !trace::is_trace_header(name.as_str()))
             .filter_map(|(name, value)| Some(header(name.as_str(), value.to_str().ok()?)))
             .chain([
-                header(CLIENT_ADDR_HEADER, &peer.to_string()),
+                header(CLIENT_ADDR_HEADER, client),
                 header(LOCAL_ADDR_HEADER, local_addr),
             ])
             .chain(hop.plugin_headers().map(|(name, value)| Header {

@@ -63,7 +63,7 @@ impl PluginEngine {
 
         // Compiling takes from milliseconds to seconds: keep it off the
         // threads that serve requests.
-        let engine = self.engine.clone();
+        let engine = self.engine().clone();
         let cache = self.settings.compile_cache.clone();
         let key = digest.clone();
         let component =
@@ -78,12 +78,12 @@ impl PluginEngine {
     /// the host does not provide, says what, and how to leave it out.
     pub fn link(&self, component: &Component) -> anyhow::Result<ServicePre<RequestCtx>> {
         let linked = self
-            .linker
+            .linker()
             .instantiate_pre(component)
             .and_then(ServicePre::new)
             .map_err(anyhow::Error::from);
         linked.map_err(|e| {
-            let foreign = foreign_imports(&self.engine, component);
+            let foreign = foreign_imports(self.engine(), component);
             if foreign.is_empty() {
                 e.context(format!("is not a component of the {WORLD} world"))
             } else {

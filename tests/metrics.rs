@@ -8,7 +8,9 @@ use std::time::Duration;
 use prometheus_parse::{LineInfo, Scrape, Value};
 use std::path::Path;
 
-use harness::{Proc, TempDir, get, plugin, poll_until, post, registered, send, stub};
+use harness::{
+    Proc, TempDir, get, install_atomically, plugin, poll_until, post, registered, send, stub,
+};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -61,14 +63,6 @@ impl Metrics {
         names.dedup();
         names
     }
-}
-
-/// Replaces `target` with a copy of `source`: a temporary file beside it,
-/// renamed into place.
-fn install_atomically(source: &Path, target: &Path) {
-    let temporary = target.with_extension("tmp");
-    std::fs::copy(source, &temporary).expect("copying the new version");
-    std::fs::rename(&temporary, target).expect("renaming it into place");
 }
 
 /// The metrics address a host logged.

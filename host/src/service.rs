@@ -114,9 +114,13 @@ impl Hosts {
     pub async fn run(self, control: Control) -> anyhow::Result<()> {
         let (controllers, controls) = control.fan_out(self.0.len());
         let mut running = tokio::task::JoinSet::new();
+        let several = self.0.len() > 1;
         for (host, control) in self.0.into_iter().zip(controls) {
             // Each service's own lines (registering, draining) say whose.
-            let span = tracing::info_span!("service", name = %host.app.active().env.name);
+            let span = match several {
+                true => tracing::info_span!("service", name = %host.app.active().env.name),
+                false => tracing::Span::none(),
+            };
             running.spawn(host.run(control).instrument(span));
         }
         let mut result = Ok(());

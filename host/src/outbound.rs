@@ -107,12 +107,17 @@ impl Outbound {
     /// cache. Either way within the call timeout, with the same answers and
     /// failures.
     pub async fn call(&self, service: &str, call: &Call) -> Result<Answer, CallFailure> {
+        let from = self.origin.get().map_or("", String::as_str);
+        // A service's call to its own name is never taken in process by
+        // itself: what it gets is what it got before there were local
+        // calls, the instances the registry announced.
+        let local = self
+            .local
+            .find(service)
+            .filter(|app| app.local_addr() != from);
         let sent = async {
-            match self.local.find(service) {
-                Some(app) => {
-                    let from = self.origin.get().map_or("", String::as_str);
-                    local::call(app, call, from, self.max_body).await
-                }
+            match local {
+                Some(app) => local::call(app, call, from, self.max_body).await,
                 None => self.call_remote(service, call).await,
             }
         };

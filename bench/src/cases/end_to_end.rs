@@ -30,24 +30,14 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     };
     let load = |addr, path: &str| load::run(Target::get(addr, path), settings.connections, budget);
     let (direct, three) = {
-        let log = procs::host(
-            settings,
-            &settings.artifacts.plugin("log")?,
-            &registry,
-            &["--cache-dir", &cache_arg, "--dir", &data_arg],
-        )?;
-        let visit = procs::host(
-            settings,
-            &settings.artifacts.plugin("visit")?,
-            &registry,
-            &["--cache-dir", &cache_arg],
-        )?;
-        let gateway = procs::host(
-            settings,
-            &settings.artifacts.plugin("gateway")?,
-            &registry,
-            &["--cache-dir", &cache_arg],
-        )?;
+        let host = |plugin: &str, extra: &[&str]| -> anyhow::Result<harness::Proc> {
+            let args = [&["--cache-dir", cache_arg.as_str()][..], extra].concat();
+            let plugin = settings.artifacts.plugin(plugin)?;
+            procs::host(settings, &plugin, &registry, &args)
+        };
+        let log = host("log", &["--dir", &data_arg])?;
+        let visit = host("visit", &[])?;
+        let gateway = host("gateway", &[])?;
         // The gateway learns of visit, and visit of log, through
         // notifications.
         ready(&gateway.url("/visit/")).await?;

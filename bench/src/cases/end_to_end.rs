@@ -42,7 +42,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         // notifications.
         ready(&gateway.url("/visit/")).await?;
         let direct = load(visit.addr(), "/").await?;
-        let three = load(gateway.addr(), "/visit/").await?;
+        let hosts = [log.pid(), visit.pid(), gateway.pid()];
+        let three = with_cpu(&hosts, settings, load(gateway.addr(), "/visit/")).await?;
         // Gone before the next layout registers the same names.
         drop((log, visit, gateway));
         (direct, three)
@@ -54,7 +55,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             ServiceSpec::new(&settings.artifacts.plugin("gateway")?),
         ];
         let config = data.path().join("services.toml");
-        let _host = procs::multi_host(
+        let host = procs::multi_host(
             settings,
             &config,
             &services,
@@ -62,13 +63,16 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             &["--cache-dir", &cache_arg],
         )?;
         ready(&services[2].url("/visit/")).await?;
-        load(services[2].addr.parse()?, "/visit/").await?
+        let gateway = services[2].addr.parse()?;
+        with_cpu(&[host.pid()], settings, load(gateway, "/visit/")).await?
     };
     let hyper = {
         let baseline = procs::baseline(settings)?;
         load(baseline.addr(), "/").await?
     };
 
+    let (one, one_cpu) = one;
+    let (three, three_cpu) = three;
     let mut rows = vec![Row::compared(
         CASE,
         "gateway→visit→log throughput (vs visit direct)",
@@ -99,11 +103,19 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         report::rate(three.rate()),
         one.rate() / three.rate(),
     ));
+    for p in [50.0, 99.0] {
+        rows.push(Row::durations(
+            CASE,
+            &format!("one process vs three: latency p{p}"),
+            one.percentile(p),
+            three.percentile(p),
+        ));
+    }
     rows.push(Row::durations(
         CASE,
-        "one process vs three: latency p99",
-        one.percentile(0.99),
-        three.percentile(0.99),
+        "one process vs three: host CPU per request (all hosts)",
+        one_cpu,
+        three_cpu,
     ));
     rows.push(Row::new(
         CASE,
@@ -111,6 +123,30 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         format!("{} / {}", one.errors, hyper.errors),
     ));
     Ok(rows)
+}
+
+/// The outcome of `load`, and the CPU time the processes `pids` used per
+/// answered request in its measured window (read when the warm-up ends and
+/// when the load does).
+async fn with_cpu(
+    pids: &[u32],
+    settings: &Settings,
+    load: impl Future<Output = anyhow::Result<Outcome>>,
+) -> anyhow::Result<(Outcome, Duration)> {
+    let total = |pids: &[u32]| -> anyhow::Result<Duration> {
+        pids.iter().map(|&pid| harness::usage::cpu_time(pid)).sum()
+    };
+    let at_window = {
+        let (pids, warmup) = (pids.to_vec(), settings.warmup);
+        tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            total(&pids)
+        })
+    };
+    let outcome = load.await?;
+    let used = total(pids)?.saturating_sub(at_window.await??);
+    let per_request = used / outcome.ok.max(1) as u32;
+    Ok((outcome, per_request))
 }
 
 /// Waits until `url` answers 200.

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use prometheus_parse::{LineInfo, Scrape, Value};
-use std::path::Path;
 
 use harness::{
     Proc, TempDir, get, install_atomically, plugin, poll_until, post, registered, send, stub,

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use prometheus_parse::{LineInfo, Scrape, Value};
-use std::path::Path;
 
 use harness::etcd::{EtcdCluster, host_of, leader_of, registry_replica};
 use harness::{
-    Deadline, Proc, TempDir, free_addr, get, plugin, poll_until, post, registered, send, stub,
+    Deadline, Proc, TempDir, free_addr, get, install_atomically, plugin, poll_until, post,
+    registered, send, stub,
 };
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -64,14 +64,6 @@ impl Metrics {
         names.dedup();
         names
     }
-}
-
-/// Replaces `target` with a copy of `source`: a temporary file beside it,
-/// renamed into place.
-fn install_atomically(source: &Path, target: &Path) {
-    let temporary = target.with_extension("tmp");
-    std::fs::copy(source, &temporary).expect("copying the new version");
-    std::fs::rename(&temporary, target).expect("renaming it into place");
 }
 
 /// The metrics address a host logged.

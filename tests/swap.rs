@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use harness::{Proc, Signal, TempDir, get, poll_until, send, stub};
+use harness::{Proc, Signal, TempDir, get, install_atomically, poll_until, send, stub};
 
 const SWAP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -33,14 +33,6 @@ fn swappable(extra: &[&str]) -> Swappable {
         registry,
         host,
     }
-}
-
-/// Replaces `target` with a copy of `source` the way deployment tools do:
-/// write a temporary file beside it, then rename it into place.
-fn install_atomically(source: &Path, target: &Path) {
-    let temporary = target.with_extension("tmp");
-    std::fs::copy(source, &temporary).expect("copying the new version");
-    std::fs::rename(&temporary, target).expect("renaming it into place");
 }
 
 fn version(host: &Proc) -> String {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use harness::{Launch, Proc};
+use harness::{Launch, Proc, ServiceSpec};
 
 use crate::Settings;
 
@@ -26,6 +26,33 @@ pub fn host(
     let program = settings.artifacts.binary("host")?;
     Launch::host(program, plugin, "127.0.0.1:0", &registry.url(""))
         .args(extra)
+        .start()
+}
+
+/// One host process running `services` from a config file written to
+/// `config`, registered with `registry`; `extra` arguments are appended.
+/// Started once it listens on the first service's address.
+pub fn multi_host(
+    settings: &Settings,
+    config: &Path,
+    services: &[ServiceSpec],
+    registry: &Proc,
+    extra: &[&str],
+) -> anyhow::Result<Proc> {
+    std::fs::write(config, harness::config_text(services))?;
+    Launch::new("multi-host", settings.artifacts.binary("host")?)
+        .arg("--config")
+        .arg(config)
+        .args(["--registry", &registry.url("")])
+        .args(extra)
+        .start()
+}
+
+/// The plain hyper server the host is compared with (`bench
+/// serve-baseline`), as a process of its own.
+pub fn baseline(settings: &Settings) -> anyhow::Result<Proc> {
+    Launch::new("baseline", &settings.self_exe)
+        .args(["serve-baseline", "--addr", "127.0.0.1:0"])
         .start()
 }
 

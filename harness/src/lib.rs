@@ -48,6 +48,6 @@ pub use paths::{Artifacts, binary, plugin, stub};
 pub use ports::free_addr;
 pub use process::{Launch, Proc};
 pub use registry_api::{RegistryProcess, addrs, registered};
-pub use sparrow::{FAST_HEARTBEATS, Heartbeats, NO_HEARTBEAT};
-pub use tempdir::TempDir;
+pub use sparrow::{FAST_HEARTBEATS, Heartbeats, NO_HEARTBEAT, ServiceSpec, config_text};
+pub use tempdir::{TempDir, install_atomically};
 pub use wait::{DEADLINE, Deadline, eventually, eventually_some, poll_until};

@@ -101,6 +101,115 @@ impl Proc {
     }
 }
 
+/// One `[[service]]` of a host's `--config` file.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub plugin: PathBuf,
+    pub addr: String,
+    /// Further options: (key, value), the flag `--key value` or the TOML
+    /// `key = "value"`.
+    pub options: Vec<(String, String)>,
+}
+
+impl ServiceSpec {
+    /// `plugin` on a free loopback address.
+    pub fn new(plugin: &Path) -> ServiceSpec {
+        let addr = crate::ports::free_addr().expect("a free loopback port");
+        ServiceSpec {
+            plugin: plugin.to_owned(),
+            addr: addr.to_string(),
+            options: Vec::new(),
+        }
+    }
+
+    /// Adds an option (`dir`, `/tmp/x`), given as a string either way.
+    pub fn option(mut self, key: &str, value: &str) -> ServiceSpec {
+        self.options.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The options as host flags.
+    pub fn flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        for (key, value) in &self.options {
+            flags.extend([format!("--{key}"), value.clone()]);
+        }
+        flags
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// The `--config` file of a host running `services`.
+pub fn config_text(services: &[ServiceSpec]) -> String {
+    let mut text = String::new();
+    for service in services {
+        text.push_str(&format!(
+            "[[service]]\nplugin = {:?}\naddr = {:?}\n",
+            service.plugin.display().to_string(),
+            service.addr
+        ));
+        for (key, value) in &service.options {
+            text.push_str(&format!("{key} = {value:?}\n"));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+impl Proc {
+    /// A host of `service` alone, as the flags give it, once `registry`
+    /// lists it.
+    pub fn service_host(service: &ServiceSpec, registry: &Proc, extra: &[&str]) -> Proc {
+        let launch = Launch::host(
+            binary("host"),
+            &service.plugin,
+            &service.addr,
+            &registry.url(""),
+        )
+        .args(service.flags())
+        .args(extra);
+        let host = started(launch);
+        assert!(
+            poll_until(START_TIMEOUT, || lists(registry, &service.addr)),
+            "{} at {} never appeared in the registry's table:\n{}",
+            host.name(),
+            service.addr,
+            host.log()
+        );
+        host
+    }
+
+    /// One host process running `services` (its config written to
+    /// `config`), once `registry` lists every one of them.
+    pub fn multi_host(
+        config: &Path,
+        services: &[ServiceSpec],
+        registry: &Proc,
+        extra: &[&str],
+    ) -> Proc {
+        std::fs::write(config, config_text(services)).expect("writing the host's config");
+        let launch = Launch::new("multi-host", binary("host"))
+            .arg("--config")
+            .arg(config)
+            .args(["--registry", &registry.url("")])
+            .args(extra);
+        let host = started(launch);
+        for service in services {
+            assert!(
+                poll_until(START_TIMEOUT, || lists(registry, &service.addr)),
+                "{} at {} never appeared in the registry's table:\n{}",
+                service.plugin.display(),
+                service.addr,
+                host.log()
+            );
+        }
+        host
+    }
+}
+
 fn started(launch: Launch) -> Proc {
     launch.start().unwrap_or_else(|e| panic!("{e:#}"))
 }

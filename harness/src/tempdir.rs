@@ -44,6 +44,15 @@ impl Drop for TempDir {
     }
 }
 
+/// Replaces `target` with a copy of `source` the way deployment tools do:
+/// write a temporary file beside it, then rename it into place (a hot swap
+/// never sees half a file).
+pub fn install_atomically(source: &Path, target: &Path) {
+    let temporary = target.with_extension("tmp");
+    std::fs::copy(source, &temporary).expect("copying the new version");
+    std::fs::rename(&temporary, target).expect("renaming it into place");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

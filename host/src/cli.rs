@@ -11,9 +11,10 @@ use crate::kv::StateLimits;
 use crate::plugin::CompileCache;
 use protocol::duration::{self, DAY, HOUR, MILLISECOND, SECOND};
 
-/// Runs one Sparrow service: serves HTTP on `--addr`, registers with the
+/// Runs Sparrow services: serves HTTP on `--addr`, registers with the
 /// registry, and hands every request to a WebAssembly component (the plugin)
-/// in a fresh instance.
+/// in a fresh instance. `--config FILE` runs several services in this one
+/// process instead.
 #[derive(Debug, Parser)]
 #[command(
     version,
@@ -21,14 +22,22 @@ use protocol::duration::{self, DAY, HOUR, MILLISECOND, SECOND};
 )]
 pub struct Cli {
     /// The plugin: a WebAssembly component of the `sparrow:service` world.
-    #[arg(long)]
-    pub plugin: PathBuf,
+    #[arg(long, required_unless_present = "config")]
+    pub plugin: Option<PathBuf>,
 
     /// Where to listen (HOST:PORT; port 0 picks a free port); also the
     /// address registered for this instance, unless `--advertise` says
     /// another.
-    #[arg(long)]
-    pub addr: SocketAddr,
+    #[arg(long, required_unless_present = "config")]
+    pub addr: Option<SocketAddr>,
+
+    /// Run the services this TOML file lists, each in a `[[service]]`
+    /// table with `plugin`, `addr` and any per-service option under its
+    /// flag's name (`dir = "run"`, `request-timeout = "2s"`); the flags on
+    /// the command line are then the host-wide ones (registry, memory
+    /// limit, cache, metrics ...).
+    #[arg(long, conflicts_with_all = ["plugin", "addr"])]
+    pub config: Option<PathBuf>,
 
     /// The address other services are told to reach this instance at
     /// (HOST:PORT), when it differs from `--addr` (e.g. `--addr
@@ -177,6 +186,19 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The plugin file of a service (`--plugin`, or its `plugin` key).
+    pub fn plugin_path(&self) -> &std::path::Path {
+        self.plugin
+            .as_deref()
+            .expect("every service has a plugin: clap and the config check it")
+    }
+
+    /// Where a service listens (`--addr`, or its `addr` key).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.addr
+            .expect("every service has an address: clap and the config check it")
+    }
+
     pub fn state_limits(&self) -> StateLimits {
         StateLimits {
             max_keys: self.state_max_keys as usize,

@@ -62,6 +62,34 @@ impl Control {
     }
 }
 
+impl Control {
+    /// `n` controls told whatever this one is told (a stop, a reload), one
+    /// per service of the process, with their controllers.
+    pub(crate) fn fan_out(self, n: usize) -> (Vec<Controller>, Vec<Control>) {
+        let (controllers, controls): (Vec<Controller>, Vec<Control>) =
+            (0..n).map(|_| control()).unzip();
+        let Control {
+            mut stop,
+            mut reload,
+        } = self;
+        let told = controllers.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = stop.wait_for(|stop| *stop) => {
+                        if changed.is_ok() {
+                            told.iter().for_each(Controller::stop);
+                        }
+                        return;
+                    }
+                    Some(()) = reload.recv() => told.iter().for_each(Controller::reload),
+                }
+            }
+        });
+        (controllers, controls)
+    }
+}
+
 const HELD: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
 /// The process's stop and reload signals, blocked until [`Signals::install`]

@@ -158,7 +158,14 @@ impl KvStore {
         inner
             .record(key, &value)
             .map_err(|e| format!("cannot persist '{key}': {e}"))?;
-        inner.entries.insert(key.to_owned(), value);
+        // The key is copied only the first time: a counter bumped on every
+        // request (visit's) keeps its key's allocation.
+        match inner.entries.get_mut(key) {
+            Some(kept) => *kept = value,
+            None => {
+                inner.entries.insert(key.to_owned(), value);
+            }
+        }
         Ok(next)
     }
 

@@ -1,7 +1,8 @@
-//! The Sparrow host: runs one service, whose logic is a WebAssembly
+//! The Sparrow host: runs one service (or several, `--config`), whose logic is a WebAssembly
 //! component (the plugin); everything around it is native and lives here.
 //!
 //! - [`cli`]: the command line, which is also the configuration.
+//! - [`config`]: `--config FILE`, the services of one process in TOML.
 //! - [`control`]: what stops the host or reloads its plugin (signals in the
 //!   binary, a [`Controller`] in tests).
 //! - [`precompile`]: `host compile`, filling the compiled-plugin cache ahead
@@ -16,7 +17,8 @@
 //!   request in a bounded instance.
 //! - `capabilities`: what the host offers a plugin, one module per WIT
 //!   interface.
-//! - `outbound`: HTTP calls from the host to other services.
+//! - `outbound`: calls from the host to other services.
+//! - `local`: calls to services of this same process, in process.
 //! - `metrics`: what `--metrics-addr` serves, and the counters behind it.
 //! - `trace`: W3C trace context across hops, and the span of a request.
 //! - `durability`: `--sync`, flushing the plugin's writes before answering.
@@ -24,6 +26,7 @@
 //! - `swap`: hot swap of the plugin while the host serves.
 
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod precompile;
 pub mod service;
@@ -32,6 +35,7 @@ mod capabilities;
 mod discovery;
 mod durability;
 mod kv;
+mod local;
 mod metrics;
 mod outbound;
 mod plugin;
@@ -42,4 +46,4 @@ mod trace;
 pub use cli::{Cli, CompileCli};
 pub use control::{Control, Controller, Signals, control};
 pub use precompile::compile;
-pub use service::{Host, serve};
+pub use service::{Host, Hosts, serve};

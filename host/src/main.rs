@@ -44,10 +44,11 @@ fn main() -> ExitCode {
         let cli = CompileCli::parse_from(std::env::args_os().skip(1));
         runtime.block_on(host::compile(cli))
     } else {
-        let cli = Cli::parse();
-        signals
-            .install()
-            .and_then(|control| runtime.block_on(host::serve(cli, control)))
+        // Help, version and usage errors as clap prints them.
+        let _ = Cli::parse();
+        host::config::services(std::env::args_os().collect())
+            .and_then(|services| Ok((services, signals.install()?)))
+            .and_then(|(services, control)| runtime.block_on(host::serve(services, control)))
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

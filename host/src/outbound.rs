@@ -3,12 +3,15 @@
 //! One place decides which instance gets a call, what is retried, how long a
 //! call may take and which headers never cross a hop, so that every
 //! capability that talks to another service (`call-service`, `log-println`)
-//! behaves the same.
+//! behaves the same. [`Outbound::call`] is the only way out: a service this
+//! process runs itself is called in process (`local`), any other through
+//! the instance cache over HTTP.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::discovery::cache::InstanceCache;
+use crate::local::{self, LocalServices};
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request};
@@ -62,39 +65,80 @@ pub enum CallFailure {
     Timeout,
 }
 
-/// Sends calls to instances picked from the instance cache.
+/// Sends calls to this process's own services, or to instances picked from
+/// the instance cache.
 #[derive(Clone)]
 pub struct Outbound {
     http: HttpClient,
     cache: Arc<InstanceCache>,
+    /// The services of this process.
+    local: Arc<LocalServices>,
+    /// The calling service's registered address, once it is bound: the
+    /// client address a service of this process sees for its calls.
+    origin: Arc<OnceLock<String>>,
     timeout: Duration,
     max_body: usize,
 }
 
 impl Outbound {
-    pub fn new(cache: Arc<InstanceCache>, timeout: Duration, max_body: usize) -> Self {
+    pub fn new(
+        cache: Arc<InstanceCache>,
+        local: Arc<LocalServices>,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Self {
         Outbound {
             http: protocol::http::http_client(),
             cache,
+            local,
+            origin: Arc::new(OnceLock::new()),
             timeout,
             max_body,
         }
     }
 
+    /// The address the calling service is registered at.
+    pub fn set_origin(&self, addr: &str) {
+        let _ = self.origin.set(addr.to_owned());
+    }
+
+    /// Sends `call` to `service`: to this process's own instance of it when
+    /// it runs one that is serving, else to a random instance from the
+    /// cache. Either way within the call timeout, with the same answers and
+    /// failures.
+    pub async fn call(&self, service: &str, call: &Call) -> Result<Answer, CallFailure> {
+        let from = self.origin.get().map_or("", String::as_str);
+        // A service's call to its own name is never taken in process by
+        // itself: what it gets is what it got before there were local
+        // calls, the instances the registry announced.
+        let local = self
+            .local
+            .find(service)
+            .filter(|app| app.local_addr() != from);
+        let sent = async {
+            match local {
+                Some(app) => local::call(app, call, from, self.max_body).await,
+                None => self.call_remote(service, call).await,
+            }
+        };
+        tokio::time::timeout(self.timeout, sent)
+            .await
+            .unwrap_or(Err(CallFailure::Timeout))
+    }
+
     /// Sends `call` to a random instance of `service`. A refused connection
     /// means the request was never sent, so it is safe to try another
     /// instance whatever the method; anything else is final.
-    pub async fn call(&self, service: &str, call: &Call) -> Result<Answer, CallFailure> {
+    async fn call_remote(&self, service: &str, call: &Call) -> Result<Answer, CallFailure> {
         let mut tried: Vec<String> = Vec::new();
         let mut last_error = String::new();
         while tried.len() < MAX_ATTEMPTS {
             let Some(addr) = self.cache.pick_excluding(service, &tried) else {
                 break;
             };
-            match tokio::time::timeout(self.timeout, self.send(&addr, call)).await {
-                Err(_elapsed) => return Err(CallFailure::Timeout),
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(SendError::Refused(e))) => {
+            match self.send(&addr, call).await {
+                Ok(answer) => return Ok(answer),
+                Err(SendError::Refused(e)) => {
                     // Nothing listens there: forget the instance until the
                     // registry announces it again.
                     tracing::warn!(service, %addr, error = %e, "instance refused the connection; dropped from the cache");
@@ -103,7 +147,7 @@ impl Outbound {
                     last_error = format!("{addr}: {e}");
                     tried.push(addr);
                 }
-                Ok(Err(SendError::Broken(e))) => {
+                Err(SendError::Broken(e)) => {
                     return Err(CallFailure::Unreachable(format!("{addr}: {e}")));
                 }
             }

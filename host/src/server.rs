@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use protocol::accept::{self, ServeSettings};
-use protocol::body::{read_body, text_response};
+use protocol::body::{BodyError, read_body, text_response};
 use protocol::locks::{read, write};
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -29,6 +30,7 @@ use crate::plugin::bindings::{self, Header};
 use crate::plugin::proxy::{HttpCall, limited_body};
 use crate::plugin::{Failure, Plugin, PluginEngine, ServiceEnv, Shared};
 use crate::trace::{self, Hop};
+use wasmtime_wasi_http::WasiBody;
 
 /// Headers the host adds to every request a plugin sees (see
 /// `wit/service.wit`); clients' headers with this prefix are dropped.
@@ -39,7 +41,7 @@ const CLIENT_ADDR_HEADER: &str = "x-sparrow-client-addr";
 const LOCAL_ADDR_HEADER: &str = "x-sparrow-local-addr";
 
 /// An answer's body: whole, or streaming from a standard component.
-type AnswerBody = Either<Full<Bytes>, wasmtime_wasi_http::p2::body::HyperOutgoingBody>;
+pub type AnswerBody = Either<Full<Bytes>, wasmtime_wasi_http::p2::body::HyperOutgoingBody>;
 
 /// The plugin version that serves requests, with its environment.
 pub struct Active {
@@ -60,6 +62,10 @@ pub struct App {
     /// Where this instance listens and is registered.
     local_addr: String,
     active: RwLock<Arc<Active>>,
+    /// Whether it takes requests: from when its server runs until it is
+    /// told to stop. Calls from services of this process go to it only
+    /// then.
+    serving: AtomicBool,
 }
 
 impl App {
@@ -80,7 +86,21 @@ impl App {
             flusher,
             access_log: false,
             active: RwLock::new(Arc::new(active)),
+            serving: AtomicBool::new(false),
         }
+    }
+
+    /// Where this instance is registered (what a caller connects to).
+    pub fn local_addr(&self) -> &str {
+        &self.local_addr
+    }
+
+    pub fn serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
+    }
+
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Release);
     }
 
     /// The version that serves requests from now on. A request holds the
@@ -149,45 +169,106 @@ async fn for_plugin(
     let started = Instant::now();
     let hop = Hop::start(request.headers());
     let span = hop.span();
-    async move {
-        // The version that serves the request is the one it is counted for.
-        let active = app.active();
-        let seen = app
-            .access_log
-            .then(|| (request.method().clone(), request.uri().clone()));
-        let response = if active.plugin.takes_http() {
-            to_component(app, &active, request, peer, hop).await
-        } else {
-            to_plugin(app, &active, request, peer, hop)
+    let (parts, body) = request.into_parts();
+    let body = RequestBody::Arriving(body);
+    counted(app, started, parts, body, &peer.to_string(), hop)
+        .instrument(span)
+        .await
+}
+
+/// A request from another service of this process (see `local`): it takes
+/// the path of a request that came over HTTP, with `client` as the
+/// client's address.
+pub async fn for_plugin_in_process(
+    app: &App,
+    parts: http::request::Parts,
+    body: Bytes,
+    client: &str,
+) -> Response<AnswerBody> {
+    let started = Instant::now();
+    let hop = Hop::start(&parts.headers);
+    let span = hop.span();
+    counted(app, started, parts, RequestBody::Whole(body), client, hop)
+        .instrument(span)
+        .await
+}
+
+/// A request's body as it reaches the plugin's side.
+enum RequestBody {
+    /// From a client, still arriving.
+    Arriving(Incoming),
+    /// From another service of this process, whole.
+    Whole(Bytes),
+}
+
+impl RequestBody {
+    /// The whole body, within `--max-body` (and, arriving, its timeout), or
+    /// the answer refusing it.
+    async fn read(self, limits: BodyLimits) -> Result<Bytes, Response<Full<Bytes>>> {
+        let refused = |e: BodyError| text_response(e.status(), e.to_string());
+        match self {
+            RequestBody::Arriving(body) => read_body(body, limits.max, limits.timeout)
                 .await
-                .map(Either::Left)
-        };
-        let took = started.elapsed();
-        active.env.metrics.request(response.status(), took);
-        if let Some((method, uri)) = seen {
-            let status = response.status().as_u16();
-            tracing::info!(%method, %uri, status, ?took, "answered");
+                .map_err(refused),
+            RequestBody::Whole(body) if body.len() > limits.max => {
+                Err(refused(BodyError::TooLarge(limits.max)))
+            }
+            RequestBody::Whole(body) => Ok(body),
         }
-        response
     }
-    .instrument(span)
-    .await
+
+    /// The body as a standard component reads it, cut off past `max`.
+    fn streaming(self, max: usize) -> WasiBody {
+        match self {
+            RequestBody::Arriving(body) => limited_body(body, max),
+            RequestBody::Whole(body) => limited_body(Full::new(body), max),
+        }
+    }
+}
+
+/// Serves a request, counted and access-logged for the version that
+/// serves it.
+async fn counted(
+    app: &App,
+    started: Instant,
+    parts: http::request::Parts,
+    body: RequestBody,
+    client: &str,
+    hop: Hop,
+) -> Response<AnswerBody> {
+    // The version that serves the request is the one it is counted for.
+    let active = app.active();
+    let seen = app
+        .access_log
+        .then(|| (parts.method.clone(), parts.uri.clone()));
+    let response = if active.plugin.takes_http() {
+        to_component(app, &active, parts, body, client, hop).await
+    } else {
+        let answer = match body.read(app.bodies).await {
+            Ok(body) => to_plugin(app, &active, &parts, body, client, hop).await,
+            Err(refused) => refused,
+        };
+        answer.map(Either::Left)
+    };
+    let took = started.elapsed();
+    active.env.metrics.request(response.status(), took);
+    if let Some((method, uri)) = seen {
+        let status = response.status().as_u16();
+        tracing::info!(%method, %uri, status, ?took, "answered");
+    }
+    response
 }
 
 /// A request for a `sparrow:service` plugin: the body is read whole first.
 async fn to_plugin(
     app: &App,
     active: &Active,
-    request: Request<Incoming>,
-    peer: SocketAddr,
+    parts: &http::request::Parts,
+    body: Bytes,
+    client: &str,
     hop: Hop,
 ) -> Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let body = match read_body(body, app.bodies.max, app.bodies.timeout).await {
-        Ok(body) => body,
-        Err(e) => return text_response(e.status(), e.to_string()),
-    };
-    let request = plugin_request(&parts, body, peer, &app.local_addr, &hop);
+    let request = plugin_request(parts, body, client, &app.local_addr, &hop);
     let service = &*active.env.name;
     let response = match active
         .plugin
@@ -195,7 +276,7 @@ async fn to_plugin(
         .await
     {
         Ok(response) => response,
-        Err(failure) => return failure_response(service, &parts, failure),
+        Err(failure) => return failure_response(service, parts, failure),
     };
     if let Err(refused) = durable(app, service).await {
         return refused;
@@ -223,11 +304,11 @@ async fn durable(app: &App, service: &str) -> Result<(), Response<Full<Bytes>>> 
 async fn to_component(
     app: &App,
     active: &Active,
-    request: Request<Incoming>,
-    peer: SocketAddr,
+    mut parts: http::request::Parts,
+    body: RequestBody,
+    client: &str,
     hop: Hop,
 ) -> Response<AnswerBody> {
-    let (mut parts, body) = request.into_parts();
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -240,10 +321,10 @@ async fn to_component(
         return text_response(why.status(), why.to_string()).map(Either::Left);
     }
     let hops = hops_of(&parts.headers);
-    host_headers(&mut parts.headers, peer, &app.local_addr, &hop);
+    host_headers(&mut parts.headers, client, &app.local_addr, &hop);
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let call = HttpCall {
-        request: Request::from_parts(parts, limited_body(body, app.bodies.max)),
+        request: Request::from_parts(parts, body.streaming(app.bodies.max)),
         trace: hop,
         hops,
     };
@@ -274,7 +355,7 @@ async fn to_component(
 /// The headers a standard component sees: the client's, less those only
 /// the host may set, plus the host's own (as for a `sparrow:service`
 /// plugin).
-fn host_headers(headers: &mut http::HeaderMap, peer: SocketAddr, local_addr: &str, hop: &Hop) {
+fn host_headers(headers: &mut http::HeaderMap, client: &str, local_addr: &str, hop: &Hop) {
     let theirs: Vec<http::HeaderName> = headers
         .keys()
         .filter(|name| {
@@ -287,7 +368,7 @@ fn host_headers(headers: &mut http::HeaderMap, peer: SocketAddr, local_addr: &st
     }
     debug_assert!(HOPS_HEADER.starts_with(HOST_HEADER_PREFIX));
     let ours = [
-        (CLIENT_ADDR_HEADER, peer.to_string()),
+        (CLIENT_ADDR_HEADER, client.to_owned()),
         (LOCAL_ADDR_HEADER, local_addr.to_owned()),
     ];
     for (name, value) in ours.into_iter().chain(hop.plugin_headers()) {
@@ -302,7 +383,7 @@ fn host_headers(headers: &mut http::HeaderMap, peer: SocketAddr, local_addr: &st
 fn plugin_request(
     parts: &http::request::Parts,
     body: Bytes,
-    peer: SocketAddr,
+    client: &str,
     local_addr: &str,
     hop: &Hop,
 ) -> bindings::Request {
@@ -325,7 +406,7 @@ fn plugin_request(
             .filter(|(name, _)| !trace::is_trace_header(name.as_str()))
             .filter_map(|(name, value)| Some(header(name.as_str(), value.to_str().ok()?)))
             .chain([
-                header(CLIENT_ADDR_HEADER, &peer.to_string()),
+                header(CLIENT_ADDR_HEADER, client),
                 header(LOCAL_ADDR_HEADER, local_addr),
             ])
             .chain(hop.plugin_headers().map(|(name, value)| Header {

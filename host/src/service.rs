@@ -4,6 +4,12 @@
 //! [`Host::start`] does everything that can fail on bad input, so that a
 //! caller learns of it before anything is served; [`Host::run`] serves.
 //! [`serve`] is the two in a row, as the binary runs them.
+//!
+//! A process may run several services ([`Hosts`], `host --config`): each
+//! keeps its own listener, registration, state, limits and hot swap; they
+//! share one wasmtime engine (one epoch ticker, one pool sized for all of
+//! them), the metrics and the list of local services through which they
+//! call each other in process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,31 +21,119 @@ use protocol::record::{RecordError, ServiceRecord};
 use protocol::registry_client::RegistryClient;
 use protocol::token::Token;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::cli::Cli;
-use crate::control::Control;
+use crate::control::{Control, Controller};
 use crate::discovery::Discovery;
 use crate::discovery::cache::InstanceCache;
 use crate::durability::Flusher;
 use crate::kv::KvStore;
+use crate::local::LocalServices;
 use crate::metrics::{self, HostMetrics};
 use crate::outbound::Outbound;
-use crate::plugin::{OutgoingSettings, Plugin, PluginEngine, SandboxSettings, Shared};
+use crate::plugin::{EngineCore, OutgoingSettings, Plugin, PluginEngine, SandboxSettings, Shared};
 use crate::server::{self, Active, App, BodyLimits};
 use crate::swap::{Overrides, Stamp, Swapper, short, stamp};
 
 /// How long a call to the registry may take.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts the service `cli` describes and serves it until `control` says
-/// stop. A stop while it starts ends it at once, without error.
-pub async fn serve(cli: Cli, control: Control) -> anyhow::Result<()> {
+/// Starts the services `services` describes (one, from the flags, or those
+/// of `--config`) and serves them until `control` says stop. A stop while
+/// they start ends it at once, without error.
+pub async fn serve(services: Vec<Cli>, control: Control) -> anyhow::Result<()> {
     tokio::select! {
-        host = Host::start(cli) => host?.run(control).await,
+        hosts = Hosts::start(services) => hosts?.run(control).await,
         () = control.stopped() => {
             tracing::info!("stopped before serving");
             Ok(())
         }
+    }
+}
+
+/// What the services of one process share.
+struct Common {
+    engine: Arc<EngineCore>,
+    local: Arc<LocalServices>,
+    metrics: Option<Arc<HostMetrics>>,
+}
+
+impl Common {
+    fn new(services: &[Cli]) -> anyhow::Result<Common> {
+        let first = services.first().context("no service to run")?;
+        let settings: Vec<SandboxSettings> = services.iter().map(sandbox_settings).collect();
+        Ok(Common {
+            engine: EngineCore::new(&settings, first.compiling.memory_limit)?,
+            local: LocalServices::new(),
+            metrics: first
+                .metrics_addr
+                .map(|_| Arc::new(HostMetrics::new(first.metrics_max_targets as usize))),
+        })
+    }
+}
+
+/// The services of one process, loaded and listening, not yet registered.
+pub struct Hosts(Vec<Host>);
+
+impl Hosts {
+    /// Loads and binds every service, in the order given; the first error
+    /// ends it, naming the service.
+    pub async fn start(services: Vec<Cli>) -> anyhow::Result<Hosts> {
+        let common = Common::new(&services)?;
+        let several = services.len() > 1;
+        let mut hosts: Vec<Host> = Vec::with_capacity(services.len());
+        for (n, cli) in services.into_iter().enumerate() {
+            let shown = cli.plugin_path().display().to_string();
+            // The metrics address is host-wide: one listener serves them all.
+            let host = Host::start_with(cli, &common, n == 0).await;
+            let host = if several {
+                host.with_context(|| format!("service {} ({shown})", n + 1))?
+            } else {
+                host?
+            };
+            let name = host.app.active().env.name.clone();
+            if hosts.iter().any(|h| h.app.active().env.name == name) {
+                bail!(
+                    "service {} ({shown}): another service of this host is named '{name}' (give it --name)",
+                    n + 1
+                );
+            }
+            hosts.push(host);
+        }
+        Ok(Hosts(hosts))
+    }
+
+    /// Where each service listens, in the order given.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.0.iter().map(Host::local_addr).collect()
+    }
+
+    /// Runs every service until `control` says stop; a service that cannot
+    /// register stops the others, and its error is the answer.
+    pub async fn run(self, control: Control) -> anyhow::Result<()> {
+        let (controllers, controls) = control.fan_out(self.0.len());
+        let mut running = tokio::task::JoinSet::new();
+        let several = self.0.len() > 1;
+        for (host, control) in self.0.into_iter().zip(controls) {
+            // Each service's own lines (registering, draining) say whose.
+            let span = match several {
+                true => tracing::info_span!("service", name = %host.app.active().env.name),
+                false => tracing::Span::none(),
+            };
+            running.spawn(host.run(control).instrument(span));
+        }
+        let mut result = Ok(());
+        while let Some(done) = running.join_next().await {
+            let done = done.context("service task failed").and_then(|r| r);
+            if let Err(e) = done
+                && result.is_ok()
+            {
+                controllers.iter().for_each(Controller::stop);
+                result = Err(e);
+            }
+        }
+        result
     }
 }
 
@@ -58,27 +152,39 @@ impl Host {
     /// Loads the plugin and binds the address: every error a user can cause
     /// on the command line shows here, as one message naming the problem.
     pub async fn start(cli: Cli) -> anyhow::Result<Host> {
+        let common = Common::new(std::slice::from_ref(&cli))?;
+        Host::start_with(cli, &common, true).await
+    }
+
+    /// [`Host::start`] on what the services of the process share; the one
+    /// with `metrics_listener` serves the metrics of them all.
+    async fn start_with(cli: Cli, common: &Common, metrics_listener: bool) -> anyhow::Result<Host> {
         if let Some(dir) = &cli.dir
             && !dir.is_dir()
         {
             bail!("--dir {}: not a directory", dir.display());
         }
         let clients = registry_clients(&cli.registry)?;
-        let engine = PluginEngine::new(sandbox_settings(&cli))?;
-        let shared = shared_state(&cli)?;
+        let engine = PluginEngine::on(common.engine.clone(), sandbox_settings(&cli));
+        let shared = shared_state(&cli, common)?;
         let started = Instant::now();
-        let loaded = stamp(&cli.plugin);
+        let loaded = stamp(cli.plugin_path());
         // While it describes itself the plugin has no name yet and may call
         // nothing.
-        let plugin = engine.load(&cli.plugin, shared.loading_env()).await?;
-        let listener = TcpListener::bind(cli.addr)
+        let plugin = engine.load(cli.plugin_path(), shared.loading_env()).await?;
+        let addr = cli.listen_addr();
+        let listener = TcpListener::bind(addr)
             .await
-            .with_context(|| format!("cannot listen on {}", cli.addr))?;
-        let metrics = metrics_listener(&cli, &shared).await?;
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let metrics = match metrics_listener {
+            true => bind_metrics(&cli, &shared).await?,
+            false => None,
+        };
         let (record, active) = identity(&cli, &listener, &shared, plugin)?;
+        shared.outbound.set_origin(&record.addr);
         tracing::info!(
             service = %record.name,
-            plugin = %cli.plugin.display(),
+            plugin = %cli.plugin_path().display(),
             version = %short(&active.plugin.digest),
             requires = ?record.required_services,
             ready_in = ?started.elapsed(),
@@ -101,9 +207,11 @@ impl Host {
         };
         let mut app = App::new(engine, shared, discovery, bodies, flusher, active);
         app.access_log = cli.access_log;
+        let app = Arc::new(app);
+        common.local.add(&app);
         Ok(Host {
             cli,
-            app: Arc::new(app),
+            app,
             listener,
             metrics,
             loaded,
@@ -141,6 +249,8 @@ impl Host {
         };
         stopped.await;
         tracing::info!("shutting down");
+        // Services of this process call another instance from now on.
+        app.set_serving(false);
         if let Some(watchdog) = watchdog {
             watchdog.abort();
             app.discovery.deregister().await;
@@ -180,9 +290,10 @@ impl Host {
             control.stopped(),
             settings,
         ));
+        app.set_serving(true);
         let swapper = Swapper {
             app: app.clone(),
-            path: cli.plugin.clone(),
+            path: cli.plugin_path().to_owned(),
             overrides: overrides(&cli),
             loaded,
         };
@@ -226,7 +337,7 @@ impl Tasks {
 }
 
 /// The listener of `--metrics-addr`, with the metrics it serves.
-async fn metrics_listener(
+async fn bind_metrics(
     cli: &Cli,
     shared: &Shared,
 ) -> anyhow::Result<Option<(TcpListener, Arc<HostMetrics>)>> {
@@ -281,10 +392,15 @@ fn sandbox_settings(cli: &Cli) -> SandboxSettings {
 }
 
 /// What the host keeps for its plugin across requests and versions.
-fn shared_state(cli: &Cli) -> anyhow::Result<Shared> {
+fn shared_state(cli: &Cli, common: &Common) -> anyhow::Result<Shared> {
     let cache = Arc::new(InstanceCache::new());
     Ok(Shared {
-        outbound: Outbound::new(cache.clone(), cli.call_timeout, cli.max_body),
+        outbound: Outbound::new(
+            cache.clone(),
+            common.local.clone(),
+            cli.call_timeout,
+            cli.max_body,
+        ),
         outgoing: Arc::new(OutgoingSettings {
             allow: cli.allow_outbound.clone(),
             client: protocol::http::http_client(),
@@ -297,9 +413,7 @@ fn shared_state(cli: &Cli) -> anyhow::Result<Shared> {
             Some(path) => KvStore::open(path, cli.state_limits())?,
             None => KvStore::in_memory(cli.state_limits()),
         }),
-        metrics: cli
-            .metrics_addr
-            .map(|_| Arc::new(HostMetrics::new(cli.metrics_max_targets as usize))),
+        metrics: common.metrics.clone(),
     })
 }
 

@@ -7,7 +7,8 @@
 //!   pinned tools into `.tools/` first.
 //! - `up`: builds, then runs the registry and the log, visit and gateway
 //!   services on 127.0.0.1:20000-20003 until Ctrl-C; with `--etcd`, a local
-//!   etcd and a second registry replica too.
+//!   etcd and a second registry replica too; with `--one-host`, the three
+//!   services in one host process.
 //! - `test`: installs what the tests run when missing (etcd, strace, from
 //!   Debian), builds, then runs every test.
 //! - `new NAME --lang rust|python|js [--dir DIR]`: writes a service project
@@ -60,6 +61,11 @@ enum Task {
         /// in run/etcd) and run two registry replicas, 20000 and 20005.
         #[arg(long)]
         etcd: bool,
+        /// Run gateway, log and visit in one host process (from the config
+        /// file it writes, run/services.toml), calling each other in
+        /// process, instead of a host process each.
+        #[arg(long)]
+        one_host: bool,
     },
     /// Builds everything, finds Chromium (installing it with apt-get when
     /// root and missing), then runs every test; further arguments go to
@@ -92,14 +98,18 @@ fn main() -> anyhow::Result<()> {
     match cli.task {
         Task::Build { release } => build_all(&workspace, release),
         Task::Polyglot => polyglot::build_polyglot(&workspace),
-        Task::Up { release, etcd } => {
+        Task::Up {
+            release,
+            etcd,
+            one_host,
+        } => {
             let etcd = etcd.then(etcd::ensure_installed).transpose()?;
             build::build_system(&workspace, release)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the runtime")?
-                .block_on(up::run(&workspace, release, etcd.as_deref()))
+                .block_on(up::run(&workspace, release, etcd.as_deref(), one_host))
         }
         Task::Protoc => {
             println!("{}", protoc::path()?.display());

@@ -1,6 +1,7 @@
 //! `cargo xtask up`: the whole system on one machine, started in order and
 //! stopped together (with `--etcd`: a local etcd and two registry replicas
-//! sharing the table, see `etcd.rs`).
+//! sharing the table, see `etcd.rs`; with `--one-host`: the three services
+//! in one host process, from a config file written to `run/services.toml`).
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -26,6 +27,8 @@ const SERVICES: [(&str, &str); 3] = [
 ];
 /// The log service writes `services.log` here.
 const RUN_DIR: &str = "run";
+/// With `--one-host`: the host's config, in the run directory.
+const CONFIG_FILE: &str = "services.toml";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -35,8 +38,14 @@ struct Running {
     child: Child,
 }
 
-/// `etcd`: the etcd binary, when the table is to live in etcd.
-pub async fn run(workspace: &Workspace, release: bool, etcd: Option<&Path>) -> anyhow::Result<()> {
+/// `etcd`: the etcd binary, when the table is to live in etcd; `one_host`:
+/// one host process for the three services.
+pub async fn run(
+    workspace: &Workspace,
+    release: bool,
+    etcd: Option<&Path>,
+    one_host: bool,
+) -> anyhow::Result<()> {
     let run_dir = workspace.root.join(RUN_DIR);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
 
@@ -45,7 +54,7 @@ pub async fn run(workspace: &Workspace, release: bool, etcd: Option<&Path>) -> a
     let mut terminate = signal(SignalKind::terminate())?;
     let mut running = Vec::new();
     let started = tokio::select! {
-        started = start_all(workspace, release, &run_dir, etcd, &mut running) => started,
+        started = start_all(workspace, release, &run_dir, etcd, one_host, &mut running) => started,
         _ = interrupt.recv() => Ok(()),
         _ = terminate.recv() => Ok(()),
     };
@@ -67,6 +76,7 @@ async fn start_all(
     release: bool,
     run_dir: &Path,
     etcd: Option<&Path>,
+    one_host: bool,
     running: &mut Vec<Running>,
 ) -> anyhow::Result<()> {
     let registry_bin = workspace.bin("registry", release);
@@ -97,24 +107,36 @@ async fn start_all(
         .collect::<Vec<_>>()
         .join(",");
 
-    for (plugin, addr) in SERVICES {
-        let wasm = workspace
-            .root
-            .join("plugins")
-            .join(format!("{plugin}.wasm"));
-        let mut args = vec![
-            "--plugin".to_owned(),
-            wasm.display().to_string(),
-            "--addr".to_owned(),
-            addr.to_owned(),
+    if one_host {
+        let config = run_dir.join(CONFIG_FILE);
+        std::fs::write(&config, config_text(workspace, run_dir))
+            .with_context(|| format!("writing {}", config.display()))?;
+        let args = [
+            "--config".to_owned(),
+            config.display().to_string(),
             "--registry".to_owned(),
-            registry_urls.clone(),
+            registry_urls,
         ];
-        if plugin == "log" {
-            args.extend(["--dir".to_owned(), run_dir.display().to_string()]);
+        running.push(spawn("host", SERVICES[0].1, &host_bin, &args)?);
+        for (_, addr) in SERVICES {
+            wait_until_listening(addr).await?;
         }
-        running.push(spawn(plugin, addr, &host_bin, &args)?);
-        wait_until_listening(addr).await?;
+    } else {
+        for (plugin, addr) in SERVICES {
+            let mut args = vec![
+                "--plugin".to_owned(),
+                plugin_file(workspace, plugin),
+                "--addr".to_owned(),
+                addr.to_owned(),
+                "--registry".to_owned(),
+                registry_urls.clone(),
+            ];
+            if plugin == "log" {
+                args.extend(["--dir".to_owned(), run_dir.display().to_string()]);
+            }
+            running.push(spawn(plugin, addr, &host_bin, &args)?);
+            wait_until_listening(addr).await?;
+        }
     }
 
     println!();
@@ -131,12 +153,42 @@ async fn start_all(
     for (plugin, addr) in SERVICES {
         println!("  {plugin:<8}  http://{addr}");
     }
+    if one_host {
+        println!(
+            "  (one host process runs the three: {}/{CONFIG_FILE})",
+            RUN_DIR
+        );
+    }
     println!(
         "Try: curl http://127.0.0.1:20001/visit/   (lines go to {}/services.log)",
         RUN_DIR
     );
     println!("Ctrl-C stops everything.");
     Ok(())
+}
+
+fn plugin_file(workspace: &Workspace, plugin: &str) -> String {
+    let wasm = workspace
+        .root
+        .join("plugins")
+        .join(format!("{plugin}.wasm"));
+    wasm.display().to_string()
+}
+
+/// The `host --config` file of the three services: what the four-process
+/// start gives each on its command line.
+fn config_text(workspace: &Workspace, run_dir: &Path) -> String {
+    let mut text = String::from("# Written by `cargo xtask up --one-host`.\n");
+    for (plugin, addr) in SERVICES {
+        text.push_str(&format!(
+            "\n[[service]]\nplugin = {:?}\naddr = {addr:?}\n",
+            plugin_file(workspace, plugin)
+        ));
+        if plugin == "log" {
+            text.push_str(&format!("dir = {:?}\n", run_dir.display().to_string()));
+        }
+    }
+    text
 }
 
 fn spawn<S: AsRef<std::ffi::OsStr>>(

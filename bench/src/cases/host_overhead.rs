@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use bytes::Bytes;
-use harness::{Launch, Proc, TempDir, usage};
+use harness::{Proc, TempDir, usage};
 use http::Method;
 
 use crate::Settings;
@@ -50,9 +50,7 @@ pub async fn run(settings: &Settings, overhead: bool, memory: bool) -> anyhow::R
         )
     };
     let host = start_host("plain-echo", &[])?;
-    let baseline = Launch::new("baseline", &settings.self_exe)
-        .args(["serve-baseline", "--addr", "127.0.0.1:0"])
-        .start()?;
+    let baseline = procs::baseline(settings)?;
     let baseline_answer = echo_once(&baseline).await.context("baseline")?;
     // Same answer from all, or the comparison means nothing.
     let same_answer = async |server: &Proc| -> anyhow::Result<()> {

@@ -1,6 +1,8 @@
 //! `log`: `POST /log` straight to a log host, with `--sync` (every answered
 //! line flushed to disk, flushes shared by concurrent requests) against
-//! the same host without it.
+//! the same host without it; and the log host against a host of the plain
+//! echo plugin given the same bodies (what appending a line costs over a
+//! plugin that does nothing).
 
 use std::sync::Arc;
 
@@ -47,8 +49,30 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         );
         rates.push(load::run(target, settings.connections, budget).await?);
     }
+    let echo = {
+        let cache_arg = cache.path().display().to_string();
+        let echo = procs::host(
+            settings,
+            &settings.artifacts.stub("plain-echo")?,
+            &registry,
+            &["--cache-dir", &cache_arg],
+        )?;
+        let target = Target::post(
+            echo.addr(),
+            "/echo",
+            Arc::new(|n| Bytes::from(format!("bench line {n}"))),
+        );
+        load::run(target, settings.connections, budget).await?
+    };
     let (plain, synced) = (&rates[0], &rates[1]);
     Ok(vec![
+        Row::compared(
+            CASE,
+            "POST /log (vs POST to the plain echo host)",
+            report::rate(plain.rate()),
+            report::rate(echo.rate()),
+            plain.rate() / echo.rate(),
+        ),
         Row::compared(
             CASE,
             "POST /log with --sync (vs without)",

@@ -1,10 +1,14 @@
-//! One wasmtime engine per host, configured for many short-lived instances.
+//! One wasmtime engine per host process, configured for many short-lived
+//! instances, and each service's share of it.
 //!
 //! Every request gets a fresh instance, so instantiation and teardown are the
 //! hot path: the pooling allocator keeps pre-reserved slots for instances,
-//! memories and tables, sized to what the host will run at once. Request
-//! timeouts use epoch interruption driven by one ticker thread for the whole
-//! engine, never a timer per request.
+//! memories and tables, sized to what the host will run at once (the sum
+//! over the services it runs). Request timeouts use epoch interruption
+//! driven by one ticker thread for the whole engine, never a timer per
+//! request. Each service keeps its own instance slots, queue and request
+//! timeout ([`PluginEngine`]), so that one service's load or a chain of
+//! calls between services of one process never waits on another's slots.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -46,26 +50,23 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// less, so every plugin gets it.
 pub const KEEP_RESIDENT: usize = 2 << 20;
 
-/// The engine, the linkers with every host capability, and the bound on
-/// concurrent instances.
-pub struct PluginEngine {
-    pub(super) engine: Engine,
-    pub(super) linker: Linker<RequestCtx>,
+/// The wasmtime engine, the linkers with every host capability and the
+/// epoch ticker: one per process, shared by every service it runs.
+pub struct EngineCore {
+    engine: Engine,
+    linker: Linker<RequestCtx>,
     /// WASI and `wasi:http`, for standard components: kept apart so that a
     /// `sparrow:service` plugin importing `wasi:http` is still refused.
-    pub(super) proxy_linker: Linker<RequestCtx>,
-    pub(super) settings: SandboxSettings,
-    /// One permit per pool slot: a request waits for a slot instead of
-    /// failing when every slot is busy.
-    pub(super) slots: Arc<Semaphore>,
-    /// Requests waiting for a slot now.
-    waiting: AtomicUsize,
+    proxy_linker: Linker<RequestCtx>,
     _ticker: EpochTicker,
 }
 
-impl PluginEngine {
-    pub fn new(settings: SandboxSettings) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config(&settings))
+impl EngineCore {
+    /// An engine whose pool holds the instances of every service in
+    /// `services`, each of at most `memory_limit` of linear memory.
+    pub fn new(services: &[SandboxSettings], memory_limit: usize) -> anyhow::Result<Arc<Self>> {
+        let instances = services.iter().map(pool_instances).sum();
+        let engine = Engine::new(&engine_config(instances, memory_limit))
             .map_err(anyhow::Error::from)
             .context("configuring wasmtime")?;
         let mut linker = Linker::new(&engine);
@@ -81,20 +82,59 @@ impl PluginEngine {
             .map_err(anyhow::Error::from)
             .context("linking wasi:http")?;
         let ticker = EpochTicker::start(engine.clone());
-        Ok(PluginEngine {
-            slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
-            waiting: AtomicUsize::new(0),
+        Ok(Arc::new(EngineCore {
             engine,
             linker,
             proxy_linker,
-            settings,
             _ticker: ticker,
-        })
+        }))
+    }
+}
+
+/// One service's use of the shared engine: its sandbox settings and its
+/// bound on concurrent instances.
+pub struct PluginEngine {
+    core: Arc<EngineCore>,
+    pub(super) settings: SandboxSettings,
+    /// One permit per instance slot of this service: a request waits for a
+    /// slot instead of failing when every slot is busy.
+    pub(super) slots: Arc<Semaphore>,
+    /// Requests waiting for a slot now.
+    waiting: AtomicUsize,
+}
+
+impl PluginEngine {
+    /// An engine of its own, for a host that runs one service.
+    pub fn new(settings: SandboxSettings) -> anyhow::Result<Self> {
+        let core = EngineCore::new(std::slice::from_ref(&settings), settings.memory_limit)?;
+        Ok(PluginEngine::on(core, settings))
+    }
+
+    /// A service's share of `core`, which must have been sized for it.
+    pub fn on(core: Arc<EngineCore>, settings: SandboxSettings) -> Self {
+        PluginEngine {
+            slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
+            waiting: AtomicUsize::new(0),
+            core,
+            settings,
+        }
+    }
+
+    pub(super) fn engine(&self) -> &Engine {
+        &self.core.engine
+    }
+
+    pub(super) fn linker(&self) -> &Linker<RequestCtx> {
+        &self.core.linker
+    }
+
+    pub(super) fn proxy_linker(&self) -> &Linker<RequestCtx> {
+        &self.core.proxy_linker
     }
 
     /// A fresh store for one instance of a plugin running as `env`.
     pub(super) fn new_store(&self, env: Arc<ServiceEnv>) -> Result<Store<RequestCtx>, String> {
-        sandbox::new_store(&self.engine, &self.settings, env)
+        sandbox::new_store(&self.core.engine, &self.settings, env)
     }
 
     /// An instance slot. When every slot is busy the request queues, but
@@ -138,14 +178,17 @@ impl Drop for Waiting<'_> {
     }
 }
 
-fn engine_config(settings: &SandboxSettings) -> Config {
-    // With reuse, up to as many idle instances as running ones stay in the
-    // pool.
-    let instances = if settings.reuse > 1 {
+/// The pool slots one service may take: with reuse, up to as many idle
+/// instances as running ones stay in the pool.
+fn pool_instances(settings: &SandboxSettings) -> u32 {
+    if settings.reuse > 1 {
         settings.max_instances * 2
     } else {
         settings.max_instances
-    };
+    }
+}
+
+fn engine_config(instances: u32, memory_limit: usize) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     // A component built by wasm-component-ld holds the program's core module
     // plus a few small shims; languages with big runtimes hold more.
@@ -155,7 +198,7 @@ fn engine_config(settings: &SandboxSettings) -> Config {
         .total_tables(instances * 16)
         .total_stacks(instances)
         .max_memories_per_component(2)
-        .max_memory_size(settings.memory_limit);
+        .max_memory_size(memory_limit);
     // Without the scan, keeping memory resident would mean zeroing all of it
     // on every reset, which costs more than the page faults it saves.
     if PoolingAllocationConfig::is_pagemap_scan_available() {
@@ -173,7 +216,7 @@ fn engine_config(settings: &SandboxSettings) -> Config {
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         // The reservation bounds the virtual address space of each memory
         // slot; the defaults (4 GiB and more per slot) add up to terabytes.
-        .memory_reservation(settings.memory_limit as u64)
+        .memory_reservation(memory_limit as u64)
         .memory_reservation_for_growth(0)
         .epoch_interruption(true);
     config

@@ -32,7 +32,7 @@ impl PluginEngine {
     pub async fn load(&self, path: &Path, env: Arc<ServiceEnv>) -> anyhow::Result<Plugin> {
         let shown = path.display().to_string();
         let (component, digest) = self.compile_file(path).await?;
-        match world_of(&self.engine, &component) {
+        match world_of(self.engine(), &component) {
             World::Service => {}
             World::Proxy => {
                 let pre = self
@@ -94,7 +94,7 @@ impl PluginEngine {
 
         // Compiling takes from milliseconds to seconds: keep it off the
         // threads that serve requests.
-        let engine = self.engine.clone();
+        let engine = self.engine().clone();
         let cache = self.settings.compile_cache.clone();
         let key = digest.clone();
         let component =
@@ -109,12 +109,12 @@ impl PluginEngine {
     /// the host does not provide, says what, and how to leave it out.
     pub fn link(&self, component: &Component) -> anyhow::Result<ServicePre<RequestCtx>> {
         let linked = self
-            .linker
+            .linker()
             .instantiate_pre(component)
             .and_then(ServicePre::new)
             .map_err(anyhow::Error::from);
         linked.map_err(|e| {
-            let foreign = foreign_imports(&self.engine, component);
+            let foreign = foreign_imports(self.engine(), component);
             if foreign.is_empty() {
                 e.context(format!("is not a component of the {WORLD} world"))
             } else {
@@ -130,7 +130,7 @@ impl PluginEngine {
     /// Links the component for the world it exports, as `load` would:
     /// what `host compile` checks.
     pub fn check_link(&self, component: &Component) -> anyhow::Result<()> {
-        match world_of(&self.engine, component) {
+        match world_of(self.engine(), component) {
             World::Proxy => self.link_proxy(component).map(drop),
             _ => self.link(component).map(drop),
         }
@@ -138,7 +138,7 @@ impl PluginEngine {
 
     /// Links a standard component against WASI and `wasi:http`.
     pub fn link_proxy(&self, component: &Component) -> anyhow::Result<ProxyPre<RequestCtx>> {
-        self.proxy_linker
+        self.proxy_linker()
             .instantiate_pre(component)
             .and_then(ProxyPre::new)
             .map_err(|e| {

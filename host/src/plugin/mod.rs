@@ -31,6 +31,6 @@ mod stdio;
 
 pub use cache::CompileCache;
 pub use context::{OutgoingSettings, ServiceEnv, Shared};
-pub use engine::PluginEngine;
+pub use engine::{EngineCore, PluginEngine};
 pub use loaded::Plugin;
 pub use sandbox::{Failure, SandboxSettings};

@@ -1,0 +1,258 @@
+//! `host --config FILE`: the services one host process runs, from a TOML
+//! file with one `[[service]]` table per service.
+//!
+//! A table's keys are the per-service flags of `host`, under the same names
+//! (`plugin`, `addr`, `dir`, `request-timeout`, ...), so a service reads the
+//! same in a file as on a command line. Each table is turned into those
+//! flags and parsed by the same parser as a command line, after the
+//! host-wide flags the process was given: one set of names, defaults,
+//! ranges and messages for both. A bad file is refused at start with one
+//! line naming the file, the service and the key.
+
+use anyhow::{Context as _, bail};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+use std::collections::HashSet;
+use std::ffi::OsString;
+
+use crate::cli::Cli;
+
+/// The flags that belong to one service: the keys a `[[service]]` table
+/// may hold. Everything else is host-wide and stays on the command line.
+const PER_SERVICE: [&str; 19] = [
+    "plugin",
+    "addr",
+    "advertise",
+    "name",
+    "requires",
+    "dir",
+    "sync",
+    "request-timeout",
+    "call-timeout",
+    "max-body",
+    "reuse",
+    "max-instances",
+    "max-queue",
+    "queue-timeout",
+    "state",
+    "state-max-keys",
+    "state-max-key",
+    "state-max-value",
+    "access-log",
+];
+
+/// The services the command line `args` (the program's name first) asks
+/// for: the one its flags describe, or those of its `--config` file. Help,
+/// version and usage errors are clap's, for the caller to print.
+pub fn services(args: Vec<OsString>) -> anyhow::Result<Vec<Cli>> {
+    let matches = Cli::command().try_get_matches_from(&args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let Some(file) = cli.config.clone() else {
+        return Ok(vec![cli]);
+    };
+    let shown = file.display().to_string();
+    if let Some(flag) = PER_SERVICE.iter().find(|flag| {
+        matches.value_source(&flag.replace('-', "_")) == Some(ValueSource::CommandLine)
+    }) {
+        bail!(
+            "--{flag} is an option of each service: with --config, give it as `{flag} = ...` in the service's table of {shown}"
+        );
+    }
+    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {shown}"))?;
+    let host_wide = without_config(&args);
+    let services = parse(&text, &host_wide).with_context(|| shown.clone())?;
+    Ok(services)
+}
+
+/// The command line without `--config FILE` (or `--config=FILE`).
+fn without_config(args: &[OsString]) -> Vec<OsString> {
+    let mut kept = Vec::with_capacity(args.len());
+    let mut skip_next = false;
+    for arg in args {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        if arg == "--config" {
+            skip_next = true;
+        } else if !arg.to_string_lossy().starts_with("--config=") {
+            kept.push(arg.clone());
+        }
+    }
+    kept
+}
+
+/// Every `[[service]]` of `text`, each parsed after the host-wide flags.
+fn parse(text: &str, host_wide: &[OsString]) -> anyhow::Result<Vec<Cli>> {
+    let table: toml::Table = text.parse().context("not valid TOML")?;
+    if let Some(key) = table.keys().find(|key| *key != "service") {
+        bail!(
+            "unknown top-level key '{key}': the file holds [[service]] tables; host-wide settings are flags"
+        );
+    }
+    let Some(list) = table.get("service") else {
+        bail!("no [[service]] table");
+    };
+    let Some(list) = list.as_array().filter(|list| !list.is_empty()) else {
+        bail!("'service' must be a list of [[service]] tables");
+    };
+    let mut addrs = HashSet::new();
+    let mut services = Vec::with_capacity(list.len());
+    for (n, entry) in list.iter().enumerate() {
+        let label = label(n, entry);
+        let Some(entry) = entry.as_table() else {
+            bail!("{label}: not a table");
+        };
+        let cli = service(entry, host_wide).with_context(|| label.clone())?;
+        if !addrs.insert(cli.listen_addr()) {
+            bail!(
+                "{label}: addr {} is another service's too",
+                cli.listen_addr()
+            );
+        }
+        services.push(cli);
+    }
+    Ok(services)
+}
+
+/// `service 2 (plugins/visit.wasm)`: how errors name a table.
+fn label(n: usize, entry: &toml::Value) -> String {
+    match entry.get("plugin").and_then(toml::Value::as_str) {
+        Some(plugin) => format!("service {} ({plugin})", n + 1),
+        None => format!("service {}", n + 1),
+    }
+}
+
+/// One table as the flags it stands for, parsed.
+fn service(entry: &toml::Table, host_wide: &[OsString]) -> anyhow::Result<Cli> {
+    for required in ["plugin", "addr"] {
+        if !entry.contains_key(required) {
+            bail!("missing key '{required}'");
+        }
+    }
+    let mut args = host_wide.to_vec();
+    for (key, value) in entry {
+        if !PER_SERVICE.contains(&key.as_str()) {
+            if Cli::command()
+                .get_arguments()
+                .any(|arg| arg.get_long() == Some(key.as_str()))
+            {
+                bail!("key '{key}' is host-wide: give it as the flag --{key}, for every service");
+            }
+            bail!("unknown key '{key}'");
+        }
+        let flag = format!("--{key}");
+        match value {
+            toml::Value::String(text) => args.extend([flag, text.clone()].map(OsString::from)),
+            toml::Value::Integer(number) => {
+                args.extend([flag, number.to_string()].map(OsString::from))
+            }
+            toml::Value::Boolean(true) => args.push(flag.into()),
+            toml::Value::Boolean(false) => {}
+            toml::Value::Array(items) => {
+                let names: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
+                let Some(names) = names else {
+                    bail!("key '{key}': a list of strings is expected");
+                };
+                args.extend([flag, names.join(",")].map(OsString::from));
+            }
+            other => bail!(
+                "key '{key}': a {} is not a value it takes",
+                other.type_str()
+            ),
+        }
+    }
+    Cli::try_parse_from_args(&args)
+}
+
+impl Cli {
+    /// Parses `args` like a command line; the error is clap's first line,
+    /// which names the flag (the key) and what is wrong with its value.
+    fn try_parse_from_args(args: &[OsString]) -> anyhow::Result<Cli> {
+        use clap::Parser as _;
+        Cli::try_parse_from(args).map_err(|e| {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            anyhow::anyhow!("{}", first.trim_start_matches("error: "))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn args(extra: &[&str]) -> Vec<OsString> {
+        ["host"].iter().chain(extra).map(OsString::from).collect()
+    }
+
+    fn error(text: &str) -> String {
+        format!("{:#}", parse(text, &args(&[])).unwrap_err())
+    }
+
+    #[test]
+    fn each_table_is_a_service_with_its_own_options_over_the_host_wide_flags() {
+        let text = r#"
+            [[service]]
+            plugin = "gateway.wasm"
+            addr = "127.0.0.1:20001"
+            request-timeout = "2s"
+
+            [[service]]
+            plugin = "log.wasm"
+            addr = "127.0.0.1:20002"
+            dir = "run"
+            sync = true
+            requires = ["a", "b"]
+            max-instances = 8
+        "#;
+        let services = parse(text, &args(&["--registry", "http://127.0.0.1:1"])).unwrap();
+        assert_eq!(services.len(), 2);
+        assert_eq!(services[0].request_timeout.as_secs(), 2);
+        assert_eq!(services[1].request_timeout.as_secs(), 10);
+        assert_eq!(services[1].dir.as_deref(), Some(Path::new("run")));
+        assert!(services[1].sync);
+        assert_eq!(services[1].requires(), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(services[1].max_instances, 8);
+        for service in &services {
+            assert_eq!(service.registry, ["http://127.0.0.1:1"]);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_service_and_the_key() {
+        let service = "[[service]]\nplugin = \"v.wasm\"\naddr = \"127.0.0.1:1\"\n";
+        let bad_value = error(&format!("{service}request-timeout = \"0s\""));
+        assert!(bad_value.contains("service 1 (v.wasm)"), "{bad_value}");
+        assert!(bad_value.contains("--request-timeout"), "{bad_value}");
+        let unknown = error(&format!("{service}colour = \"red\""));
+        assert!(unknown.contains("unknown key 'colour'"), "{unknown}");
+        let host_wide = error(&format!("{service}registry = \"http://x\""));
+        assert!(host_wide.contains("'registry' is host-wide"), "{host_wide}");
+        let missing = error("[[service]]\nplugin = \"v.wasm\"");
+        assert!(missing.contains("missing key 'addr'"), "{missing}");
+        let twice = error(&format!("{service}{service}"));
+        assert!(twice.contains("service 2"), "{twice}");
+        assert!(error("x = 1").contains("unknown top-level key 'x'"));
+        assert!(error("[[service]").contains("not valid TOML"));
+    }
+
+    #[test]
+    fn per_service_flags_on_the_command_line_are_refused_with_config() {
+        let error = services(args(&["--config", "s.toml", "--dir", "run"])).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("--dir is an option of each service"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn without_config_the_flags_are_the_one_service() {
+        let one = services(args(&["--plugin", "v.wasm", "--addr", "127.0.0.1:1"])).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].plugin_path(), Path::new("v.wasm"));
+    }
+}

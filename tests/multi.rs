@@ -1,0 +1,317 @@
+//! Several services in one host process (`host --config`), against the same
+//! services each in a process of its own: the same answers, headers, log
+//! lines and failures either way; a local callee that traps, spins or is
+//! swapped costs its own request only; services of a multi-service host
+//! reach, and are reached by, other processes through the registry.
+
+use std::time::Duration;
+
+use harness::{
+    Proc, ServiceSpec, TempDir, get, install_atomically, plugin, poll_until, send, stub,
+};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// How the services of a test are spread over processes.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// One host process runs them all, from a config file.
+    OneProcess,
+    /// One host process each, as flags.
+    ProcessEach,
+}
+
+/// `services` running in `layout` (in the order given: dependencies first),
+/// registered with `registry`; `extra` are host-wide flags for every host.
+fn start(
+    layout: Layout,
+    services: &[ServiceSpec],
+    registry: &Proc,
+    config_dir: &TempDir,
+    extra: &[&str],
+) -> Vec<Proc> {
+    match layout {
+        Layout::OneProcess => {
+            let config = config_dir.path().join("services.toml");
+            vec![Proc::multi_host(&config, services, registry, extra)]
+        }
+        Layout::ProcessEach => services
+            .iter()
+            .map(|service| Proc::service_host(service, registry, extra))
+            .collect(),
+    }
+}
+
+/// `text` with each service's address replaced by its name, so that what
+/// two runs on other ports observed can be compared.
+fn named(text: &str, services: &[(&str, &ServiceSpec)]) -> String {
+    services.iter().fold(text.to_owned(), |text, (name, spec)| {
+        text.replace(&spec.addr, &name.to_uppercase())
+    })
+}
+
+/// What one run of the gateway -> visit -> log scenario answered, as lines
+/// to compare between layouts.
+fn gateway_visit_log(layout: Layout) -> Vec<String> {
+    let dir = TempDir::new("multi-system");
+    let registry = Proc::registry(&[]);
+    let log = ServiceSpec::new(&plugin("log")).option("dir", dir.path().to_str().unwrap());
+    let visit = ServiceSpec::new(&plugin("visit"));
+    let echo = ServiceSpec::new(&stub("echo")).option("request-timeout", "5s");
+    let gateway = ServiceSpec::new(&plugin("gateway")).option("call-timeout", "1s");
+    let services = [log.clone(), visit.clone(), echo.clone(), gateway.clone()];
+    let _hosts = start(layout, &services, &registry, &dir, &[]);
+    let names = [
+        ("log", &log),
+        ("visit", &visit),
+        ("echo", &echo),
+        ("gateway", &gateway),
+    ];
+    let mut seen = Vec::new();
+
+    // Every service must know the others before the scenario starts.
+    assert!(poll_until(SETTLE, || get(&gateway.url("/echo/")).status == 200));
+    for expected in 1..=3 {
+        let reply = get(&gateway.url("/visit/"));
+        assert_eq!(reply.status, 200, "{layout:?}: {}", reply.text());
+        assert_eq!(reply.text(), expected.to_string(), "{layout:?}");
+        seen.push(format!("visit: {} {}", reply.status, reply.text()));
+    }
+    let lines = std::fs::read_to_string(dir.path().join("services.log")).unwrap();
+    for line in lines.lines() {
+        // Without the timestamp.
+        let (_, rest) = line.split_once(' ').unwrap();
+        seen.push(format!("log line: {rest}"));
+    }
+
+    // What the callee sees of a request, and what comes back.
+    let headers = [
+        ("connection", "x-secret"),
+        ("x-secret", "1"),
+        ("x-sparrow-client-addr", "10.9.9.9:1"),
+        ("x-log-source", "someone-else"),
+        ("x-test-kept", "yes"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+    ];
+    for (method, body) in [("GET", ""), ("POST", "hello")] {
+        let url = gateway.url("/echo/headers?q=1");
+        let reply = send(method, &url, &headers, body.as_bytes()).unwrap();
+        assert_eq!(reply.status, 200, "{layout:?}: {}", reply.text());
+        let text = reply.text();
+        let client = text
+            .lines()
+            .find_map(|l| l.strip_prefix("x-sparrow-client-addr: "))
+            .unwrap_or_else(|| panic!("{layout:?}: no client address:\n{text}"));
+        match layout {
+            // In process, the client is the calling service itself.
+            Layout::OneProcess => assert_eq!(client, gateway.addr, "{text}"),
+            Layout::ProcessEach => assert!(client.starts_with("127.0.0.1:"), "{text}"),
+        }
+        assert!(!text.contains("x-secret"), "{layout:?}: {text}");
+        assert!(
+            text.contains("x-log-source: gateway\n"),
+            "{layout:?}: {text}"
+        );
+        assert!(
+            text.contains("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{layout:?}: {text}"
+        );
+        let mut lines: Vec<String> = named(&text, &names)
+            .lines()
+            .map(|line| match line.split_once(": ") {
+                // The client's port, and the span id of the hop, vary.
+                Some(("x-sparrow-client-addr", _)) => "x-sparrow-client-addr: (set)".into(),
+                Some(("traceparent", value)) => format!("traceparent: {}", &value[..36]),
+                _ => line.to_owned(),
+            })
+            .collect();
+        lines.sort();
+        seen.push(format!("{method} headers seen: {lines:?}"));
+        let mut answered: Vec<&str> = reply
+            .headers
+            .keys()
+            .map(|name| name.as_str())
+            .filter(|name| *name != "date")
+            .collect();
+        answered.sort();
+        seen.push(format!("{method} headers answered: {answered:?}"));
+    }
+
+    // Failures: a trap, a callee past the gateway's call timeout, no such
+    // service, a call back into the gateway itself.
+    for path in ["/echo/trap", "/echo/loop", "/nothing/", "/gateway/echo/"] {
+        let reply = get(&gateway.url(path));
+        seen.push(format!(
+            "{path}: {} {}",
+            reply.status,
+            named(reply.text().trim(), &names)
+        ));
+    }
+    seen
+}
+
+#[test]
+fn gateway_visit_log_answer_the_same_in_one_process_as_in_four() {
+    let one = gateway_visit_log(Layout::OneProcess);
+    let each = gateway_visit_log(Layout::ProcessEach);
+    assert_eq!(one, each);
+    let find = |prefix: &str| {
+        one.iter()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}: {one:#?}"))
+            .clone()
+    };
+    assert!(find("log line").ends_with("visit: 1"), "{one:#?}");
+    assert!(
+        find("/echo/trap").starts_with("/echo/trap: 500"),
+        "{one:#?}"
+    );
+    assert!(
+        find("/echo/loop").starts_with("/echo/loop: 504"),
+        "{one:#?}"
+    );
+    assert!(find("/nothing/").starts_with("/nothing/: 503"), "{one:#?}");
+    // A service's call to its own name is not taken by itself, in process
+    // or not: the registry does not announce a service to itself.
+    assert!(
+        find("/gateway/").starts_with("/gateway/echo/: 503"),
+        "{one:#?}"
+    );
+}
+
+/// A caller and a callee (the echo stub, from a file that may be swapped):
+/// what the caller answered while the callee traps, spins past the
+/// caller's call timeout and is swapped under a call.
+fn failing_callee(layout: Layout) -> Vec<String> {
+    let dir = TempDir::new("multi-callee");
+    let callee_file = dir.path().join("callee.wasm");
+    std::fs::copy(stub("echo"), &callee_file).unwrap();
+    let registry = Proc::registry(&[]);
+    // The call timeout outlasts a call swapped under (1.5 s); the callee's
+    // request timeout outlasts the call timeout.
+    let callee = ServiceSpec::new(&callee_file).option("request-timeout", "5s");
+    let caller = ServiceSpec::new(&stub("echo-calls-echo"))
+        .option("name", "caller")
+        .option("call-timeout", "3s");
+    let metrics = harness::free_addr().unwrap().to_string();
+    let cache = dir.path().join("cache");
+    let hosts_flags = ["--cache-dir", cache.to_str().unwrap()];
+    let services = [callee.clone(), caller.clone()];
+    let _hosts = match layout {
+        Layout::OneProcess => {
+            let flags = [&hosts_flags[..], &["--metrics-addr", &metrics]].concat();
+            start(layout, &services, &registry, &dir, &flags)
+        }
+        Layout::ProcessEach => {
+            let metered = [&hosts_flags[..], &["--metrics-addr", &metrics]].concat();
+            vec![
+                Proc::service_host(&callee, &registry, &metered),
+                Proc::service_host(&caller, &registry, &hosts_flags),
+            ]
+        }
+    };
+    let call = |path: &str| get(&caller.url(&format!("/call/echo{path}")));
+    assert!(poll_until(SETTLE, || call("/").status == 200));
+    let mut seen = Vec::new();
+    let mut note = |what: &str, reply: harness::Reply| {
+        seen.push(format!("{what}: {} {}", reply.status, reply.text().trim()));
+    };
+
+    // Swapped under a call: the call in flight ends on the old version.
+    let in_use = || {
+        get(&format!("http://{metrics}/metrics"))
+            .text()
+            .contains("sparrow_host_instances_in_use{service=\"echo\"} 1")
+    };
+    let sleeper = {
+        let url = caller.url("/call/echo/sleep?ms=1500");
+        std::thread::spawn(move || get(&url))
+    };
+    assert!(
+        poll_until(SETTLE, in_use),
+        "the call never reached the callee"
+    );
+    install_atomically(&stub("echo-v2"), &callee_file);
+    assert!(poll_until(SETTLE, || call("/version").text() == "v2"));
+    note("swapped under a call", sleeper.join().unwrap());
+
+    // Spinning past the caller's call timeout, while other calls go on.
+    let spinner = {
+        let url = caller.url("/call/echo/loop");
+        std::thread::spawn(move || get(&url))
+    };
+    note(
+        "beside a spin",
+        send("POST", &caller.url("/call/echo/x"), &[], b"hi").unwrap(),
+    );
+    note("trap", call("/trap"));
+    note("spin", spinner.join().unwrap());
+    note("after", call("/version"));
+    seen
+}
+
+#[test]
+fn a_local_callee_that_fails_costs_its_request_only_as_a_remote_one_does() {
+    let one = failing_callee(Layout::OneProcess);
+    let each = failing_callee(Layout::ProcessEach);
+    assert_eq!(one, each);
+    assert_eq!(
+        one,
+        [
+            "swapped under a call: 200 slept 1500 ms",
+            "beside a spin: 200 hi",
+            "trap: 500 service 'echo' failed on this request",
+            "spin: 502 call failed: CallError::Timeout",
+            "after: 200 v2",
+        ]
+    );
+}
+
+#[test]
+fn services_of_a_multi_service_host_reach_and_are_reached_through_the_registry() {
+    let dir = TempDir::new("multi-mixed");
+    let registry = Proc::registry(&[]);
+    // log runs alone; gateway and visit share a process.
+    let log = ServiceSpec::new(&plugin("log")).option("dir", dir.path().to_str().unwrap());
+    let _log = Proc::service_host(&log, &registry, &[]);
+    let visit = ServiceSpec::new(&plugin("visit"));
+    let gateway = ServiceSpec::new(&plugin("gateway"));
+    let config = dir.path().join("services.toml");
+    let _both = Proc::multi_host(&config, &[visit.clone(), gateway.clone()], &registry, &[]);
+
+    // A local caller (gateway -> visit in process) still reaches log, which
+    // only another process runs.
+    let reply = get(&gateway.url("/visit/"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "1");
+
+    // Another process finds visit in the multi-service host by the registry.
+    let other = ServiceSpec::new(&plugin("gateway"));
+    let _other = Proc::service_host(&other, &registry, &[]);
+    assert!(poll_until(SETTLE, || get(&other.url("/visit/")).status == 200));
+    let lines = std::fs::read_to_string(dir.path().join("services.log")).unwrap();
+    assert!(lines.lines().count() >= 2, "{lines}");
+    assert!(lines.lines().all(|l| l.contains(" visit: ")), "{lines}");
+}
+
+#[test]
+fn a_bad_config_is_refused_naming_the_file_the_service_and_the_key() {
+    let dir = TempDir::new("multi-bad");
+    let config = dir.path().join("bad.toml");
+    let service = ServiceSpec::new(&plugin("visit")).option("request-timeout", "0s");
+    std::fs::write(&config, harness::config_text(&[service])).unwrap();
+    let mut host = harness::Launch::new("host", harness::binary("host"))
+        .arg("--config")
+        .arg(&config)
+        .spawn()
+        .unwrap();
+    let status = host.wait_exit(SETTLE).expect("a bad config ends the host");
+    assert!(!status.success());
+    let log = host.log();
+    assert!(log.contains("bad.toml"), "{log}");
+    assert!(log.contains("service 1"), "{log}");
+    assert!(log.contains("--request-timeout"), "{log}");
+}

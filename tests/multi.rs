@@ -315,3 +315,35 @@ fn a_bad_config_is_refused_naming_the_file_the_service_and_the_key() {
     assert!(log.contains("service 1"), "{log}");
     assert!(log.contains("--request-timeout"), "{log}");
 }
+
+/// Standard `wasi:http` components take part in calls within one process
+/// as plugins of Sparrow's own world do: the gateway reaches one in
+/// process, and gets its streamed answer whole; its own outgoing request to
+/// a required service of the same process is served there too, where the
+/// callee sees the calling service's address as its client's (over HTTP it
+/// would be a connection's ephemeral port).
+#[test]
+fn standard_components_call_and_are_called_in_process() {
+    let dir = TempDir::new("multi-proxy");
+    let registry = Proc::registry(&[]);
+    let echo = ServiceSpec::new(&stub("echo"));
+    let hello = ServiceSpec::new(&plugin("hello-http"))
+        .option("name", "hello")
+        .option("requires", "echo");
+    let gateway = ServiceSpec::new(&plugin("gateway"));
+    let config = dir.path().join("services.toml");
+    let services = [echo.clone(), hello.clone(), gateway.clone()];
+    let _host = Proc::multi_host(&config, &services, &registry, &[]);
+
+    let reply = get(&gateway.url("/hello/hello/Ada"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "Hello, Ada!\n");
+    let reply = get(&gateway.url("/hello/stream?chunks=3&size=5"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "x".repeat(15));
+
+    let reply = get(&hello.url("/call/echo/headers"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let client = format!("x-sparrow-client-addr: {}", hello.addr);
+    assert!(reply.text().contains(&client), "{}", reply.text());
+}

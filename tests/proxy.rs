@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harness::load::Load;
-use harness::{Launch, Proc, TempDir, binary, get, plugin, poll_until, send, stub};
+use harness::{
+    Launch, Proc, TempDir, binary, get, install_atomically, plugin, poll_until, send, stub,
+};
 
 const SWAP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -258,14 +260,6 @@ fn a_call_chain_that_loops_is_stopped() {
     let reply = get(&ping.url(&path));
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.text(), "Hello, end!\n");
-}
-
-/// Replaces `target` with a copy of `source`: a temporary file beside it,
-/// renamed into place.
-fn install_atomically(source: &Path, target: &Path) {
-    let temporary = target.with_extension("tmp");
-    std::fs::copy(source, &temporary).unwrap();
-    std::fs::rename(&temporary, target).unwrap();
 }
 
 #[test]

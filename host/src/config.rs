@@ -19,12 +19,14 @@ use crate::cli::Cli;
 
 /// The flags that belong to one service: the keys a `[[service]]` table
 /// may hold. Everything else is host-wide and stays on the command line.
-const PER_SERVICE: [&str; 19] = [
+const PER_SERVICE: [&str; 21] = [
     "plugin",
     "addr",
     "advertise",
     "name",
     "requires",
+    "allow-outbound",
+    "max-hops",
     "dir",
     "sync",
     "request-timeout",

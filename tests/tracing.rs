@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use harness::{Proc, TempDir, get, plugin, poll_until, registered, send, stub};
+use harness::{Proc, ServiceSpec, TempDir, get, plugin, poll_until, registered, send, stub};
 
 const SETTLE: Duration = Duration::from_secs(30);
 const GIVEN_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -91,6 +91,62 @@ fn one_trace_id_shows_a_request_in_the_three_hosts_logs() {
             "{} did not keep the given trace id:\n{}",
             host.name(),
             host.log()
+        );
+    }
+}
+
+/// Within one host process (`--config`), calls between services go in
+/// process and carry the trace as over HTTP: the one log holds the same
+/// trace id on each service's line about the request.
+#[test]
+fn one_trace_id_shows_a_request_in_each_service_of_one_process() {
+    let dir = TempDir::new("trace-one-process");
+    let registry = Proc::registry(&[]);
+    let services = [
+        ServiceSpec::new(&plugin("log"))
+            .option("dir", dir.path().to_str().unwrap())
+            .switch("access-log"),
+        ServiceSpec::new(&plugin("visit")).switch("access-log"),
+        ServiceSpec::new(&plugin("gateway")).switch("access-log"),
+    ];
+    let config = dir.path().join("services.toml");
+    let host = Proc::multi_host(&config, &services, &registry, &[]);
+    let gateway = &services[2];
+    assert!(poll_until(SETTLE, || get(&gateway.url("/visit/")).status == 200));
+
+    let traceparent = format!("00-{GIVEN_TRACE}-{GIVEN_PARENT}-01");
+    let reply = send(
+        "GET",
+        &gateway.url("/visit/"),
+        &[("traceparent", &traceparent)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answered = || {
+        lines_with(&host.log(), GIVEN_TRACE)
+            .into_iter()
+            .filter(|line| line.contains("answered"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        poll_until(SETTLE, || answered().len() == 3),
+        "not one access line per service with the trace id:\n{}",
+        host.log()
+    );
+    // The gateway forwards the whole path: visit sees `/visit/` too.
+    for (service, uri) in [
+        ("gateway", "/visit/"),
+        ("visit", "/visit/"),
+        ("log", "/log"),
+    ] {
+        let access = format!("service=\"{service}\" method=");
+        assert!(
+            answered()
+                .iter()
+                .any(|line| line.contains(&access) && line.contains(&format!("uri={uri} "))),
+            "no line of {service} for {uri}:\n{:#?}",
+            answered()
         );
     }
 }

@@ -109,6 +109,8 @@ pub struct ServiceSpec {
     /// Further options: (key, value), the flag `--key value` or the TOML
     /// `key = "value"`.
     pub options: Vec<(String, String)>,
+    /// Options that take no value: the flag `--key`, or `key = true`.
+    pub switches: Vec<String>,
 }
 
 impl ServiceSpec {
@@ -119,6 +121,7 @@ impl ServiceSpec {
             plugin: plugin.to_owned(),
             addr: addr.to_string(),
             options: Vec::new(),
+            switches: Vec::new(),
         }
     }
 
@@ -128,12 +131,19 @@ impl ServiceSpec {
         self
     }
 
+    /// Turns on an option that takes no value (`access-log`).
+    pub fn switch(mut self, key: &str) -> ServiceSpec {
+        self.switches.push(key.to_owned());
+        self
+    }
+
     /// The options as host flags.
     pub fn flags(&self) -> Vec<String> {
         let mut flags = Vec::new();
         for (key, value) in &self.options {
             flags.extend([format!("--{key}"), value.clone()]);
         }
+        flags.extend(self.switches.iter().map(|key| format!("--{key}")));
         flags
     }
 
@@ -153,6 +163,9 @@ pub fn config_text(services: &[ServiceSpec]) -> String {
         ));
         for (key, value) in &service.options {
             text.push_str(&format!("{key} = {value:?}\n"));
+        }
+        for key in &service.switches {
+            text.push_str(&format!("{key} = true\n"));
         }
         text.push('\n');
     }

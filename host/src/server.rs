@@ -254,7 +254,8 @@ async fn counted(
     active.env.metrics.request(response.status(), took);
     if let Some((method, uri)) = seen {
         let status = response.status().as_u16();
-        tracing::info!(%method, %uri, status, ?took, "answered");
+        let service = &*active.env.name;
+        tracing::info!(service, %method, %uri, status, ?took, "answered");
     }
     response
 }

@@ -180,7 +180,7 @@ impl Etcd {
         )
         .await
         .map(drop)
-        .context("etcd did not become healthy")
+        .with_context(|| format!("etcd did not become healthy; its log:\n{}", self._proc.log()))
     }
 }
 

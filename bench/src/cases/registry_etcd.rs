@@ -131,7 +131,7 @@ async fn wait_for_leader(replicas: &[Proc], timeout: Duration) -> anyhow::Result
 
 /// A one-member etcd on free loopback ports.
 struct Etcd {
-    _proc: Proc,
+    process: Proc,
     client_url: String,
 }
 
@@ -165,7 +165,7 @@ impl Etcd {
         ];
         let proc = Launch::new("etcd", &binary).args(args).spawn()?;
         Ok(Etcd {
-            _proc: proc,
+            process: proc,
             client_url,
         })
     }
@@ -180,7 +180,12 @@ impl Etcd {
         )
         .await
         .map(drop)
-        .with_context(|| format!("etcd did not become healthy; its log:\n{}", self._proc.log()))
+        .with_context(|| {
+            format!(
+                "etcd did not become healthy; its log:\n{}",
+                self.process.log()
+            )
+        })
     }
 }
 

@@ -93,6 +93,9 @@ impl WasiHttpHooks for OutgoingHttp {
     }
 }
 
+/// Where a standard component's outgoing request goes: to a service it
+/// requires, to an `--allow-outbound` address, or nowhere (refused, as an
+/// error of its request), and never past `--max-hops`.
 async fn route(
     env: &ServiceEnv,
     trace: Option<&Hop>,
@@ -143,24 +146,34 @@ async fn route(
             headers,
             body,
         };
-        let answer = env.outbound.call(service, &call).await;
-        env.metrics.call(service, super::outcome(&answer));
-        let answer = answer.map_err(|failure| match failure {
-            CallFailure::NoInstance => HttpError::DestinationNotFound,
-            CallFailure::Unreachable(_) => HttpError::DestinationUnavailable,
-            CallFailure::Timeout => HttpError::HttpResponseTimeout,
-        })?;
-        let mut response = http::Response::new(
-            Full::new(answer.body)
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
-        *response.status_mut() =
-            http::StatusCode::from_u16(answer.status).map_err(|_| HttpError::HttpProtocolError)?;
-        *response.headers_mut() = answer.headers;
-        return Ok(response);
+        return to_required(env, service, &call).await;
     }
     direct(env, &authority, parts.method, &path, headers, body).await
+}
+
+/// A request to a required service: the same path as `call-service`
+/// (in process, or an instance from the cache); its answer, read whole.
+async fn to_required(
+    env: &ServiceEnv,
+    service: &str,
+    call: &Call,
+) -> Result<http::Response<WasiBody>, HttpError> {
+    let answer = env.outbound.call(service, call).await;
+    env.metrics.call(service, super::outcome(&answer));
+    let answer = answer.map_err(|failure| match failure {
+        CallFailure::NoInstance => HttpError::DestinationNotFound,
+        CallFailure::Unreachable(_) => HttpError::DestinationUnavailable,
+        CallFailure::Timeout => HttpError::HttpResponseTimeout,
+    })?;
+    let mut response = http::Response::new(
+        Full::new(answer.body)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() =
+        http::StatusCode::from_u16(answer.status).map_err(|_| HttpError::HttpProtocolError)?;
+    *response.headers_mut() = answer.headers;
+    Ok(response)
 }
 
 /// A request to an address allowed with `--allow-outbound`: sent as it is,

@@ -16,10 +16,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
+use wasmtime::Store;
+use wasmtime::component::Resource;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpView};
 
 use super::context::{RequestCtx, ServiceEnv};
@@ -90,7 +95,7 @@ impl ProxyPlugin {
         data.outgoing.hops = hops;
         store.set_epoch_deadline(1);
 
-        let (answer_tx, answer) = tokio::sync::oneshot::channel();
+        let (answer_tx, answer) = oneshot::channel();
         let mut http = store.data_mut().http();
         let incoming = http
             .new_incoming_request(Scheme::Http, request)
@@ -102,58 +107,99 @@ impl ProxyPlugin {
         // Once the response is out, a failure can only cut its body short:
         // the task logs it, nobody else will see it.
         let answered = Arc::new(AtomicBool::new(false));
-        let answered_in_task = answered.clone();
-        let pre = self.pre.clone();
+        let instance = Instance {
+            pre: self.pre.clone(),
+            store,
+            deadline,
+            created,
+            answered: answered.clone(),
+        };
+        let held = (slot, in_use);
         let task = tokio::spawn(
             async move {
-                let _slot = slot;
-                let _in_use = in_use;
-                let call = async {
-                    let proxy = pre.instantiate_async(&mut store).await?;
-                    store.data().env.metrics.instance_setup(created.elapsed());
-                    proxy
-                        .wasi_http_incoming_handler()
-                        .call_handle(&mut store, incoming, outparam)
-                        .await
-                };
-                // The epoch deadline stops code that spins; this timer stops
-                // a component waiting on the host (a slow outgoing call).
-                let ended = match tokio::time::timeout_at(deadline, call).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(error)) => Err(classify(error)),
-                    Err(_elapsed) => Err(Failure::Timeout),
-                };
-                if let Err(failure) = &ended
-                    && answered_in_task.load(Ordering::Acquire)
-                {
-                    let service = &*store.data().env.name;
-                    tracing::error!(
-                        service,
-                        "component failed while sending its body: {failure}"
-                    );
-                }
-                ended
+                let _held = held;
+                instance.handle(incoming, outparam).await
             }
             .in_current_span(),
         );
-        match answer.await {
-            Ok(Ok(response)) => {
-                answered.store(true, Ordering::Release);
-                Ok(response)
-            }
-            Ok(Err(code)) => Err(Failure::Trap(format!(
-                "the component answered the error {code:?}"
-            ))),
-            // The component dropped its outparam: why is in how it ended.
-            Err(_dropped) => match task.await {
-                Ok(Ok(())) => Err(Failure::Trap(
-                    "the component returned without setting a response".into(),
-                )),
-                Ok(Err(failure)) => Err(failure),
-                Err(join) => Err(Failure::Setup(format!(
-                    "the instance's task failed: {join}"
-                ))),
-            },
+        answer_of(answer, task, &answered).await
+    }
+}
+
+/// A fresh instance about to handle one request, in a task of its own.
+struct Instance {
+    pre: ProxyPre<RequestCtx>,
+    store: Store<RequestCtx>,
+    deadline: tokio::time::Instant,
+    created: Instant,
+    /// Whether the client has the response head already.
+    answered: Arc<AtomicBool>,
+}
+
+impl Instance {
+    /// Runs the component's handler until it returns, traps or passes the
+    /// deadline.
+    async fn handle(
+        mut self,
+        incoming: Resource<HostIncomingRequest>,
+        outparam: Resource<HostResponseOutparam>,
+    ) -> Result<(), Failure> {
+        let store = &mut self.store;
+        let call = async {
+            let proxy = self.pre.instantiate_async(&mut *store).await?;
+            store
+                .data()
+                .env
+                .metrics
+                .instance_setup(self.created.elapsed());
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut *store, incoming, outparam)
+                .await
+        };
+        // The epoch deadline stops code that spins; this timer stops a
+        // component waiting on the host (a slow outgoing call).
+        let ended = match tokio::time::timeout_at(self.deadline, call).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(classify(error)),
+            Err(_elapsed) => Err(Failure::Timeout),
+        };
+        if let Err(failure) = &ended
+            && self.answered.load(Ordering::Acquire)
+        {
+            let service = &*self.store.data().env.name;
+            tracing::error!(
+                service,
+                "component failed while sending its body: {failure}"
+            );
         }
+        ended
+    }
+}
+
+/// The response as soon as the component set it, or why there is none:
+/// when the component dropped its outparam, how its task ended says why.
+async fn answer_of(
+    answer: oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
+    task: JoinHandle<Result<(), Failure>>,
+    answered: &AtomicBool,
+) -> Result<http::Response<HyperOutgoingBody>, Failure> {
+    match answer.await {
+        Ok(Ok(response)) => {
+            answered.store(true, Ordering::Release);
+            Ok(response)
+        }
+        Ok(Err(code)) => Err(Failure::Trap(format!(
+            "the component answered the error {code:?}"
+        ))),
+        Err(_dropped) => match task.await {
+            Ok(Ok(())) => Err(Failure::Trap(
+                "the component returned without setting a response".into(),
+            )),
+            Ok(Err(failure)) => Err(failure),
+            Err(join) => Err(Failure::Setup(format!(
+                "the instance's task failed: {join}"
+            ))),
+        },
     }
 }

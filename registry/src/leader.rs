@@ -26,7 +26,7 @@ use protocol::locks::lock;
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
-use crate::store::etcd::BACKEND;
+use crate::store::etcd::{BACKEND, bounded};
 
 /// Aborts the task when dropped: the sweeps end with the leadership, even
 /// when the leadership task itself is aborted.
@@ -207,23 +207,13 @@ impl Leadership {
         }
     }
 
-    /// One etcd request, bounded by `--etcd-timeout`, its round trip
-    /// measured as `op` when etcd answered.
+    /// One etcd request, bounded by `--etcd-timeout` and timed.
     async fn bounded<T>(
         &self,
         op: &'static str,
         request: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, String> {
-        let sent = Instant::now();
-        let answer = tokio::time::timeout(self.timeout, request).await;
-        if answer.is_ok() {
-            self.metrics.backend_round_trip(BACKEND, op, sent.elapsed());
-        }
-        match answer {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-        }
+        bounded(self.timeout, &self.metrics, op, request).await
     }
 }
 

@@ -100,6 +100,28 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string().replace(['\r', '\n'], " "))
 }
 
+/// One etcd request, bounded by `timeout`, for the store and the leader
+/// election alike. Its round trip is measured as `op` when etcd answered,
+/// in time or not (a request that timed out has no round trip to tell);
+/// a failure is one line.
+pub async fn bounded<T>(
+    timeout: Duration,
+    metrics: &Metrics,
+    op: &'static str,
+    request: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, String> {
+    let sent = Instant::now();
+    let answer = tokio::time::timeout(timeout, request).await;
+    if answer.is_ok() {
+        metrics.backend_round_trip(BACKEND, op, sent.elapsed());
+    }
+    match answer {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(e.to_string().replace(['\r', '\n'], " ")),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
 impl EtcdStore {
     /// Sets up the client; no connection is made yet, so etcd may come up
     /// later. Fails only on unusable endpoint URLs.
@@ -149,27 +171,15 @@ impl EtcdStore {
         }
     }
 
-    /// One etcd request, bounded by `--etcd-timeout`. Its round trip is
-    /// measured when etcd answered, in time or not, as `op` (a request that
-    /// timed out has no round trip to tell).
+    /// One etcd request, bounded by `--etcd-timeout` and timed.
     async fn call<T>(
         &self,
         op: &'static str,
         request: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, StoreError> {
-        let sent = Instant::now();
-        let answer = tokio::time::timeout(self.timeout, request).await;
-        if answer.is_ok() {
-            self.metrics.backend_round_trip(BACKEND, op, sent.elapsed());
-        }
-        match answer {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {:?}",
-                self.timeout
-            ))),
-        }
+        bounded(self.timeout, &self.metrics, op, request)
+            .await
+            .map_err(StoreError::Unavailable)
     }
 
     /// Keeps the local copy current, for as long as the task runs.

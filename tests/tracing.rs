@@ -22,6 +22,12 @@ fn trace_id_of(log: &str, needle: &str) -> Option<String> {
     )
 }
 
+/// `GET url` as part of the trace [`GIVEN_TRACE`].
+fn get_in_given_trace(url: &str) -> harness::Reply {
+    let traceparent = format!("00-{GIVEN_TRACE}-{GIVEN_PARENT}-01");
+    send("GET", url, &[("traceparent", &traceparent)], b"").unwrap()
+}
+
 /// Lines of `log` holding `trace_id=ID`.
 fn lines_with(log: &str, id: &str) -> Vec<String> {
     let field = format!("trace_id={id}");
@@ -76,14 +82,7 @@ fn one_trace_id_shows_a_request_in_the_three_hosts_logs() {
     );
 
     // With a traceparent: its trace id is kept at every hop.
-    let traceparent = format!("00-{GIVEN_TRACE}-{GIVEN_PARENT}-01");
-    let reply = send(
-        "GET",
-        &gateway.url("/visit/"),
-        &[("traceparent", &traceparent)],
-        b"",
-    )
-    .unwrap();
+    let reply = get_in_given_trace(&gateway.url("/visit/"));
     assert_eq!(reply.status, 200);
     for host in [&gateway, &visit, &log] {
         assert!(
@@ -114,14 +113,7 @@ fn one_trace_id_shows_a_request_in_each_service_of_one_process() {
     let gateway = &services[2];
     assert!(poll_until(SETTLE, || get(&gateway.url("/visit/")).status == 200));
 
-    let traceparent = format!("00-{GIVEN_TRACE}-{GIVEN_PARENT}-01");
-    let reply = send(
-        "GET",
-        &gateway.url("/visit/"),
-        &[("traceparent", &traceparent)],
-        b"",
-    )
-    .unwrap();
+    let reply = get_in_given_trace(&gateway.url("/visit/"));
     assert_eq!(reply.status, 200, "{}", reply.text());
     let answered = || {
         lines_with(&host.log(), GIVEN_TRACE)

@@ -81,8 +81,11 @@ pub async fn call(
     }
     let (parts, ()) = request.into_parts();
     let (body, from) = (call.body.clone(), from.to_owned());
-    let served =
-        tokio::spawn(async move { server::for_plugin_in_process(&app, parts, body, &from).await });
+    // Boxed: the future holds a whole request's state, which the task would
+    // otherwise copy on spawning.
+    let served = tokio::spawn(Box::pin(async move {
+        server::for_plugin_in_process(&app, parts, body, &from).await
+    }));
     let response = served
         .await
         .map_err(|e| CallFailure::Unreachable(format!("{to}: the call failed: {e}")))?;

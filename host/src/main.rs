@@ -7,6 +7,9 @@ use clap::Parser;
 use host::{Cli, CompileCli, Signals};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Blocks the stop and reload signals before `main`, as soon as the
 /// program's own code runs at all (an ELF constructor), before any thread
 /// exists: a signal that comes while the host starts is held, not fatal.

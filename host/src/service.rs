@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use protocol::accept::ServeSettings;
 use protocol::record::{RecordError, ServiceRecord};
 use protocol::registry_client::RegistryClient;
@@ -32,7 +32,9 @@ use crate::kv::KvStore;
 use crate::local::LocalServices;
 use crate::metrics::{self, HostMetrics};
 use crate::outbound::Outbound;
-use crate::plugin::{EngineCore, OutgoingSettings, Plugin, PluginEngine, SandboxSettings, Shared};
+use crate::plugin::{
+    EngineCore, GrantedDir, OutgoingSettings, Plugin, PluginEngine, SandboxSettings, Shared,
+};
 use crate::server::{self, Active, App, BodyLimits};
 use crate::swap::{Overrides, Stamp, Swapper, short, stamp};
 
@@ -62,7 +64,11 @@ struct Common {
 impl Common {
     fn new(services: &[Cli]) -> anyhow::Result<Common> {
         let first = services.first().context("no service to run")?;
-        let settings: Vec<SandboxSettings> = services.iter().map(sandbox_settings).collect();
+        // For sizing the engine's pool: no directory needs opening yet.
+        let settings: Vec<SandboxSettings> = services
+            .iter()
+            .map(|cli| sandbox_settings(cli, None))
+            .collect();
         Ok(Common {
             engine: EngineCore::new(&settings, first.compiling.memory_limit)?,
             local: LocalServices::new(),
@@ -159,13 +165,13 @@ impl Host {
     /// [`Host::start`] on what the services of the process share; the one
     /// with `metrics_listener` serves the metrics of them all.
     async fn start_with(cli: Cli, common: &Common, metrics_listener: bool) -> anyhow::Result<Host> {
-        if let Some(dir) = &cli.dir
-            && !dir.is_dir()
-        {
-            bail!("--dir {}: not a directory", dir.display());
-        }
+        let dir = match &cli.dir {
+            Some(dir) if !dir.is_dir() => bail!("--dir {}: not a directory", dir.display()),
+            Some(dir) => Some(GrantedDir::open(dir).map_err(|e| anyhow!("--dir: {e}"))?),
+            None => None,
+        };
         let clients = registry_clients(&cli.registry)?;
-        let engine = PluginEngine::on(common.engine.clone(), sandbox_settings(&cli));
+        let engine = PluginEngine::on(common.engine.clone(), sandbox_settings(&cli, dir));
         let shared = shared_state(&cli, common)?;
         let started = Instant::now();
         let loaded = stamp(cli.plugin_path());
@@ -378,12 +384,12 @@ fn registry_clients(urls: &[String]) -> anyhow::Result<Vec<RegistryClient>> {
         .collect()
 }
 
-fn sandbox_settings(cli: &Cli) -> SandboxSettings {
+fn sandbox_settings(cli: &Cli, dir: Option<GrantedDir>) -> SandboxSettings {
     SandboxSettings {
         request_timeout: cli.request_timeout,
         memory_limit: cli.compiling.memory_limit,
         max_instances: cli.max_instances,
-        dir: cli.dir.clone(),
+        dir,
         compile_cache: cli.compiling.compile_cache(),
         reuse: cli.reuse,
         max_queue: cli.max_queue as usize,

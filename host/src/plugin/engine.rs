@@ -133,7 +133,7 @@ impl PluginEngine {
     }
 
     /// A fresh store for one instance of a plugin running as `env`.
-    pub(super) fn new_store(&self, env: Arc<ServiceEnv>) -> Result<Store<RequestCtx>, String> {
+    pub(super) fn new_store(&self, env: Arc<ServiceEnv>) -> Store<RequestCtx> {
         sandbox::new_store(&self.core.engine, &self.settings, env)
     }
 

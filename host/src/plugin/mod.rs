@@ -33,4 +33,4 @@ pub use cache::CompileCache;
 pub use context::{OutgoingSettings, ServiceEnv, Shared};
 pub use engine::{EngineCore, PluginEngine};
 pub use loaded::Plugin;
-pub use sandbox::{Failure, SandboxSettings};
+pub use sandbox::{Failure, GrantedDir, SandboxSettings};

@@ -74,7 +74,7 @@ impl InstancePool {
             return Ok(instance);
         }
         let created = Instant::now();
-        let store = engine.new_store(env).map_err(Failure::Setup)?;
+        let store = engine.new_store(env);
         Ok(Instance {
             store,
             service: None,

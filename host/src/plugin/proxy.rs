@@ -88,7 +88,7 @@ impl ProxyPlugin {
         let in_use = env.metrics.in_use();
         let deadline = tokio::time::Instant::now() + engine.settings.request_timeout;
         let created = Instant::now();
-        let mut store = engine.new_store(env).map_err(Failure::Setup)?;
+        let mut store = engine.new_store(env);
         let data = store.data_mut();
         data.deadline = deadline.into_std();
         data.outgoing.trace = Some(trace);

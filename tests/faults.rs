@@ -383,7 +383,6 @@ fn with_sync_every_answered_log_line_survives_a_kill_9_exactly_once() {
 }
 
 fn answered_log_lines_survive_a_kill_9(extra: &[&str]) {
-    const CLIENTS: usize = 8;
     let dir = TempDir::new("log-kill");
     let registry = Proc::registry(NO_HEARTBEAT);
     let mut log = Proc::host(
@@ -391,60 +390,130 @@ fn answered_log_lines_survive_a_kill_9(extra: &[&str]) {
         &registry,
         &[&["--dir", dir.path().to_str().unwrap()], extra].concat(),
     );
-    let url = log.url("/log");
-
-    // Lines answered so far, across writers: the kill waits for enough.
-    let answered_so_far = Arc::new(AtomicUsize::new(0));
-    let writers: Vec<_> = (0..CLIENTS)
-        .map(|client| {
-            let url = url.clone();
-            let answered_so_far = answered_so_far.clone();
-            std::thread::spawn(move || {
-                let mut answered = Vec::new();
-                let started = Instant::now();
-                for n in 0.. {
-                    let message = format!("client{client}-line{n}");
-                    match send("POST", &url, &[], message.as_bytes()) {
-                        Ok(reply) if reply.status == 200 => {
-                            answered.push(message);
-                            answered_so_far.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(reply) => panic!("{message}: {} {}", reply.status, reply.text()),
-                        Err(_) => break,
-                    }
-                    if started.elapsed() > Duration::from_secs(30) {
-                        break;
-                    }
-                }
-                answered
-            })
-        })
-        .collect();
-    // Kill once some lines are answered, while the writers are mid-flight.
-    let file = dir.path().join("services.log");
-    assert!(poll_until(SETTLE, || answered_so_far
-        .load(Ordering::Relaxed)
-        >= 200));
+    let writers = LogWriters::start(&log.url("/log"));
+    // Kill once some lines are answered, while the writers are mid-flight:
+    // they stop at the first request that gets no answer.
+    assert!(writers.wait_for(200));
     log.kill9();
-    let answered: Vec<String> = writers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let answered = writers.stop();
 
-    let text = std::fs::read_to_string(&file).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("services.log")).unwrap();
     assert!(text.ends_with('\n'), "torn last line");
+    let seen = logged_messages(&text);
+    for message in &answered {
+        assert_eq!(seen.get(message.as_str()), Some(&1), "{message}");
+    }
+    assert!(answered.len() >= 200);
+}
+
+#[test]
+fn every_answered_log_line_survives_log_rotation_under_load_exactly_once() {
+    let dir = TempDir::new("log-rotate");
+    let registry = Proc::registry(NO_HEARTBEAT);
+    let log = log_host(&registry, &dir);
+    let file = dir.path().join("services.log");
+    let writers = LogWriters::start(&log.url("/log"));
+    // Rotated twice while the writers send, as logrotate would: renamed
+    // away, and the service must start a new file, not write on into the
+    // renamed one.
+    for rotation in 1..=2 {
+        assert!(writers.wait_for(200 * rotation));
+        std::fs::rename(&file, dir.path().join(format!("services.log.{rotation}"))).unwrap();
+        assert!(
+            poll_until(SETTLE, || file.exists()),
+            "no new services.log after rotation {rotation}"
+        );
+    }
+    assert!(writers.wait_for(600));
+    let answered = writers.stop();
+
+    let mut text = String::new();
+    for name in ["services.log.1", "services.log.2", "services.log"] {
+        let part = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(!part.is_empty() && part.ends_with('\n'), "{name}: {part:?}");
+        text.push_str(&part);
+    }
+    let seen = logged_messages(&text);
+    for message in &answered {
+        assert_eq!(seen.get(message.as_str()), Some(&1), "{message}");
+    }
+    assert_eq!(seen.len(), answered.len(), "lines nobody was answered for");
+}
+
+/// Clients posting distinct log lines (`clientC-lineN`) in a loop, each
+/// keeping the lines answered 200, until stopped or until a request gets no
+/// answer; any other status fails the test.
+struct LogWriters {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+    clients: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl LogWriters {
+    const CLIENTS: usize = 8;
+
+    fn start(url: &str) -> LogWriters {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let clients = (0..Self::CLIENTS)
+            .map(|client| {
+                let (url, stop, count) = (url.to_owned(), stop.clone(), answered.clone());
+                std::thread::spawn(move || {
+                    let mut answered = Vec::new();
+                    let started = Instant::now();
+                    for n in 0.. {
+                        let message = format!("client{client}-line{n}");
+                        match send("POST", &url, &[], message.as_bytes()) {
+                            Ok(reply) if reply.status == 200 => {
+                                answered.push(message);
+                                count.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(reply) => panic!("{message}: {} {}", reply.status, reply.text()),
+                            Err(_) => break,
+                        }
+                        if stop.load(Ordering::Relaxed)
+                            || started.elapsed() > Duration::from_secs(30)
+                        {
+                            break;
+                        }
+                    }
+                    answered
+                })
+            })
+            .collect();
+        LogWriters {
+            stop,
+            answered,
+            clients,
+        }
+    }
+
+    /// Waits until `total` lines were answered in all.
+    fn wait_for(&self, total: usize) -> bool {
+        poll_until(SETTLE, || self.answered.load(Ordering::Relaxed) >= total)
+    }
+
+    /// Every line answered 200.
+    fn stop(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.clients
+            .into_iter()
+            .flat_map(|client| client.join().unwrap())
+            .collect()
+    }
+}
+
+/// How many times each message appears in the log text (lines
+/// `TIMESTAMP -: clientC-lineN`); a line of any other shape fails the test.
+fn logged_messages(text: &str) -> HashMap<&str, usize> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for line in text.lines() {
-        // `TIMESTAMP -: clientC-lineN`
         let message = line.split_once(" -: ").map(|(_, m)| m);
         let message = message.filter(|m| m.starts_with("client") && m.contains("-line"));
         let message = message.unwrap_or_else(|| panic!("malformed line: {line:?}"));
         *seen.entry(message).or_default() += 1;
     }
-    for message in &answered {
-        assert_eq!(seen.get(message.as_str()), Some(&1), "{message}");
-    }
-    assert!(answered.len() >= 200);
+    seen
 }
 
 #[test]

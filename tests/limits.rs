@@ -52,6 +52,19 @@ fn a_log_line_is_written_whole_or_refused_with_413() {
 }
 
 #[test]
+fn a_log_service_granted_no_directory_says_so() {
+    let registry = Proc::registry(&[]);
+    let log = Proc::host(&plugin("log"), &registry, &[]);
+    let reply = post(&log.url("/log"), b"a line");
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(
+        reply.text().contains("no directory granted") && reply.text().contains("--dir"),
+        "{}",
+        reply.text()
+    );
+}
+
+#[test]
 fn a_full_queue_answers_503_with_retry_after_and_the_slot_holder_finishes() {
     let (_registry, host) = echo_host(&["--max-instances", "1", "--queue-timeout", "200ms"]);
     let url = host.url("/sleep?ms=4000");

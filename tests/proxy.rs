@@ -185,7 +185,7 @@ fn a_proxy_component_needs_a_name_and_other_worlds_are_refused() {
     assert!(line.contains("give --name"), "{line}");
     let line = refused(&stub("other-world"), &["--name", "x"]);
     assert!(
-        line.contains("sparrow:service/service@0.1.0") && line.contains("wasi:http/proxy"),
+        line.contains("sparrow:service/service@0.1.1") && line.contains("wasi:http/proxy"),
         "{line}"
     );
 }

@@ -85,6 +85,12 @@ pub struct Cli {
     #[arg(long)]
     pub dir: Option<PathBuf>,
 
+    /// How many files of `--dir` the host keeps open for the plugin's
+    /// `files.append` (the most recently used); appending to another closes
+    /// the least recently used.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_open_files: u32,
+
     /// Answer a request only once what the plugin wrote to `--dir` is on
     /// disk (concurrent requests share the flushes).
     #[arg(long, requires = "dir")]

@@ -19,7 +19,7 @@ use crate::cli::Cli;
 
 /// The flags that belong to one service: the keys a `[[service]]` table
 /// may hold. Everything else is host-wide and stays on the command line.
-const PER_SERVICE: [&str; 21] = [
+const PER_SERVICE: [&str; 22] = [
     "plugin",
     "addr",
     "advertise",
@@ -28,6 +28,7 @@ const PER_SERVICE: [&str; 21] = [
     "allow-outbound",
     "max-hops",
     "dir",
+    "max-open-files",
     "sync",
     "request-timeout",
     "call-timeout",

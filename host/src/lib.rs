@@ -23,6 +23,7 @@
 //! - `trace`: W3C trace context across hops, and the span of a request.
 //! - `durability`: `--sync`, flushing the plugin's writes before answering.
 //! - `kv`: the key-value state kept for the plugin.
+//! - `appends`: the files of `--dir` held open for the plugin's appends.
 //! - `swap`: hot swap of the plugin while the host serves.
 
 pub mod cli;
@@ -31,6 +32,7 @@ pub mod control;
 pub mod precompile;
 pub mod service;
 
+mod appends;
 mod capabilities;
 mod discovery;
 mod durability;

@@ -23,6 +23,7 @@ use protocol::token::Token;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::appends::Appends;
 use crate::cli::Cli;
 use crate::control::{Control, Controller};
 use crate::discovery::Discovery;
@@ -419,6 +420,13 @@ fn shared_state(cli: &Cli, common: &Common) -> anyhow::Result<Shared> {
             Some(path) => KvStore::open(path, cli.state_limits())?,
             None => KvStore::in_memory(cli.state_limits()),
         }),
+        appends: match &cli.dir {
+            Some(dir) => Some(Arc::new(
+                Appends::open(dir, cli.max_open_files as usize)
+                    .with_context(|| format!("--dir {}", dir.display()))?,
+            )),
+            None => None,
+        },
         metrics: common.metrics.clone(),
     })
 }

@@ -6,6 +6,7 @@
 //! A plugin reaches only the services it declared it requires; the checks
 //! live here, next to each capability, not in the plugin.
 
+mod files;
 pub mod http;
 mod log;
 mod lookup;

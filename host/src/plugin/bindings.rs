@@ -18,4 +18,4 @@ wasmtime::component::bindgen!({
 pub use sparrow::service::types::{CallError, Header};
 
 /// The WIT package and version this host serves, for messages.
-pub const WORLD: &str = "sparrow:service/service@0.1.0";
+pub const WORLD: &str = "sparrow:service/service@0.1.1";

@@ -14,6 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capabilities::http::OutgoingHttp;
 
+use crate::appends::Appends;
 use crate::kv::KvStore;
 use crate::metrics::{HostMetrics, ServiceMetrics};
 use crate::outbound::Outbound;
@@ -26,6 +27,8 @@ pub struct Shared {
     pub outbound: Outbound,
     pub outgoing: Arc<OutgoingSettings>,
     pub kv: Arc<KvStore>,
+    /// With `--dir`: its files held open for `files.append`.
+    pub appends: Option<Arc<Appends>>,
     /// With `--metrics-addr`; none: nothing is counted.
     pub metrics: Option<Arc<HostMetrics>>,
 }
@@ -72,6 +75,7 @@ impl Shared {
             outbound: self.outbound.clone(),
             outgoing: self.outgoing.clone(),
             kv: self.kv.clone(),
+            appends: self.appends.clone(),
             metrics,
         })
     }
@@ -89,6 +93,7 @@ pub struct ServiceEnv {
     /// A standard component's requests to other destinations.
     pub outgoing: Arc<OutgoingSettings>,
     pub kv: Arc<KvStore>,
+    pub appends: Option<Arc<Appends>>,
     pub metrics: ServiceMetrics,
 }
 

@@ -8,9 +8,9 @@
  * `cargo xtask build` (jco componentize, StarlingMonkey engine).
  */
 
-import { callService } from "sparrow:service/services@0.1.0";
-import { logPrintln } from "sparrow:service/log@0.1.0";
-import { increment } from "sparrow:service/state@0.1.0";
+import { callService } from "sparrow:service/services@0.1.1";
+import { logPrintln } from "sparrow:service/log@0.1.1";
+import { increment } from "sparrow:service/state@0.1.1";
 
 const COUNTER_SERVICE = "visit-py";
 

@@ -5,19 +5,19 @@
 //! service as the host names it in `x-log-source`. Line breaks inside the
 //! message are escaped so that one request is always one line.
 //!
-//! A line is written whole or not at all: it goes out in one write, and one
-//! write through WASI carries at most 64 KiB, so a longer line is refused
-//! (413) before anything is written.
+//! A line is written whole or not at all, with one append through the host
+//! (`files.append`), which keeps the file open across requests and writes
+//! each append at once: lines of concurrent requests never interleave. A
+//! log line is at most 64 KiB; a longer one is refused (413) before
+//! anything is written.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sparrow_plugin::{Description, Guest, Request, Response};
+use sparrow_plugin::{Description, Guest, Request, Response, files};
 
 const LOG_FILE: &str = "services.log";
 
-/// The longest line written, newline included: what one WASI write carries.
+/// The longest line written, newline included.
 const MAX_LINE: usize = 64 * 1024;
 
 struct Log;
@@ -56,66 +56,11 @@ impl Guest for Log {
                 ),
             );
         }
-        match append(&line) {
+        match files::append(LOG_FILE, line.as_bytes()) {
             Ok(()) => Response::empty(200),
             Err(e) => Response::text(500, format!("cannot write {LOG_FILE}: {e}")),
         }
     }
-}
-
-/// The longest line appended through WASI's `blocking-write-and-flush`,
-/// which carries at most 4096 bytes; a longer one takes the standard
-/// library's path.
-const BLOCKING_WRITE_MAX: usize = 4096;
-
-/// Appends the line with one write on a file opened for appending, so lines of
-/// concurrent requests (each in its own instance) never interleave.
-///
-/// A line that fits is written with `blocking-write-and-flush` on an append
-/// stream, which the host does in place with one `pwritev2(RWF_APPEND)`.
-/// The standard library writes through the stream's non-blocking `write`,
-/// which the host hands to a thread of its blocking pool and waits for:
-/// measured, that hand-off cost more than the rest of the request (`POST
-/// /log` ran at half the plain echo host's rate).
-fn append(line: &str) -> std::io::Result<()> {
-    if line.len() > BLOCKING_WRITE_MAX {
-        return append_through_std(line);
-    }
-    use wasip2::filesystem::preopens::get_directories;
-    use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
-    let failed =
-        |what: &str, e: &dyn std::fmt::Debug| std::io::Error::other(format!("{what}: {e:?}"));
-    let directories = get_directories();
-    let Some((dir, _)) = directories.iter().find(|(_, path)| path == ".") else {
-        return Err(std::io::Error::other("no directory granted (host --dir)"));
-    };
-    let file = dir
-        .open_at(
-            PathFlags::empty(),
-            LOG_FILE,
-            OpenFlags::CREATE,
-            DescriptorFlags::WRITE,
-        )
-        .map_err(|e| failed("open", &e))?;
-    // Dropped before the file it belongs to.
-    let stream = file.append_via_stream().map_err(|e| failed("append", &e))?;
-    stream
-        .blocking_write_and_flush(line.as_bytes())
-        .map_err(|e| failed("write", &e))
-}
-
-/// [`append`] for a line longer than one blocking write: the same single
-/// write, through the standard library.
-fn append_through_std(line: &str) -> std::io::Result<()> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(LOG_FILE)?;
-    let written = file.write(line.as_bytes())?;
-    if written != line.len() {
-        return Err(std::io::Error::other("short write"));
-    }
-    Ok(())
 }
 
 fn escape(s: &str) -> String {

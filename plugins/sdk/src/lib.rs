@@ -36,7 +36,7 @@ pub mod bindings {
 }
 
 pub use bindings::sparrow::service::types::{CallError, Header};
-pub use bindings::sparrow::service::{log, registry, services, state};
+pub use bindings::sparrow::service::{files, log, registry, services, state};
 pub use bindings::{Description, Guest, Request, Response, export};
 
 impl Request {

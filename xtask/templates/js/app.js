@@ -7,7 +7,7 @@
  *
  * jco componentize builds this module into a component of the world
  * `service` in wit/; the host's imports are modules such as
- * "sparrow:service/state@0.1.0".
+ * "sparrow:service/state@0.1.1".
  */
 
 /** The name this service registers under: the gateway forwards /{{name}}/... to it. */

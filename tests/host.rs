@@ -98,6 +98,19 @@ fn refused_start(args: &[&str]) -> String {
     last
 }
 
+/// Additions to the contract keep old plugins running: a plugin built for
+/// `sparrow:service@0.1.0` loads on this host (0.1.1) and its imports reach
+/// the host's, resolved semver-compatibly.
+#[test]
+fn a_plugin_built_for_the_first_contract_version_still_runs() {
+    let registry = Proc::registry(&[]);
+    let host = Proc::host(&stub("contract-0-1-0"), &registry, &[]);
+    for hits in ["1", "2"] {
+        let reply = get(&host.url("/"));
+        assert_eq!((reply.status, reply.text()), (200, hits.to_owned()));
+    }
+}
+
 #[test]
 fn bad_start_up_input_exits_with_one_line_naming_the_problem() {
     let dir = TempDir::new("bad-input");

@@ -30,8 +30,9 @@ struct Stub {
 /// differently (hot-swap tests), one that requires `echo`, and one whose
 /// `describe` never returns. The plain echo is the benchmark's plugin.
 /// `fetches` sends HTTP itself (imports `wasi:http`); `http-faults` is the
-/// `hello-http` example with routes that trap and spin.
-const STUBS: [Stub; 8] = [
+/// `hello-http` example with routes that trap and spin; `contract-0-1-0` is
+/// built for the first version of the contract.
+const STUBS: [Stub; 9] = [
     Stub {
         name: "echo",
         package: "stub-echo",
@@ -65,6 +66,11 @@ const STUBS: [Stub; 8] = [
     Stub {
         name: "fetches",
         package: "stub-fetches",
+        env: &[],
+    },
+    Stub {
+        name: "contract-0-1-0",
+        package: "stub-contract-0-1-0",
         env: &[],
     },
     Stub {

@@ -206,6 +206,7 @@ mod tests {
             plugin = "log.wasm"
             addr = "127.0.0.1:20002"
             dir = "run"
+            max-open-files = 4
             sync = true
             requires = ["a", "b"]
             max-instances = 8
@@ -215,6 +216,8 @@ mod tests {
         assert_eq!(services[0].request_timeout.as_secs(), 2);
         assert_eq!(services[1].request_timeout.as_secs(), 10);
         assert_eq!(services[1].dir.as_deref(), Some(Path::new("run")));
+        assert_eq!(services[1].max_open_files, 4);
+        assert_eq!(services[0].max_open_files, 16);
         assert!(services[1].sync);
         assert_eq!(services[1].requires(), Some(vec!["a".into(), "b".into()]));
         assert_eq!(services[1].max_instances, 8);

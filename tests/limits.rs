@@ -64,11 +64,26 @@ fn a_log_service_granted_no_directory_says_so() {
     );
 }
 
+/// A client that takes the host's only instance slot with `url` (a slow
+/// request) and returns its answer. The test's own probes may take the
+/// slot first and get this request refused: it is sent again until it is
+/// not.
+fn hold_the_slot(url: String) -> std::thread::JoinHandle<harness::Reply> {
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + SETTLE;
+        loop {
+            let reply = get(&url);
+            if reply.status != 503 || std::time::Instant::now() > deadline {
+                return reply;
+            }
+        }
+    })
+}
+
 #[test]
 fn a_full_queue_answers_503_with_retry_after_and_the_slot_holder_finishes() {
     let (_registry, host) = echo_host(&["--max-instances", "1", "--queue-timeout", "200ms"]);
-    let url = host.url("/sleep?ms=4000");
-    let holder = std::thread::spawn(move || get(&url));
+    let holder = hold_the_slot(host.url("/sleep?ms=4000"));
     let mut busy = None;
     assert!(
         poll_until(SETTLE, || {
@@ -90,8 +105,7 @@ fn a_full_queue_answers_503_with_retry_after_and_the_slot_holder_finishes() {
 #[test]
 fn with_no_queue_a_busy_host_answers_503_at_once() {
     let (_registry, host) = echo_host(&["--max-instances", "1", "--max-queue", "0"]);
-    let url = host.url("/sleep?ms=3000");
-    let holder = std::thread::spawn(move || get(&url));
+    let holder = hold_the_slot(host.url("/sleep?ms=3000"));
     assert!(poll_until(SETTLE, || get(&host.url("/version")).status == 503));
     assert_eq!(holder.join().unwrap().status, 200);
 }

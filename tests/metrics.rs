@@ -284,6 +284,13 @@ fn the_system_and_the_registry_count_visits_heartbeats_evictions_and_notificatio
         ),
         3.0
     );
+    let appends = |result| {
+        l.value(
+            "sparrow_host_file_appends_total",
+            &[("service", "log"), ("result", result)],
+        )
+    };
+    assert_eq!([appends("written"), appends("failed")], [3.0, 0.0]);
 
     // The registry: three new registrations, all passing once heartbeats
     // came, nothing failed or notified yet.

@@ -147,6 +147,7 @@ pub struct HostMetrics {
     calls: Family<CallLabels, Counter>,
     log_lines: Family<ServiceLabels, Counter>,
     state_ops: Family<ServiceLabels, Counter>,
+    appends: Family<ServiceLabels, Counter>,
     /// Distinct call targets counted by name, per service.
     max_targets: usize,
 }
@@ -205,6 +206,11 @@ impl HostMetrics {
                 "sparrow_host_state_operations",
                 "Operations on the plugin's key-value state, by op: get, set, increment",
             ),
+            appends: register(
+                r,
+                "sparrow_host_file_appends",
+                "files.append calls of the plugin, by result: written, or failed (nothing or not all written)",
+            ),
             max_targets,
             registry,
         }
@@ -233,6 +239,7 @@ struct Resolved {
     swaps_refused: Counter,
     log_lines: [Counter; 2],
     state_ops: [Counter; 3],
+    appends: [Counter; 2],
     /// Per target service, one counter per outcome.
     calls: RwLock<HashMap<String, [Counter; 5]>>,
 }
@@ -279,6 +286,11 @@ impl ServiceMetrics {
                 &["sent", "failed"],
             )),
             state_ops: array(counters(&families.state_ops, Detail::Op, &STATE_OPS)),
+            appends: array(counters(
+                &families.appends,
+                Detail::Result,
+                &["written", "failed"],
+            )),
             calls: RwLock::default(),
             service: service.to_owned(),
             families: families.clone(),
@@ -367,6 +379,13 @@ impl ServiceMetrics {
     pub fn state_op(&self, op: StateOp) {
         if let Some(m) = &self.0 {
             m.state_ops[op as usize].inc();
+        }
+    }
+
+    /// A `files.append` wrote its data, or failed.
+    pub fn append(&self, written: bool) {
+        if let Some(m) = &self.0 {
+            m.appends[usize::from(!written)].inc();
         }
     }
 }

@@ -13,6 +13,7 @@ impl Host for RequestCtx {
             Some(appends) => appends.append(&name, &data),
             None => Err(AppendError::NoDirectory),
         };
+        self.env.metrics.append(appended.is_ok());
         appended.map_err(|e| e.to_string())
     }
 }

@@ -46,9 +46,10 @@ pub struct SandboxSettings {
 /// the service starts and shared by every instance.
 ///
 /// Opening it for each instance (as `WasiCtxBuilder::preopened_dir` does)
-/// cost an `open` of the path per request, about a tenth of the log
-/// service's CPU. Held open, the grant is also fixed at start: a directory
-/// renamed or replaced later is not picked up, as with any preopen.
+/// cost an `open` of the path per request: measured, the three services in
+/// one process answered 4-5% more requests/s without it. Held open, the
+/// grant is also fixed at start: a directory renamed or replaced later is
+/// not picked up, as with any preopen.
 #[derive(Clone)]
 pub struct GrantedDir {
     path: PathBuf,

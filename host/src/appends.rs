@@ -39,7 +39,8 @@ use tokio::io::unix::AsyncFd;
 /// The longest file name accepted, in bytes (Linux's `NAME_MAX`).
 const MAX_NAME: usize = 255;
 
-/// The count of renames once the watch has ended: never taken as current.
+/// The count of renames when nothing watches the directory (no watch could
+/// be set up, or it ended): never taken as current.
 const UNWATCHED: u64 = u64::MAX;
 
 /// Why an append wrote nothing, or not all of it.
@@ -66,8 +67,8 @@ pub struct Appends {
     open: Mutex<Vec<Held>>,
     max_open: usize,
     /// Names renamed away or removed in the directory so far, as counted
-    /// by the watch; none: no watch, every append looks its name up.
-    renames: Option<Arc<AtomicU64>>,
+    /// by the watch; [`UNWATCHED`]: every append looks its name up.
+    renames: Arc<AtomicU64>,
 }
 
 struct Held {
@@ -85,16 +86,13 @@ impl Appends {
     pub fn open(dir: &Path, max_open: usize) -> io::Result<Self> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let fd = open(dir, flags, Mode::empty()).map_err(io::Error::from)?;
-        let renames = match watch_renames(dir) {
-            Ok(renames) => Some(renames),
-            Err(e) => {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    "cannot watch the directory ({e}): each append looks its file up first"
-                );
-                None
-            }
-        };
+        let renames = Arc::new(AtomicU64::new(UNWATCHED));
+        if let Err(e) = watch_renames(dir, &renames) {
+            tracing::warn!(
+                dir = %dir.display(),
+                "cannot watch the directory ({e}): each append looks its file up first"
+            );
+        }
         Ok(Appends {
             dir: fd,
             open: Mutex::new(Vec::new()),
@@ -126,16 +124,14 @@ impl Appends {
     /// The file `name` names now, open for appending.
     fn file(&self, name: &str) -> io::Result<Arc<File>> {
         // Read before looking the name up: a rename after it counts again.
-        let renames = self.renames.as_ref().map(|n| n.load(Ordering::Acquire));
+        let renames = self.renames.load(Ordering::Acquire);
         let mut open = lock(&self.open);
         if let Some(at) = open.iter().position(|held| held.name == name) {
             let mut held = open.remove(at);
-            let unchanged = match renames {
-                Some(renames) if renames != UNWATCHED && held.checked_at == renames => true,
-                _ => self.lookup(name)? == Some(held.id),
-            };
+            let unchanged = (renames != UNWATCHED && held.checked_at == renames)
+                || self.lookup(name)? == Some(held.id);
             if unchanged {
-                held.checked_at = renames.unwrap_or_default();
+                held.checked_at = renames;
                 let file = held.file.clone();
                 open.push(held);
                 return Ok(file);
@@ -158,7 +154,7 @@ impl Appends {
             name: name.to_owned(),
             file: file.clone(),
             id: (stat.st_dev, stat.st_ino),
-            checked_at: renames.unwrap_or_default(),
+            checked_at: renames,
         });
         Ok(file)
     }
@@ -173,10 +169,11 @@ impl Appends {
     }
 }
 
-/// A count of the names renamed away from or removed in `dir` (and of the
-/// directory's own move or removal, and of lost events), kept by a task
-/// that lives as long as the runtime.
-fn watch_renames(dir: &Path) -> io::Result<Arc<AtomicU64>> {
+/// Keeps in `renames` a count of the names renamed away from or removed in
+/// `dir` (and of the directory's own move or removal, and of lost events),
+/// by a task that lives as long as the runtime; it is left [`UNWATCHED`]
+/// when no watch can be set up, and set back to it if the watch ends.
+fn watch_renames(dir: &Path, renames: &Arc<AtomicU64>) -> io::Result<()> {
     tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
     let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
     let mask = AddWatchFlags::IN_MOVED_FROM
@@ -188,7 +185,7 @@ fn watch_renames(dir: &Path) -> io::Result<Arc<AtomicU64>> {
     // the one `as_raw_fd` returns until the `AsyncFd` is dropped.
     let events = unsafe { AsyncFd::register_with_interest(Watch(inotify), Interest::READABLE) }
         .map_err(io::Error::from)?;
-    let renames = Arc::new(AtomicU64::new(0));
+    renames.store(0, Ordering::Release);
     let counted = renames.clone();
     tokio::spawn(async move {
         loop {
@@ -210,7 +207,7 @@ fn watch_renames(dir: &Path) -> io::Result<Arc<AtomicU64>> {
         // Unwatched from here on: every append looks its name up.
         counted.store(UNWATCHED, Ordering::Release);
     });
-    Ok(renames)
+    Ok(())
 }
 
 /// The inotify descriptor, for tokio's reactor.
@@ -257,7 +254,8 @@ mod tests {
 
     /// Waits until the watch has counted a rename past `seen`.
     fn wait_for_rename(appends: &Appends, seen: u64) {
-        let renames = appends.renames.as_ref().expect("the directory is watched");
+        let renames = &appends.renames;
+        assert_ne!(seen, UNWATCHED, "the directory is watched");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while renames.load(Ordering::Acquire) == seen {
             assert!(std::time::Instant::now() < deadline, "no rename event");
@@ -271,13 +269,13 @@ mod tests {
         let appends = Appends::open(&dir, 4).unwrap();
         appends.append("a.log", b"one\n").unwrap();
         appends.append("a.log", b"two\n").unwrap();
-        let seen = appends.renames.as_ref().unwrap().load(Ordering::Acquire);
+        let seen = appends.renames.load(Ordering::Acquire);
         std::fs::rename(dir.join("a.log"), dir.join("a.log.1")).unwrap();
         wait_for_rename(&appends, seen);
         appends.append("a.log", b"three\n").unwrap();
         assert_eq!(std::fs::read(dir.join("a.log.1")).unwrap(), b"one\ntwo\n");
         assert_eq!(std::fs::read(dir.join("a.log")).unwrap(), b"three\n");
-        let seen = appends.renames.as_ref().unwrap().load(Ordering::Acquire);
+        let seen = appends.renames.load(Ordering::Acquire);
         std::fs::remove_file(dir.join("a.log")).unwrap();
         wait_for_rename(&appends, seen);
         appends.append("a.log", b"four\n").unwrap();
@@ -291,7 +289,7 @@ mod tests {
     fn unwatched_every_append_follows_a_rotated_file() {
         let dir = temp_dir("unwatched");
         let appends = Appends::open(&dir, 4).unwrap();
-        assert!(appends.renames.is_none());
+        assert_eq!(appends.renames.load(Ordering::Acquire), UNWATCHED);
         appends.append("a.log", b"one\n").unwrap();
         std::fs::rename(dir.join("a.log"), dir.join("a.log.1")).unwrap();
         appends.append("a.log", b"two\n").unwrap();

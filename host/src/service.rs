@@ -166,14 +166,21 @@ impl Host {
     /// [`Host::start`] on what the services of the process share; the one
     /// with `metrics_listener` serves the metrics of them all.
     async fn start_with(cli: Cli, common: &Common, metrics_listener: bool) -> anyhow::Result<Host> {
-        let dir = match &cli.dir {
+        // The granted directory, as the plugin's WASI sees it and for its
+        // appends through the host.
+        let (dir, appends) = match &cli.dir {
             Some(dir) if !dir.is_dir() => bail!("--dir {}: not a directory", dir.display()),
-            Some(dir) => Some(GrantedDir::open(dir).map_err(|e| anyhow!("--dir: {e}"))?),
-            None => None,
+            Some(dir) => {
+                let granted = GrantedDir::open(dir).map_err(|e| anyhow!("--dir: {e}"))?;
+                let appends = Appends::open(dir, cli.max_open_files as usize)
+                    .with_context(|| format!("--dir {}", dir.display()))?;
+                (Some(granted), Some(Arc::new(appends)))
+            }
+            None => (None, None),
         };
         let clients = registry_clients(&cli.registry)?;
         let engine = PluginEngine::on(common.engine.clone(), sandbox_settings(&cli, dir));
-        let shared = shared_state(&cli, common)?;
+        let shared = shared_state(&cli, common, appends)?;
         let started = Instant::now();
         let loaded = stamp(cli.plugin_path());
         // While it describes itself the plugin has no name yet and may call
@@ -399,7 +406,11 @@ fn sandbox_settings(cli: &Cli, dir: Option<GrantedDir>) -> SandboxSettings {
 }
 
 /// What the host keeps for its plugin across requests and versions.
-fn shared_state(cli: &Cli, common: &Common) -> anyhow::Result<Shared> {
+fn shared_state(
+    cli: &Cli,
+    common: &Common,
+    appends: Option<Arc<Appends>>,
+) -> anyhow::Result<Shared> {
     let cache = Arc::new(InstanceCache::new());
     Ok(Shared {
         outbound: Outbound::new(
@@ -420,13 +431,7 @@ fn shared_state(cli: &Cli, common: &Common) -> anyhow::Result<Shared> {
             Some(path) => KvStore::open(path, cli.state_limits())?,
             None => KvStore::in_memory(cli.state_limits()),
         }),
-        appends: match &cli.dir {
-            Some(dir) => Some(Arc::new(
-                Appends::open(dir, cli.max_open_files as usize)
-                    .with_context(|| format!("--dir {}", dir.display()))?,
-            )),
-            None => None,
-        },
+        appends,
         metrics: common.metrics.clone(),
     })
 }

@@ -1,8 +1,9 @@
 //! Several services in one host process (`host --config`), against the same
 //! services each in a process of its own: the same answers, headers, log
 //! lines and failures either way; a local callee that traps, spins or is
-//! swapped costs its own request only; services of a multi-service host
-//! reach, and are reached by, other processes through the registry.
+//! swapped costs its own request only; a chain of calls that loops stops at
+//! the same hop; services of a multi-service host reach, and are reached
+//! by, other processes through the registry.
 
 use std::time::Duration;
 
@@ -266,6 +267,49 @@ fn a_local_callee_that_fails_costs_its_request_only_as_a_remote_one_does() {
             "trap: 500 service 'echo' failed on this request",
             "spin: 502 call failed: CallError::Timeout",
             "after: 200 v2",
+        ]
+    );
+}
+
+/// What `ping` answered to chains of calls between it and `pong`, two
+/// echo stubs that require each other: one of twelve calls (past the
+/// default bound of ten hops) and one of four.
+fn call_chains(layout: Layout) -> Vec<String> {
+    let dir = TempDir::new("multi-loop");
+    let registry = Proc::registry(&[]);
+    let peer = |name: &str, other: &str| {
+        ServiceSpec::new(&stub("echo"))
+            .option("name", name)
+            .option("requires", other)
+    };
+    let (ping, pong) = (peer("ping", "pong"), peer("pong", "ping"));
+    let _hosts = start(layout, &[ping.clone(), pong.clone()], &registry, &dir, &[]);
+    // Across processes, each hears of the other from the registry.
+    let chain = |calls: usize| {
+        let path = format!("/{}end", "call/pong/call/ping/".repeat(calls / 2));
+        get(&ping.url(&path))
+    };
+    assert!(poll_until(SETTLE, || chain(2).status == 200));
+    [12, 4]
+        .into_iter()
+        .map(|calls| {
+            let reply = chain(calls);
+            let seen = format!("{calls} calls: {} {}", reply.status, reply.text());
+            seen.trim().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_chain_of_calls_that_loops_is_stopped_in_one_process_as_across_processes() {
+    let one = call_chains(Layout::OneProcess);
+    let each = call_chains(Layout::ProcessEach);
+    assert_eq!(one, each);
+    assert_eq!(
+        one,
+        [
+            "12 calls: 502 call failed: CallError::InvalidRequest(\"loop detected: the call would pass the limit of 10 hops (--max-hops)\")",
+            "4 calls: 200",
         ]
     );
 }

@@ -74,9 +74,10 @@ pub struct Cli {
     #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
     pub allow_outbound: Vec<String>,
 
-    /// The longest chain of calls through standard `wasi:http` components
-    /// (counted in `x-sparrow-hops`): a call past it fails with
-    /// `loop-detected`, so services calling each other in a circle stop.
+    /// The longest chain of calls between services (counted in
+    /// `x-sparrow-hops`): a call past it fails (`invalid-request` from
+    /// `call-service`, `loop-detected` for a standard component), so that
+    /// services calling each other in a circle stop.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_hops: u32,
 

@@ -22,7 +22,6 @@ use protocol::locks::{read, write};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::capabilities::http::{HOPS_HEADER, hops_of};
 use crate::discovery::Discovery;
 use crate::durability::Flusher;
 use crate::outbound::{end_to_end, header_map};
@@ -321,13 +320,11 @@ async fn to_component(
         let why = protocol::body::BodyError::TooLarge(app.bodies.max);
         return text_response(why.status(), why.to_string()).map(Either::Left);
     }
-    let hops = hops_of(&parts.headers);
     host_headers(&mut parts.headers, client, &app.local_addr, &hop);
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let call = HttpCall {
         request: Request::from_parts(parts, body.streaming(app.bodies.max)),
         trace: hop,
-        hops,
     };
     let service = &*active.env.name;
     let response = match active
@@ -367,7 +364,7 @@ fn host_headers(headers: &mut http::HeaderMap, client: &str, local_addr: &str, h
     for name in theirs {
         headers.remove(name);
     }
-    debug_assert!(HOPS_HEADER.starts_with(HOST_HEADER_PREFIX));
+    debug_assert!(trace::HOPS_HEADER.starts_with(HOST_HEADER_PREFIX));
     let ours = [
         (CLIENT_ADDR_HEADER, client.to_owned()),
         (LOCAL_ADDR_HEADER, local_addr.to_owned()),

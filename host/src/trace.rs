@@ -1,13 +1,18 @@
-//! Request tracing across hops with W3C Trace Context (`traceparent`,
-//! `tracestate`): a request that comes without a valid `traceparent` starts
-//! a trace here; one that comes with it continues the caller's. Either way
-//! the request gets a span id of its own in this host (a [`Hop`]), and:
+//! Where a request is in its chain of calls: W3C Trace Context
+//! (`traceparent`, `tracestate`) and the count of hosts it went through
+//! (`x-sparrow-hops`). A request that comes without a valid `traceparent`
+//! starts a trace here; one that comes with it continues the caller's.
+//! Either way the request gets a span id of its own in this host (a
+//! [`Hop`]), and:
 //!
 //! - the plugin sees `traceparent` naming this hop as the parent, so a
 //!   plugin that forwards headers (the gateway) passes on the right one;
-//! - every call the plugin makes (`call-service`, `log-println`) carries
-//!   this hop's `traceparent`, whatever headers the plugin set: the host owns
-//!   these headers as it owns `x-sparrow-*`;
+//! - every call the plugin makes (`call-service`, `log-println`, a standard
+//!   component's outgoing request) carries this hop's `traceparent` and the
+//!   hop count plus one, whatever headers the plugin set: the host owns
+//!   these headers as it owns the rest of `x-sparrow-*`. A call that would
+//!   take the count past `--max-hops` is refused, so that services calling
+//!   each other in a circle stop instead of running until their timeouts;
 //! - the host's log lines about the request are inside a `request` span
 //!   with a `trace_id` field, so grepping one id over every host's log shows
 //!   the whole path of a request.
@@ -18,6 +23,8 @@ use http::{HeaderMap, HeaderValue};
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
+/// How many hosts a chain of calls went through before this one.
+pub const HOPS_HEADER: &str = "x-sparrow-hops";
 
 /// The only version this host writes.
 const VERSION: &str = "00";
@@ -46,6 +53,9 @@ pub struct Hop {
     flags: u8,
     /// The caller's vendor entries, passed on unchanged.
     tracestate: Option<HeaderValue>,
+    /// The hosts the request went through before this one (0: it came
+    /// from outside).
+    hops: u32,
 }
 
 impl Hop {
@@ -53,20 +63,35 @@ impl Hop {
     /// when `traceparent` is valid, else starts a new (sampled) trace.
     pub fn start(headers: &HeaderMap) -> Hop {
         let span_id = nonzero_random_u64();
+        // Repeated, the highest count: a loop is never hidden by a stray
+        // lower value.
+        let hops = headers
+            .get_all(HOPS_HEADER)
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.trim().parse().ok())
+            .max()
+            .unwrap_or(0);
         match single(headers, TRACEPARENT).and_then(parse_traceparent) {
             Some(parent) => Hop {
                 trace_id: TraceId(parent.trace_id),
                 span_id,
                 flags: parent.flags & SAMPLED,
                 tracestate: tracestate(headers),
+                hops,
             },
             None => Hop {
                 trace_id: TraceId(nonzero_random_u128()),
                 span_id,
                 flags: SAMPLED,
                 tracestate: None,
+                hops,
             },
         }
+    }
+
+    /// The hop count a call made from this hop carries.
+    pub fn next_hops(&self) -> u32 {
+        self.hops.saturating_add(1)
     }
 
     pub fn trace_id(&self) -> TraceId {
@@ -97,7 +122,8 @@ impl Hop {
     }
 
     /// Makes an outgoing call a child of this hop: its `traceparent` is
-    /// this hop's, whatever the plugin set; `tracestate` is passed on.
+    /// this hop's and its hop count one more, whatever the plugin set;
+    /// `tracestate` is passed on.
     pub fn attach(&self, headers: &mut HeaderMap) {
         if let Ok(value) = HeaderValue::try_from(self.traceparent()) {
             headers.insert(TRACEPARENT, value);
@@ -105,6 +131,7 @@ impl Hop {
         if let Some(state) = &self.tracestate {
             headers.insert(TRACESTATE, state.clone());
         }
+        headers.insert(HOPS_HEADER, HeaderValue::from(self.next_hops()));
     }
 }
 
@@ -265,6 +292,23 @@ mod tests {
         }
         let two = headers(&[(TRACEPARENT, VALID), (TRACEPARENT, VALID)]);
         assert_ne!(Hop::start(&two).trace_id().to_string(), &VALID[3..35]);
+    }
+
+    #[test]
+    fn a_call_carries_one_hop_more_than_its_request() {
+        let count = |pairs: &[(&str, &str)]| {
+            let mut outgoing = headers(&[(HOPS_HEADER, "999")]);
+            Hop::start(&headers(pairs)).attach(&mut outgoing);
+            let values: Vec<_> = outgoing.get_all(HOPS_HEADER).iter().collect();
+            assert_eq!(values.len(), 1, "the plugin's own count is replaced");
+            values[0].to_str().unwrap().to_owned()
+        };
+        assert_eq!(count(&[]), "1");
+        assert_eq!(count(&[(HOPS_HEADER, "3")]), "4");
+        assert_eq!(count(&[(HOPS_HEADER, " 7 ")]), "8");
+        assert_eq!(count(&[(HOPS_HEADER, "2"), (HOPS_HEADER, "5")]), "6");
+        assert_eq!(count(&[(HOPS_HEADER, "many")]), "1");
+        assert_eq!(count(&[(HOPS_HEADER, "4294967295")]), "4294967295");
     }
 
     #[test]

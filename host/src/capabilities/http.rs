@@ -8,51 +8,32 @@
 //! trace. A request to a `HOST:PORT` given with `--allow-outbound` is sent
 //! as it is. Anything else is refused with `HTTP-request-denied`, an error
 //! the component sees, never a trap. Every call carries the hop count, and
-//! a request that went through `--max-hops` hosts is refused with
-//! `loop-detected` rather than calling on.
+//! one that would pass `--max-hops` is refused with `loop-detected` rather
+//! than calling on.
 //!
 //! [`Outbound::call`]: crate::outbound::Outbound::call
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use http_body_util::{BodyExt, Full, Limited};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::metrics::CallOutcome;
-use crate::outbound::{Call, CallFailure, end_to_end, set_source};
+use crate::outbound::{Call, CallFailure, end_to_end};
 use crate::plugin::context::ServiceEnv;
 use crate::trace::Hop;
-
-/// Carries how many hosts a request chain went through, so that services
-/// calling each other in a circle stop instead of running until timeouts.
-pub const HOPS_HEADER: &str = "x-sparrow-hops";
-
-/// The hop count of an incoming request (0 when it came from outside).
-pub fn hops_of(headers: &HeaderMap) -> u32 {
-    headers
-        .get(HOPS_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// The hooks of one request's store: who calls, and in which trace.
 pub struct OutgoingHttp {
     pub env: Arc<ServiceEnv>,
     pub trace: Option<Hop>,
-    /// Hosts the request went through before this one.
-    pub hops: u32,
 }
 
 impl OutgoingHttp {
     pub fn new(env: Arc<ServiceEnv>) -> Self {
-        OutgoingHttp {
-            env,
-            trace: None,
-            hops: 0,
-        }
+        OutgoingHttp { env, trace: None }
     }
 }
 
@@ -83,9 +64,8 @@ impl WasiHttpHooks for OutgoingHttp {
     ) -> Sent {
         let env = self.env.clone();
         let trace = self.trace.clone();
-        let hops = self.hops + 1;
         Box::new(async move {
-            let response = route(&env, trace.as_ref(), hops, request).await?;
+            let response = route(&env, trace.as_ref(), request).await?;
             let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, done))
@@ -99,7 +79,6 @@ impl WasiHttpHooks for OutgoingHttp {
 async fn route(
     env: &ServiceEnv,
     trace: Option<&Hop>,
-    hops: u32,
     request: http::Request<WasiBody>,
 ) -> Result<http::Response<WasiBody>, HttpError> {
     let authority = request
@@ -117,23 +96,16 @@ async fn route(
         tracing::warn!(service = %env.name, to = %authority, "outgoing request refused: not a required service nor an --allow-outbound address");
         return Err(HttpError::HttpRequestDenied);
     }
-    if hops > env.outgoing.max_hops {
-        tracing::warn!(service = %env.name, to = %authority, hops, "outgoing request refused: loop detected");
-        return Err(HttpError::LoopDetected);
-    }
     let (parts, body) = request.into_parts();
+    let mut headers = end_to_end(&parts.headers);
+    headers.remove(http::header::HOST);
+    env.mark_call(&authority, trace, &mut headers)
+        .map_err(|_| HttpError::LoopDetected)?;
     let body = Limited::new(body, env.outgoing.max_body)
         .collect()
         .await
         .map_err(|_| HttpError::HttpRequestBodySize(None))?
         .to_bytes();
-    let mut headers = end_to_end(&parts.headers);
-    headers.remove(http::header::HOST);
-    set_source(&mut headers, &env.name);
-    headers.insert(HOPS_HEADER, HeaderValue::from(hops));
-    if let Some(trace) = trace {
-        trace.attach(&mut headers);
-    }
     let path = parts
         .uri
         .path_and_query()

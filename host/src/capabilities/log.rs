@@ -1,12 +1,12 @@
 //! `log-println`: one line through an instance of the `log` service, as
 //! `POST /log` with the line as body and this service's name as source,
-//! carrying the request's trace context.
+//! carrying the request's trace context and hop count.
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 
 use crate::metrics::CallOutcome;
-use crate::outbound::{Call, CallFailure, set_source};
+use crate::outbound::{Call, CallFailure};
 use crate::plugin::bindings::sparrow::service::log::Host;
 use crate::plugin::context::RequestCtx;
 
@@ -30,10 +30,9 @@ impl RequestCtx {
             ));
         }
         let mut headers = HeaderMap::new();
-        set_source(&mut headers, &self.env.name);
-        if let Some(trace) = &self.trace {
-            trace.attach(&mut headers);
-        }
+        self.env
+            .mark_call(LOG_SERVICE, self.trace.as_ref(), &mut headers)
+            .map_err(|e| e.to_string())?;
         let call = Call {
             method: Method::POST,
             path: "/log".into(),

@@ -1,13 +1,13 @@
 //! `call-service`: a request to another service, sent by the host, so that a
 //! plugin never needs a socket and reaches only what it declared. The call
-//! carries the request's trace context, whatever trace headers the plugin
-//! set.
+//! carries the request's trace context and hop count, whatever headers the
+//! plugin set.
 
 use bytes::Bytes;
 use http::Method;
 
 use crate::metrics::CallOutcome;
-use crate::outbound::{Call, CallFailure, header_map, set_source};
+use crate::outbound::{Call, CallFailure, header_map};
 use crate::plugin::bindings::sparrow::service::services::Host;
 use crate::plugin::bindings::{CallError, Header, Request, Response};
 use crate::plugin::context::RequestCtx;
@@ -38,11 +38,10 @@ impl Host for RequestCtx {
         )
         .map_err(|e| CallError::InvalidRequest(e.to_string()))?;
         // Who calls is the host's to say: a gateway must not pass on a
-        // client's claim to be another service.
-        set_source(&mut headers, &self.env.name);
-        if let Some(trace) = &self.trace {
-            trace.attach(&mut headers);
-        }
+        // client's claim to be another service, nor a count of hops.
+        self.env
+            .mark_call(&name, self.trace.as_ref(), &mut headers)
+            .map_err(|e| CallError::InvalidRequest(e.to_string()))?;
         let call = Call {
             method,
             path: request.path,

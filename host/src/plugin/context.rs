@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{HeaderMap, HeaderValue};
+
 use crate::discovery::cache::InstanceCache;
 use protocol::http::HttpClient;
 use wasmtime::component::ResourceTable;
@@ -17,8 +19,8 @@ use crate::capabilities::http::OutgoingHttp;
 use crate::appends::Appends;
 use crate::kv::KvStore;
 use crate::metrics::{HostMetrics, ServiceMetrics};
-use crate::outbound::Outbound;
-use crate::trace::Hop;
+use crate::outbound::{Outbound, set_source};
+use crate::trace::{HOPS_HEADER, Hop};
 
 /// What the host keeps for its plugin across requests and plugin versions.
 #[derive(Clone)]
@@ -34,7 +36,7 @@ pub struct Shared {
 }
 
 /// Where a standard component's outgoing requests may go besides the
-/// services it requires, and their bounds.
+/// services it requires, and the bounds of every call.
 pub struct OutgoingSettings {
     /// `--allow-outbound`: `HOST:PORT` addresses, as written in a URL.
     pub allow: Vec<String>,
@@ -102,7 +104,38 @@ impl ServiceEnv {
     pub fn may_call(&self, service: &str) -> bool {
         protocol::record::requires(&self.requires, service)
     }
+
+    /// Marks `headers` as a call to `to` that this service makes while it
+    /// serves the request `trace` (none while the plugin describes itself):
+    /// this service as the source, the request's trace context and its hop
+    /// count plus one, whatever the plugin set. Refused, and logged, when
+    /// that count would pass `--max-hops`.
+    pub fn mark_call(
+        &self,
+        to: &str,
+        trace: Option<&Hop>,
+        headers: &mut HeaderMap,
+    ) -> Result<(), LoopDetected> {
+        let hops = trace.map_or(1, Hop::next_hops);
+        if hops > self.outgoing.max_hops {
+            tracing::warn!(service = %self.name, to, hops, "call refused: loop detected");
+            return Err(LoopDetected(self.outgoing.max_hops));
+        }
+        set_source(headers, &self.name);
+        match trace {
+            Some(trace) => trace.attach(headers),
+            None => {
+                headers.insert(HOPS_HEADER, HeaderValue::from(hops));
+            }
+        }
+        Ok(())
+    }
 }
+
+/// A call refused because its chain of calls would pass `--max-hops`.
+#[derive(Debug, thiserror::Error)]
+#[error("loop detected: the call would pass the limit of {0} hops (--max-hops)")]
+pub struct LoopDetected(pub u32);
 
 /// The data of one request's store.
 pub struct RequestCtx {

@@ -43,8 +43,6 @@ pub const WORLD: &str = "wasi:http/proxy@0.2";
 pub struct HttpCall {
     pub request: http::Request<WasiBody>,
     pub trace: Hop,
-    /// The hosts the request went through before this one.
-    pub hops: u32,
 }
 
 /// A linked standard component.
@@ -79,11 +77,7 @@ impl ProxyPlugin {
         env: Arc<ServiceEnv>,
         call: HttpCall,
     ) -> Result<http::Response<HyperOutgoingBody>, Failure> {
-        let HttpCall {
-            request,
-            trace,
-            hops,
-        } = call;
+        let HttpCall { request, trace } = call;
         let slot = engine.slot().await?;
         let in_use = env.metrics.in_use();
         let deadline = tokio::time::Instant::now() + engine.settings.request_timeout;
@@ -92,7 +86,6 @@ impl ProxyPlugin {
         let data = store.data_mut();
         data.deadline = deadline.into_std();
         data.outgoing.trace = Some(trace);
-        data.outgoing.hops = hops;
         store.set_epoch_deadline(1);
 
         let (answer_tx, answer) = oneshot::channel();

@@ -1,6 +1,7 @@
 //! Plugins written in Python (`visit-py`, componentize-py) and JavaScript
 //! (`hello-js`, jco) run in the unchanged host, behind the Rust gateway and
-//! next to the Rust plugins, using the same imports.
+//! next to the Rust plugins, using the same imports; so do standard
+//! `wasi:http` components in both languages.
 //!
 //! Their components embed a whole language runtime (12-18 MB): the first
 //! start of a host compiles it for seconds, which the harness's start
@@ -168,20 +169,32 @@ fn a_swap_to_a_precompiled_python_plugin_under_load_fails_no_request() {
         == 1));
 }
 
-/// A standard `wasi:http/proxy` component written in Python (componentize-py,
-/// WASI's own WIT): named on the command line, served behind the gateway.
+/// Standard `wasi:http/proxy` components written in Python (componentize-py)
+/// and JavaScript (jco), each against WASI's own WIT: named on the command
+/// line, served behind the gateway.
 #[test]
-fn a_python_wasi_http_component_serves_behind_the_gateway() {
+fn python_and_javascript_wasi_http_components_serve_behind_the_gateway() {
     let _serial = one_at_a_time();
     let registry = Proc::registry(&[]);
     let gateway = Proc::host(&plugin("gateway"), &registry, &[]);
-    let hello = Proc::host(&plugin("hello-http-py"), &registry, &["--name", "hello-py"]);
+    let languages = [
+        ("hello-http-py", "hello-py", "Python"),
+        ("hello-http-js", "hello-js-http", "JavaScript"),
+    ];
+    let hosts: Vec<Proc> = languages
+        .iter()
+        .map(|(file, name, _)| Proc::host(&plugin(file), &registry, &["--name", name]))
+        .collect();
     assert!(poll_until(SETTLE, || {
-        registered(&registry, "hello-py").len() == 1
+        languages
+            .iter()
+            .all(|(_, name, _)| registered(&registry, name).len() == 1)
     }));
-    let reply = get(&gateway.url("/hello-py/hello/Ada"));
-    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), hello.log());
-    assert_eq!(reply.text(), "Hello, Ada! (Python)\n");
-    assert_eq!(reply.headers["x-hello"], "wasi:http/proxy");
-    assert_eq!(get(&gateway.url("/hello-py/elsewhere")).status, 404);
+    for ((_, name, language), host) in languages.iter().zip(&hosts) {
+        let reply = get(&gateway.url(&format!("/{name}/hello/Ada")));
+        assert_eq!(reply.status, 200, "{}\n{}", reply.text(), host.log());
+        assert_eq!(reply.text(), format!("Hello, Ada! ({language})\n"));
+        assert_eq!(reply.headers["x-hello"], "wasi:http/proxy");
+        assert_eq!(get(&gateway.url(&format!("/{name}/elsewhere"))).status, 404);
+    }
 }

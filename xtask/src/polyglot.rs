@@ -5,7 +5,8 @@
 //! `plugins/js/package-lock.json`, into the project-local `.tools/`
 //! (gitignored), then builds `plugins/visit-py.wasm` and the standard
 //! `wasi:http` component `plugins/hello-http-py.wasm` with componentize-py,
-//! and `plugins/hello-js.wasm` with jco (componentize-js). All a fresh
+//! and `plugins/hello-js.wasm` and the standard component
+//! `plugins/hello-http-js.wasm` with jco (componentize-js). All a fresh
 //! machine needs is `python3` with pip and `node` with npm.
 
 use std::path::{Path, PathBuf};
@@ -61,12 +62,37 @@ const PYTHON_PLUGINS: [Plugin; 2] = [
     },
 ];
 
-const JS_PLUGINS: [Plugin; 1] = [Plugin {
-    name: "hello-js",
-    source: "plugins/js/hello/hello.js",
-    wit: "wit",
-    world: WORLD,
-}];
+/// componentize-js features a JavaScript plugin does without.
+struct JsPlugin {
+    plugin: Plugin,
+    disable: &'static [&'static str],
+}
+
+const JS_PLUGINS: [JsPlugin; 2] = [
+    JsPlugin {
+        plugin: Plugin {
+            name: "hello-js",
+            source: "plugins/js/hello/hello.js",
+            wit: "wit",
+            world: WORLD,
+        },
+        // The host links WASI's CLI, clock, random and filesystem
+        // interfaces for a `sparrow:service` plugin but not wasi:http: it
+        // reaches other services through `call-service` instead.
+        disable: &["http", "fetch-event"],
+    },
+    // A standard component, which implements `wasi:http` itself: the
+    // engine's `fetch` support targets another WASI version than the host.
+    JsPlugin {
+        plugin: Plugin {
+            name: "hello-http-js",
+            source: "plugins/js/hello-http/hello-http.js",
+            wit: "plugins/js/hello-http/wit",
+            world: "hello-http",
+        },
+        disable: &["http", "fetch-event"],
+    },
+];
 
 /// Installs the pinned tools where missing or outdated, then builds every
 /// Python and JavaScript plugin whose output is older than its inputs.
@@ -86,7 +112,7 @@ pub fn build_polyglot(workspace: &Workspace) -> anyhow::Result<()> {
         })?;
     }
     install_node_tools(root)?;
-    for plugin in &JS_PLUGINS {
+    for JsPlugin { plugin, disable } in &JS_PLUGINS {
         let lockfile = format!("{NODE_MANIFEST}/package-lock.json");
         let source_dir = Path::new(plugin.source).parent().unwrap_or(Path::new("."));
         let inputs = [source_dir.to_str().unwrap_or("."), plugin.wit, &lockfile];
@@ -94,24 +120,25 @@ pub fn build_polyglot(workspace: &Workspace) -> anyhow::Result<()> {
             let mut command = Command::new(root.join(NODE_TOOLS).join("node_modules/.bin/jco"));
             command
                 .args(["componentize", plugin.source, "--wit", plugin.wit])
-                .args(["--world-name", plugin.world])
-                // The host links WASI's CLI, clock, random and filesystem
-                // interfaces but not wasi:http; a plugin reaches other
-                // services through `call-service` instead.
-                .args(["--disable", "http", "fetch-event"])
-                .arg("-o")
-                .arg(out);
+                .args(["--world-name", plugin.world]);
+            if !disable.is_empty() {
+                command.arg("--disable").args(*disable);
+            }
+            command.arg("-o").arg(out);
             command
         })?;
     }
     Ok(())
 }
 
-/// Where `hello-http-py` finds WASI's WIT packages (gitignored).
-const WASI_WIT_DEPS: &str = "plugins/python/hello_http/wit/deps";
+/// Where the standard components find WASI's WIT packages (gitignored).
+const WASI_WIT_DEPS: [&str; 2] = [
+    "plugins/python/hello_http/wit/deps",
+    "plugins/js/hello-http/wit/deps",
+];
 
 /// Copies WASI's WIT, as the wasmtime-wasi-http crate the host links ships
-/// it, beside `hello-http-py`: the component then targets exactly the
+/// it, beside `hello-http-py` and `hello-http-js`: the component then targets exactly the
 /// `wasi:http` the host serves, and no copy of WASI's files is kept in the
 /// repository. Files already the same are left alone, so that the plugin is
 /// not rebuilt for nothing.
@@ -135,19 +162,22 @@ fn fetch_wasi_wit(workspace: &Workspace) -> anyhow::Result<()> {
         .parent()
         .context("a manifest path without a directory")?
         .join("wit/deps");
-    let target = workspace.root.join(WASI_WIT_DEPS);
-    std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
-    for entry in
-        std::fs::read_dir(&source).with_context(|| format!("reading {}", source.display()))?
-    {
-        let from = entry?.path();
-        let Some(name) = from.file_name() else {
-            continue;
-        };
-        let to = target.join(name);
-        let text = read(&from)?;
-        if std::fs::read_to_string(&to).ok().as_deref() != Some(text.as_str()) {
-            write(&to, &text)?;
+    for target in WASI_WIT_DEPS {
+        let target = workspace.root.join(target);
+        std::fs::create_dir_all(&target)
+            .with_context(|| format!("creating {}", target.display()))?;
+        for entry in
+            std::fs::read_dir(&source).with_context(|| format!("reading {}", source.display()))?
+        {
+            let from = entry?.path();
+            let Some(name) = from.file_name() else {
+                continue;
+            };
+            let to = target.join(name);
+            let text = read(&from)?;
+            if std::fs::read_to_string(&to).ok().as_deref() != Some(text.as_str()) {
+                write(&to, &text)?;
+            }
         }
     }
     Ok(())

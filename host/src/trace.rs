@@ -17,8 +17,6 @@
 //!   with a `trace_id` field, so grepping one id over every host's log shows
 //!   the whole path of a request.
 
-use std::fmt;
-
 use http::{HeaderMap, HeaderValue};
 
 pub const TRACEPARENT: &str = "traceparent";
@@ -34,30 +32,17 @@ const MAX_TRACESTATE: usize = 512;
 /// The `sampled` flag; the other flags are not passed on (version 00).
 const SAMPLED: u8 = 0x01;
 
-/// A trace id, shown as 32 lowercase hex digits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TraceId(u128);
-
-impl fmt::Display for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
-
 /// The trace context of one request in this host.
 #[derive(Clone, Debug)]
 pub struct Hop {
-    trace_id: TraceId,
-    /// This hop's own id: the parent of every call the request makes.
-    span_id: u64,
-    flags: u8,
     /// The caller's vendor entries, passed on unchanged.
     tracestate: Option<HeaderValue>,
     /// The hosts the request went through before this one (0: it came
     /// from outside).
     hops: u32,
-    /// The `traceparent` that names this hop as the parent, written once:
-    /// the plugin sees it and every call the request makes carries it.
+    /// The `traceparent` that names this hop (its own span id, new here) as
+    /// the parent, written once: the plugin sees it and every call the
+    /// request makes carries it.
     traceparent: HeaderValue,
 }
 
@@ -80,9 +65,6 @@ impl Hop {
                 None => (nonzero_random_u128(), SAMPLED, None),
             };
         Hop {
-            trace_id: TraceId(trace_id),
-            span_id,
-            flags,
             tracestate,
             hops,
             traceparent: traceparent(trace_id, span_id, flags),
@@ -94,8 +76,9 @@ impl Hop {
         self.hops.saturating_add(1)
     }
 
-    pub fn trace_id(&self) -> TraceId {
-        self.trace_id
+    /// The trace id, as 32 lowercase hex digits.
+    pub fn trace_id(&self) -> &str {
+        self.traceparent().get(3..35).unwrap_or_default()
     }
 
     /// The `traceparent` that names this hop as the parent.
@@ -106,9 +89,7 @@ impl Hop {
 
     /// The span that the host's log lines about this request go in.
     pub fn span(&self) -> tracing::Span {
-        // The trace id as `traceparent` spells it, not formatted again.
-        let trace_id = self.traceparent().get(3..35).unwrap_or_default();
-        tracing::info_span!("request", trace_id = %trace_id)
+        tracing::info_span!("request", trace_id = %self.trace_id())
     }
 
     /// The trace headers the plugin sees, in place of the client's.
@@ -278,7 +259,8 @@ mod tests {
             "00f067aa0ba902b7",
             "the hop needs its own id"
         );
-        assert_eq!(child[36..52], format!("{:016x}", hop.span_id));
+        let span_id = u64::from_str_radix(&child[36..52], 16).unwrap();
+        assert_ne!(span_id, 0);
         assert!(parse_traceparent(&HeaderValue::from_str(&child).unwrap()).is_some());
 
         let mut outgoing = headers(&[(TRACEPARENT, VALID), ("x-other", "1")]);

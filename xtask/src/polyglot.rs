@@ -62,35 +62,20 @@ const PYTHON_PLUGINS: [Plugin; 2] = [
     },
 ];
 
-/// componentize-js features a JavaScript plugin does without.
-struct JsPlugin {
-    plugin: Plugin,
-    disable: &'static [&'static str],
-}
-
-const JS_PLUGINS: [JsPlugin; 2] = [
-    JsPlugin {
-        plugin: Plugin {
-            name: "hello-js",
-            source: "plugins/js/hello/hello.js",
-            wit: "wit",
-            world: WORLD,
-        },
-        // The host links WASI's CLI, clock, random and filesystem
-        // interfaces for a `sparrow:service` plugin but not wasi:http: it
-        // reaches other services through `call-service` instead.
-        disable: &["http", "fetch-event"],
+/// `hello-http-js` is a standard `wasi:http/proxy` component: its WIT is
+/// WASI's own, beside it.
+const JS_PLUGINS: [Plugin; 2] = [
+    Plugin {
+        name: "hello-js",
+        source: "plugins/js/hello/hello.js",
+        wit: "wit",
+        world: WORLD,
     },
-    // A standard component, which implements `wasi:http` itself: the
-    // engine's `fetch` support targets another WASI version than the host.
-    JsPlugin {
-        plugin: Plugin {
-            name: "hello-http-js",
-            source: "plugins/js/hello-http/hello-http.js",
-            wit: "plugins/js/hello-http/wit",
-            world: "hello-http",
-        },
-        disable: &["http", "fetch-event"],
+    Plugin {
+        name: "hello-http-js",
+        source: "plugins/js/hello-http/hello-http.js",
+        wit: "plugins/js/hello-http/wit",
+        world: "hello-http",
     },
 ];
 
@@ -112,7 +97,7 @@ pub fn build_polyglot(workspace: &Workspace) -> anyhow::Result<()> {
         })?;
     }
     install_node_tools(root)?;
-    for JsPlugin { plugin, disable } in &JS_PLUGINS {
+    for plugin in &JS_PLUGINS {
         let lockfile = format!("{NODE_MANIFEST}/package-lock.json");
         let source_dir = Path::new(plugin.source).parent().unwrap_or(Path::new("."));
         let inputs = [source_dir.to_str().unwrap_or("."), plugin.wit, &lockfile];
@@ -120,11 +105,15 @@ pub fn build_polyglot(workspace: &Workspace) -> anyhow::Result<()> {
             let mut command = Command::new(root.join(NODE_TOOLS).join("node_modules/.bin/jco"));
             command
                 .args(["componentize", plugin.source, "--wit", plugin.wit])
-                .args(["--world-name", plugin.world]);
-            if !disable.is_empty() {
-                command.arg("--disable").args(*disable);
-            }
-            command.arg("-o").arg(out);
+                .args(["--world-name", plugin.world])
+                // Neither uses the engine's own `fetch` and `fetch` event:
+                // a `sparrow:service` plugin reaches other services through
+                // `call-service` (the host links no wasi:http for it), and
+                // the standard component implements wasi:http 0.2.12
+                // itself, where the engine's support targets 0.2.10.
+                .args(["--disable", "http", "fetch-event"])
+                .arg("-o")
+                .arg(out);
             command
         })?;
     }
@@ -138,9 +127,9 @@ const WASI_WIT_DEPS: [&str; 2] = [
 ];
 
 /// Copies WASI's WIT, as the wasmtime-wasi-http crate the host links ships
-/// it, beside `hello-http-py` and `hello-http-js`: the component then targets exactly the
-/// `wasi:http` the host serves, and no copy of WASI's files is kept in the
-/// repository. Files already the same are left alone, so that the plugin is
+/// it, beside `hello-http-py` and `hello-http-js`: the components then
+/// target exactly the `wasi:http` the host serves, and no copy of WASI's
+/// files is kept in the repository. Files already the same are left alone, so that the plugin is
 /// not rebuilt for nothing.
 fn fetch_wasi_wit(workspace: &Workspace) -> anyhow::Result<()> {
     let mut metadata = workspace.cargo_command(["metadata", "--format-version", "1", "--locked"]);

@@ -68,7 +68,7 @@ pub enum Budget {
 }
 
 /// What a run measured.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Outcome {
     /// Answers with a 2xx status within the measured window.
     pub ok: u64,
@@ -84,6 +84,20 @@ impl Outcome {
     /// Successful requests per second.
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// One outcome of several runs: their counts, windows and latencies
+    /// together.
+    pub fn merge(parts: impl IntoIterator<Item = Outcome>) -> Outcome {
+        let mut all = Outcome::default();
+        for part in parts {
+            all.ok += part.ok;
+            all.errors += part.errors;
+            all.elapsed += part.elapsed;
+            all.latencies.extend(part.latencies);
+        }
+        all.latencies.sort_unstable();
+        all
     }
 
     /// The `p`-th percentile latency (0 < p ≤ 100).
@@ -122,14 +136,11 @@ pub async fn run(target: Target, connections: usize, budget: Budget) -> anyhow::
     let workers: Vec<_> = (0..connections)
         .map(|_| tokio::spawn(worker(plan.clone())))
         .collect();
-    let mut outcome = Outcome::default();
+    let mut parts = Vec::with_capacity(workers.len());
     for w in workers {
-        let part = w.await?;
-        outcome.ok += part.ok;
-        outcome.errors += part.errors;
-        outcome.latencies.extend(part.latencies);
+        parts.push(w.await?);
     }
-    outcome.latencies.sort_unstable();
+    let mut outcome = Outcome::merge(parts);
     outcome.elapsed = match budget {
         Budget::Timed { measure, .. } => measure,
         Budget::Count(_) => now.elapsed(),

@@ -4,7 +4,13 @@
 //! load sent to the visit host directly (visit + log, without the gateway
 //! hop). Then the same three services in one host process (`cargo xtask up
 //! --one-host`, calls between them in process), and both against the plain
-//! hyper server of `host-overhead` measured in the same run.
+//! hyper server of `host-overhead`.
+//!
+//! The machine's speed drifts by a fifth over tens of seconds (measured:
+//! one process served 13,000 to 18,000 req/s in consecutive 2 s windows), so
+//! the three layouts run side by side and are loaded in turn, in
+//! [`ROUNDS`] short windows each; a ratio is the median of the rounds'
+//! ratios, each taken between windows a few seconds apart.
 
 use std::time::Duration;
 
@@ -18,73 +24,88 @@ use crate::report::{self, Row};
 
 const CASE: &str = "end-to-end";
 
+/// Windows per layout; together they last the run's measuring time.
+const ROUNDS: u32 = 3;
+
 pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
-    let registry = procs::registry(settings, &[])?;
     let cache = TempDir::try_new("cache")?;
-    let data = TempDir::try_new("log")?;
     let cache_arg = cache.path().display().to_string();
-    let data_arg = data.path().display().to_string();
-    let budget = Budget::Timed {
+    let load =
+        |addr, path: &str, budget| load::run(Target::get(addr, path), settings.connections, budget);
+
+    // Three processes. Each layout has its own registry and log directory:
+    // both run at once, and neither may find the other's services.
+    let registry = procs::registry(settings, &[])?;
+    let three_data = TempDir::try_new("log")?;
+    let three_data_arg = three_data.path().display().to_string();
+    let host = |plugin: &str, extra: &[&str]| -> anyhow::Result<harness::Proc> {
+        let args = [&["--cache-dir", cache_arg.as_str()][..], extra].concat();
+        let plugin = settings.artifacts.plugin(plugin)?;
+        procs::host(settings, &plugin, &registry, &args)
+    };
+    let log = host("log", &["--dir", &three_data_arg])?;
+    let visit = host("visit", &[])?;
+    let gateway = host("gateway", &[])?;
+    let three_hosts = [log.pid(), visit.pid(), gateway.pid()];
+    // The gateway learns of visit, and visit of log, through notifications.
+    ready(&gateway.url("/visit/")).await?;
+
+    // One process.
+    let one_registry = procs::registry(settings, &[])?;
+    let one_data = TempDir::try_new("log")?;
+    let services = [
+        ServiceSpec::new(&settings.artifacts.plugin("log")?)
+            .option("dir", &one_data.path().display().to_string()),
+        ServiceSpec::new(&settings.artifacts.plugin("visit")?),
+        ServiceSpec::new(&settings.artifacts.plugin("gateway")?),
+    ];
+    let one_host = procs::multi_host(
+        settings,
+        &one_data.path().join("services.toml"),
+        &services,
+        &one_registry,
+        &["--cache-dir", &cache_arg],
+    )?;
+    ready(&services[2].url("/visit/")).await?;
+    let one_gateway = services[2].addr.parse()?;
+
+    let baseline = procs::baseline(settings)?;
+
+    let full = Budget::Timed {
         warmup: settings.warmup,
         measure: settings.measure,
     };
-    let load = |addr, path: &str| load::run(Target::get(addr, path), settings.connections, budget);
-    let (direct, three) = {
-        let host = |plugin: &str, extra: &[&str]| -> anyhow::Result<harness::Proc> {
-            let args = [&["--cache-dir", cache_arg.as_str()][..], extra].concat();
-            let plugin = settings.artifacts.plugin(plugin)?;
-            procs::host(settings, &plugin, &registry, &args)
-        };
-        let log = host("log", &["--dir", &data_arg])?;
-        let visit = host("visit", &[])?;
-        let gateway = host("gateway", &[])?;
-        // The gateway learns of visit, and visit of log, through
-        // notifications.
-        ready(&gateway.url("/visit/")).await?;
-        let direct = load(visit.addr(), "/").await?;
-        let hosts = [log.pid(), visit.pid(), gateway.pid()];
-        let three = with_cpu(&hosts, settings, load(gateway.addr(), "/visit/")).await?;
-        // Gone before the next layout registers the same names.
-        drop((log, visit, gateway));
-        (direct, three)
+    let direct = load(visit.addr(), "/", full).await?;
+    let round = Budget::Timed {
+        warmup: settings.warmup / 2,
+        measure: settings.measure / ROUNDS,
     };
-    let one = {
-        let services = [
-            ServiceSpec::new(&settings.artifacts.plugin("log")?).option("dir", &data_arg),
-            ServiceSpec::new(&settings.artifacts.plugin("visit")?),
-            ServiceSpec::new(&settings.artifacts.plugin("gateway")?),
-        ];
-        let config = data.path().join("services.toml");
-        let host = procs::multi_host(
-            settings,
-            &config,
-            &services,
-            &registry,
-            &["--cache-dir", &cache_arg],
-        )?;
-        ready(&services[2].url("/visit/")).await?;
-        let gateway = services[2].addr.parse()?;
-        with_cpu(&[host.pid()], settings, load(gateway, "/visit/")).await?
-    };
-    let hyper = {
-        let baseline = procs::baseline(settings)?;
-        load(baseline.addr(), "/").await?
-    };
+    let (mut one, mut three, mut hyper) = (Rounds::default(), Rounds::default(), Rounds::default());
+    for _ in 0..ROUNDS {
+        three.add(with_cpu(&three_hosts, round, load(gateway.addr(), "/visit/", round)).await?);
+        one.add(
+            with_cpu(
+                &[one_host.pid()],
+                round,
+                load(one_gateway, "/visit/", round),
+            )
+            .await?,
+        );
+        hyper.add((load(baseline.addr(), "/", round).await?, Duration::ZERO));
+    }
 
-    let (one, one_cpu) = one;
-    let (three, three_cpu) = three;
     let mut rows = vec![Row::compared(
         CASE,
         "gateway→visit→log throughput (vs visit direct)",
-        report::rate(three.rate()),
+        report::rate(three.outcome().rate()),
         report::rate(direct.rate()),
-        three.rate() / direct.rate(),
+        three.outcome().rate() / direct.rate(),
     )];
-    rows.extend(Row::latencies(CASE, &three, &direct));
+    rows.extend(Row::latencies(CASE, &three.outcome(), &direct));
     rows.push(Row::new(
         CASE,
         "errors (gateway / direct)",
-        format!("{} / {}", three.errors, direct.errors),
+        format!("{} / {}", three.outcome().errors, direct.errors),
     ));
     rows.push(against(
         &three,
@@ -96,48 +117,79 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         &hyper,
         "one process: gateway→visit→log (vs hyper)",
     ));
-    rows.push(Row::compared(
-        CASE,
-        "one process vs three: throughput",
-        report::rate(one.rate()),
-        report::rate(three.rate()),
-        one.rate() / three.rate(),
-    ));
+    rows.push(against(&one, &three, "one process vs three: throughput"));
     for p in [50.0, 99.0] {
         rows.push(Row::durations(
             CASE,
             &format!("one process vs three: latency p{p}"),
-            one.percentile(p),
-            three.percentile(p),
+            one.outcome().percentile(p),
+            three.outcome().percentile(p),
         ));
     }
     rows.push(Row::durations(
         CASE,
         "one process vs three: host CPU per request (all hosts)",
-        one_cpu,
-        three_cpu,
+        one.cpu_per_request(),
+        three.cpu_per_request(),
     ));
     rows.push(Row::new(
         CASE,
         "errors (one process / hyper)",
-        format!("{} / {}", one.errors, hyper.errors),
+        format!("{} / {}", one.outcome().errors, hyper.outcome().errors),
     ));
     Ok(rows)
 }
 
-/// The outcome of `load`, and the CPU time the processes `pids` used per
-/// answered request in its measured window (read when the warm-up ends and
-/// when the load does).
+/// One layout's measured windows, in the order they were taken, each with
+/// the host CPU it used.
+#[derive(Default)]
+struct Rounds(Vec<(Outcome, Duration)>);
+
+impl Rounds {
+    fn add(&mut self, round: (Outcome, Duration)) {
+        self.0.push(round);
+    }
+
+    /// All windows as one.
+    fn outcome(&self) -> Outcome {
+        Outcome::merge(self.0.iter().map(|(outcome, _)| outcome.clone()))
+    }
+
+    fn cpu_per_request(&self) -> Duration {
+        let used: Duration = self.0.iter().map(|(_, cpu)| *cpu).sum();
+        used / self.outcome().ok.max(1) as u32
+    }
+
+    /// The median over the rounds of this layout's rate against `other`'s
+    /// in the same round.
+    fn median_ratio(&self, other: &Rounds) -> f64 {
+        let mut ratios: Vec<f64> = self
+            .0
+            .iter()
+            .zip(&other.0)
+            .map(|((mine, _), (theirs, _))| mine.rate() / theirs.rate())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    }
+}
+
+/// The outcome of `load`, and the CPU time the processes `pids` used in its
+/// measured window (read when the warm-up ends and when the load does).
 async fn with_cpu(
     pids: &[u32],
-    settings: &Settings,
+    budget: Budget,
     load: impl Future<Output = anyhow::Result<Outcome>>,
 ) -> anyhow::Result<(Outcome, Duration)> {
     let total = |pids: &[u32]| -> anyhow::Result<Duration> {
         pids.iter().map(|&pid| harness::usage::cpu_time(pid)).sum()
     };
+    let warmup = match budget {
+        Budget::Timed { warmup, .. } => warmup,
+        Budget::Count(_) => Duration::ZERO,
+    };
     let at_window = {
-        let (pids, warmup) = (pids.to_vec(), settings.warmup);
+        let pids = pids.to_vec();
         tokio::spawn(async move {
             tokio::time::sleep(warmup).await;
             total(&pids)
@@ -145,8 +197,7 @@ async fn with_cpu(
     };
     let outcome = load.await?;
     let used = total(pids)?.saturating_sub(at_window.await??);
-    let per_request = used / outcome.ok.max(1) as u32;
-    Ok((outcome, per_request))
+    Ok((outcome, used))
 }
 
 /// Waits until `url` answers 200.
@@ -156,12 +207,14 @@ async fn ready(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn against(measured: &Outcome, hyper: &Outcome, metric: &str) -> Row {
+/// `measured`'s rate against `baseline`'s: both over all rounds, and the
+/// median of the rounds' ratios.
+fn against(measured: &Rounds, baseline: &Rounds, metric: &str) -> Row {
     Row::compared(
         CASE,
         metric,
-        report::rate(measured.rate()),
-        report::rate(hyper.rate()),
-        measured.rate() / hyper.rate(),
+        report::rate(measured.outcome().rate()),
+        report::rate(baseline.outcome().rate()),
+        measured.median_ratio(baseline),
     )
 }

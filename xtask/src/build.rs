@@ -118,24 +118,15 @@ fn ensure_wasm_target(workspace: &Workspace) -> anyhow::Result<()> {
 
 fn build_plugins(workspace: &Workspace) -> anyhow::Result<()> {
     ensure_wasm_target(workspace)?;
-    let mut args = vec![
-        "build",
-        "--target",
-        WASM_TARGET,
-        "--profile",
-        PLUGIN_PROFILE,
-    ];
-    let packages: Vec<String> = PLUGINS.iter().map(|p| format!("plugin-{p}")).collect();
-    for package in &packages {
-        args.extend(["--package", package.as_str()]);
-    }
-    workspace.cargo(args)?;
-    for (plugin, package) in PLUGINS.iter().zip(&packages) {
+    // One cargo run per plugin: built together, the features of the SDK
+    // would be unified, and the log plugin's `std` would put the standard
+    // library, and WASI, back into the lean ones.
+    for plugin in PLUGINS {
         let to = workspace
             .root
             .join("plugins")
             .join(format!("{plugin}.wasm"));
-        copy_artifact(workspace, package, &to)?;
+        build_component(workspace, &format!("plugin-{plugin}"), &[], &to)?;
     }
     Ok(())
 }
@@ -147,20 +138,31 @@ pub fn build_stubs(workspace: &Workspace) -> anyhow::Result<()> {
     let out = workspace.target.join("stubs");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     for Stub { name, package, env } in STUBS {
-        let mut command = workspace.cargo_command([
-            "build",
-            "--target",
-            WASM_TARGET,
-            "--profile",
-            PLUGIN_PROFILE,
-            "--package",
-            package,
-        ]);
-        command.envs(env.iter().copied());
-        run(command)?;
-        copy_artifact(workspace, package, &out.join(format!("{name}.wasm")))?;
+        build_component(workspace, package, env, &out.join(format!("{name}.wasm")))?;
     }
     Ok(())
+}
+
+/// Builds the plugin `package` alone, with `env` set, and copies its
+/// component to `to`.
+fn build_component(
+    workspace: &Workspace,
+    package: &str,
+    env: &[(&str, &str)],
+    to: &Path,
+) -> anyhow::Result<()> {
+    let mut command = workspace.cargo_command([
+        "build",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        PLUGIN_PROFILE,
+        "--package",
+        package,
+    ]);
+    command.envs(env.iter().copied());
+    run(command)?;
+    copy_artifact(workspace, package, to)
 }
 
 fn copy_artifact(workspace: &Workspace, package: &str, to: &Path) -> anyhow::Result<()> {

@@ -259,7 +259,8 @@ fn project_files(
         Lang::Rust => {
             values.push(("crate", name.replace('-', "_")));
             values.push(("rust_channel", rust_channel(root)?));
-            values.push(("wit_bindgen", wit_bindgen_dependency(root)?));
+            values.push(("wit_bindgen", pinned_dependency(root, "wit-bindgen")?));
+            values.push(("dlmalloc", pinned_dependency(root, "dlmalloc")?));
             let sdk = read(&root.join("plugins/sdk/src/lib.rs"))?;
             if !sdk.contains(SDK_WIT_PATH) {
                 bail!(
@@ -267,6 +268,12 @@ fn project_files(
                 );
             }
             files.push((Path::new(VENDORED_SDK).join("src/lib.rs"), sdk));
+            // What the SDK brings a plugin without `std` (docs/plugins.md,
+            // "Lean Rust plugins").
+            files.push((
+                Path::new(VENDORED_SDK).join("src/bare.rs"),
+                read(&root.join("plugins/sdk/src/bare.rs"))?,
+            ));
             RUST
         }
         Lang::Python => {
@@ -365,17 +372,17 @@ fn rust_channel(root: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("no channel in {}", path.display()))
 }
 
-/// The workspace's `wit-bindgen` dependency line, with its version pinned
-/// to the one in `Cargo.lock`: the bindings the SDK is built with here.
-fn wit_bindgen_dependency(root: &Path) -> anyhow::Result<String> {
+/// The workspace's dependency line for `crate_name`, with its version
+/// pinned to the one in `Cargo.lock`: what the SDK is built with here.
+fn pinned_dependency(root: &Path, crate_name: &str) -> anyhow::Result<String> {
     let manifest = read(&root.join("Cargo.toml"))?;
     let line = manifest
         .lines()
-        .find(|line| line.starts_with("wit-bindgen ="))
-        .context("no wit-bindgen in the workspace's Cargo.toml")?;
+        .find(|line| line.starts_with(&format!("{crate_name} =")))
+        .with_context(|| format!("no {crate_name} in the workspace's Cargo.toml"))?;
     let (_, after) = line
         .split_once("version = \"")
-        .context("the workspace's wit-bindgen has no version")?;
+        .with_context(|| format!("the workspace's {crate_name} has no version"))?;
     let (requirement, _) = after.split_once('"').context("an unterminated version")?;
 
     let lock = read(&root.join("Cargo.lock"))?;
@@ -384,7 +391,7 @@ fn wit_bindgen_dependency(root: &Path) -> anyhow::Result<String> {
         .filter(|package| {
             package
                 .lines()
-                .any(|line| toml_string(line, "name").as_deref() == Some("wit-bindgen"))
+                .any(|line| toml_string(line, "name").as_deref() == Some(crate_name))
         })
         .filter_map(|package| {
             package
@@ -392,7 +399,7 @@ fn wit_bindgen_dependency(root: &Path) -> anyhow::Result<String> {
                 .find_map(|line| toml_string(line, "version"))
         })
         .find(|version| version == requirement || version.starts_with(&format!("{requirement}.")))
-        .with_context(|| format!("no wit-bindgen {requirement} in Cargo.lock"))?;
+        .with_context(|| format!("no {crate_name} {requirement} in Cargo.lock"))?;
     Ok(line.replacen(
         &format!("version = \"{requirement}\""),
         &format!("version = \"={locked}\""),

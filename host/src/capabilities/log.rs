@@ -16,6 +16,11 @@ impl Host for RequestCtx {
     async fn log_println(&mut self, message: String) -> Result<(), String> {
         let sent = self.send_line(message).await;
         self.env.metrics.log_line(sent.is_ok());
+        // Here rather than in each plugin: a lean plugin has no stderr, and
+        // a line that did not reach the log should show somewhere.
+        if let Err(why) = &sent {
+            tracing::warn!(service = %self.env.name, "log-println failed: {why}");
+        }
         sent
     }
 }

@@ -17,6 +17,17 @@
 //! timeouts, and dropping the other hop-by-hop headers (`Keep-Alive`, `TE`,
 //! `Upgrade` ...), as it does for every call.
 
+// Lean: no standard library, so its component imports no WASI interface
+// (docs/plugins.md, "Lean Rust plugins"). Tests run natively, with it.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use sparrow_plugin::services::call_service;
 use sparrow_plugin::{CallError, Description, Guest, Header, Request, Response};
 
@@ -30,7 +41,7 @@ impl Guest for Gateway {
         Description {
             name: "gateway".into(),
             // The gateway forwards to whatever service a path names.
-            requires: vec!["*".into()],
+            requires: alloc::vec!["*".into()],
         }
     }
 

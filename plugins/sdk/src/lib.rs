@@ -21,6 +21,22 @@
 //!
 //! Bindings live here, once, so that the plugins share one set of types and
 //! helpers instead of generating their own.
+//!
+//! With `default-features = false` the SDK is `no_std`, for plugins that are
+//! too: their components import no WASI interface, which makes each fresh
+//! instance cheaper (see [`bare`] and docs/plugins.md, "Lean Rust
+//! plugins").
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+pub mod bare;
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
 
 /// The generated bindings. Kept in a module of their own because a crate-root
 /// `generate!` with an exported macro defines that macro twice.
@@ -32,6 +48,8 @@ pub mod bindings {
         path: "../../wit",
         pub_export_macro: true,
         default_bindings_module: "sparrow_plugin::bindings",
+        // What needs `std` in the bindings only with the `std` feature.
+        std_feature,
     });
 }
 
@@ -113,6 +131,8 @@ impl Response {
 
 #[cfg(test)]
 mod tests {
+    use alloc::vec::Vec;
+
     use super::{Header, Request};
 
     fn request(path: &str, prefix: Option<&str>) -> Request {

@@ -5,6 +5,16 @@
 //! each request runs in a fresh instance, and the count must survive plugin
 //! swaps.
 
+// Lean: no standard library, so its component imports no WASI interface
+// (docs/plugins.md, "Lean Rust plugins").
+#![no_std]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec;
+
 use sparrow_plugin::{Description, Guest, Request, Response, log, state};
 
 const COUNTER: &str = "visits";
@@ -25,7 +35,7 @@ impl Guest for Visit {
             Err(e) => return Response::text(500, format!("cannot count the visit: {e}")),
         };
         if let Err(e) = log::log_println(&count.to_string()) {
-            eprintln!("log service println error: {e}");
+            // The caller gets why, and the host logs the failed line.
             return Response::text(500, format!("cannot log visit {count}: {e}"));
         }
         Response::text(200, count.to_string())

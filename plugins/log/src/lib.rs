@@ -11,9 +11,45 @@
 //! log line is at most 64 KiB; a longer one is refused (413) before
 //! anything is written.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+// Lean: no standard library, so its component imports one WASI interface,
+// the wall clock, instead of fourteen (docs/plugins.md, "Lean Rust
+// plugins").
+#![no_std]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 use sparrow_plugin::{Description, Guest, Request, Response, files};
+
+/// The one WASI interface the log needs, declared here: the SDK's world is
+/// Sparrow's contract only. The host's WASI provides it (with more than
+/// `now`, which a component may import a part of).
+mod clock {
+    wit_bindgen::generate!({
+        inline: "
+            package sparrow:log;
+
+            world clock {
+                import wasi:clocks/wall-clock@0.2.0;
+            }
+
+            package wasi:clocks@0.2.0 {
+                interface wall-clock {
+                    record datetime {
+                        seconds: u64,
+                        nanoseconds: u32,
+                    }
+                    now: func() -> datetime;
+                }
+            }
+        ",
+        world: "sparrow:log/clock",
+        generate_all,
+    });
+}
 
 const LOG_FILE: &str = "services.log";
 
@@ -71,10 +107,8 @@ fn escape(s: &str) -> String {
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`, without a date crate.
 fn timestamp() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
+    let now = clock::wasi::clocks::wall_clock::now();
+    let secs = now.seconds;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
     format!(
@@ -82,7 +116,7 @@ fn timestamp() -> String {
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        now.subsec_millis()
+        now.nanoseconds / 1_000_000
     )
 }
 

@@ -6,8 +6,16 @@
 //! what a fresh instance costs grows with what the component imports: the
 //! `echo` stub reads files, opens sockets and calls other services, so its
 //! component imports 27 interfaces (WASI filesystem and sockets among them);
-//! this one imports what any Rust program does (14). The benchmark reports
-//! both.
+//! this one is lean (docs/plugins.md, "Lean Rust plugins") and imports only
+//! Sparrow's types, like the log, visit and gateway plugins it is compared
+//! with. The benchmark reports both.
+
+#![no_std]
+
+extern crate alloc;
+
+use alloc::vec;
+use alloc::vec::Vec;
 
 use sparrow_plugin::{Description, Guest, Header, Request, Response};
 

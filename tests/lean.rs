@@ -25,7 +25,7 @@ fn imports(path: &Path) -> Vec<String> {
 
 #[test]
 fn the_lean_plugins_import_no_more_of_wasi_than_they_use() {
-    for path in [plugin("gateway"), plugin("visit"), stub("plain-echo")] {
+    for path in [plugin("gateway"), plugin("visit")] {
         let imports = imports(&path);
         assert!(
             imports.iter().all(|i| i.starts_with("sparrow:service/")),

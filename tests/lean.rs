@@ -71,3 +71,27 @@ fn a_lean_plugin_grows_past_its_arena_and_reuses_what_it_frees() {
         );
     }
 }
+
+#[test]
+fn a_log_line_that_does_not_reach_the_log_is_logged_by_the_host() {
+    // A lean plugin has no stderr to say so itself.
+    let registry = Proc::registry(&[]);
+    let visit = Proc::host(&plugin("visit"), &registry, &[]);
+    let reply = send("GET", &visit.url("/"), &[], b"").unwrap();
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(
+        reply.text().contains("no instance of the log service"),
+        "{}",
+        reply.text()
+    );
+    assert!(
+        visit.wait_for_log("log-println failed: no instance of the log service", SETTLE),
+        "{}",
+        visit.log_tail(20)
+    );
+    assert!(
+        visit.log().contains("service=visit"),
+        "{}",
+        visit.log_tail(20)
+    );
+}

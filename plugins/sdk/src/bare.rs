@@ -31,8 +31,13 @@ pub const ARENA_BYTES: usize = 256 * 1024;
 /// Wasm's page size, the unit of `memory.grow`.
 const WASM_PAGE: usize = 64 * 1024;
 
+/// Aligned as dlmalloc's chunks are, so that none of it is lost to
+/// aligning the first one.
+#[repr(C, align(16))]
+struct ArenaBytes([u8; ARENA_BYTES]);
+
 struct Arena {
-    bytes: UnsafeCell<[u8; ARENA_BYTES]>,
+    bytes: UnsafeCell<ArenaBytes>,
     /// Whether dlmalloc has the arena already.
     given: UnsafeCell<bool>,
 }
@@ -44,7 +49,7 @@ struct Regions;
 unsafe impl Sync for Arena {}
 
 static ARENA: Arena = Arena {
-    bytes: UnsafeCell::new([0; ARENA_BYTES]),
+    bytes: UnsafeCell::new(ArenaBytes([0; ARENA_BYTES])),
     given: UnsafeCell::new(false),
 };
 

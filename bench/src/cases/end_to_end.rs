@@ -94,18 +94,19 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         hyper.add((load(baseline.addr(), "/", round).await?, Duration::ZERO));
     }
 
+    let (one_all, three_all, hyper_all) = (one.outcome(), three.outcome(), hyper.outcome());
     let mut rows = vec![Row::compared(
         CASE,
         "gateway→visit→log throughput (vs visit direct)",
-        report::rate(three.outcome().rate()),
+        report::rate(three_all.rate()),
         report::rate(direct.rate()),
-        three.outcome().rate() / direct.rate(),
+        three_all.rate() / direct.rate(),
     )];
-    rows.extend(Row::latencies(CASE, &three.outcome(), &direct));
+    rows.extend(Row::latencies(CASE, &three_all, &direct));
     rows.push(Row::new(
         CASE,
         "errors (gateway / direct)",
-        format!("{} / {}", three.outcome().errors, direct.errors),
+        format!("{} / {}", three_all.errors, direct.errors),
     ));
     rows.push(against(
         &three,
@@ -122,8 +123,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         rows.push(Row::durations(
             CASE,
             &format!("one process vs three: latency p{p}"),
-            one.outcome().percentile(p),
-            three.outcome().percentile(p),
+            one_all.percentile(p),
+            three_all.percentile(p),
         ));
     }
     rows.push(Row::durations(
@@ -135,7 +136,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     rows.push(Row::new(
         CASE,
         "errors (one process / hyper)",
-        format!("{} / {}", one.outcome().errors, hyper.outcome().errors),
+        format!("{} / {}", one_all.errors, hyper_all.errors),
     ));
     Ok(rows)
 }

@@ -129,8 +129,8 @@ const WASI_WIT_DEPS: [&str; 2] = [
 /// Copies WASI's WIT, as the wasmtime-wasi-http crate the host links ships
 /// it, beside `hello-http-py` and `hello-http-js`: the components then
 /// target exactly the `wasi:http` the host serves, and no copy of WASI's
-/// files is kept in the repository. Files already the same are left alone, so that the plugin is
-/// not rebuilt for nothing.
+/// files is kept in the repository. Files already the same are left alone,
+/// so that the plugins are not rebuilt for nothing.
 fn fetch_wasi_wit(workspace: &Workspace) -> anyhow::Result<()> {
     let mut metadata = workspace.cargo_command(["metadata", "--format-version", "1", "--locked"]);
     metadata.stderr(std::process::Stdio::inherit());
@@ -151,21 +151,24 @@ fn fetch_wasi_wit(workspace: &Workspace) -> anyhow::Result<()> {
         .parent()
         .context("a manifest path without a directory")?
         .join("wit/deps");
+    // Read once, written beside each component.
+    let mut files = Vec::new();
+    for entry in
+        std::fs::read_dir(&source).with_context(|| format!("reading {}", source.display()))?
+    {
+        let from = entry?.path();
+        if let Some(name) = from.file_name() {
+            files.push((name.to_owned(), read(&from)?));
+        }
+    }
     for target in WASI_WIT_DEPS {
         let target = workspace.root.join(target);
         std::fs::create_dir_all(&target)
             .with_context(|| format!("creating {}", target.display()))?;
-        for entry in
-            std::fs::read_dir(&source).with_context(|| format!("reading {}", source.display()))?
-        {
-            let from = entry?.path();
-            let Some(name) = from.file_name() else {
-                continue;
-            };
+        for (name, text) in &files {
             let to = target.join(name);
-            let text = read(&from)?;
             if std::fs::read_to_string(&to).ok().as_deref() != Some(text.as_str()) {
-                write(&to, &text)?;
+                write(&to, text)?;
             }
         }
     }

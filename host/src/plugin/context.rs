@@ -11,10 +11,12 @@ use http::{HeaderMap, HeaderValue};
 use crate::discovery::cache::InstanceCache;
 use protocol::http::HttpClient;
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capabilities::http::OutgoingHttp;
+use crate::plugin::stdio::PluginOutput;
 
 use crate::appends::Appends;
 use crate::kv::KvStore;
@@ -139,7 +141,7 @@ pub struct LoopDetected(pub u32);
 
 /// The data of one request's store.
 pub struct RequestCtx {
-    pub wasi: WasiCtx,
+    pub wasi: LazyWasi,
     pub table: ResourceTable,
     pub env: Arc<ServiceEnv>,
     /// When the current request must end.
@@ -155,7 +157,7 @@ pub struct RequestCtx {
 impl WasiView for RequestCtx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get(),
             table: &mut self.table,
         }
     }
@@ -168,5 +170,40 @@ impl WasiHttpView for RequestCtx {
             table: &mut self.table,
             hooks: &mut self.outgoing,
         }
+    }
+}
+
+/// An instance's WASI state (no environment, no sockets, at most the one
+/// granted directory, its output to the host's log), built the first time
+/// the plugin calls into WASI: Sparrow's own plugins import little or
+/// nothing of it, and building and dropping it for every instance was a
+/// measurable share of a request that touches three instances.
+pub struct LazyWasi {
+    ctx: Option<WasiCtx>,
+    service: Arc<str>,
+    dir: Option<WasiFilesystemCtx>,
+}
+
+impl LazyWasi {
+    /// For a plugin registered as `service`, granted `dir` as `.`.
+    pub fn new(service: Arc<str>, dir: Option<WasiFilesystemCtx>) -> Self {
+        LazyWasi {
+            ctx: None,
+            service,
+            dir,
+        }
+    }
+
+    fn get(&mut self) -> &mut WasiCtx {
+        self.ctx.get_or_insert_with(|| {
+            let mut wasi = WasiCtx::builder()
+                .stdout(PluginOutput::stdout(self.service.clone()))
+                .stderr(PluginOutput::stderr(self.service.clone()))
+                .build();
+            if let Some(dir) = self.dir.take() {
+                *wasi.filesystem() = dir;
+            }
+            wasi
+        })
     }
 }

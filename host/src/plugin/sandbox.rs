@@ -17,8 +17,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::cache::CompileCache;
-use super::context::{RequestCtx, ServiceEnv};
-use super::stdio::PluginOutput;
+use super::context::{LazyWasi, RequestCtx, ServiceEnv};
 use crate::capabilities::http::OutgoingHttp;
 
 /// Limits that every request's sandbox gets.
@@ -108,15 +107,9 @@ pub(super) fn new_store(
     settings: &SandboxSettings,
     env: Arc<ServiceEnv>,
 ) -> Store<RequestCtx> {
-    let mut wasi = WasiCtx::builder()
-        .stdout(PluginOutput::stdout(env.name.clone()))
-        .stderr(PluginOutput::stderr(env.name.clone()))
-        .build();
-    if let Some(dir) = &settings.dir {
-        *wasi.filesystem() = dir.preopen.clone();
-    }
+    let dir = settings.dir.as_ref().map(|dir| dir.preopen.clone());
     let ctx = RequestCtx {
-        wasi,
+        wasi: LazyWasi::new(env.name.clone(), dir),
         table: ResourceTable::new(),
         http: WasiHttpCtx::new(),
         outgoing: OutgoingHttp::new(env.clone()),

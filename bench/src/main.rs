@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! bench [--case NAME]... [--quick] [--bin-dir target/release]
-//!       [--plugins-dir plugins] [--stubs-dir target/stubs]
+//!       [--plugins-dir plugins] [--stubs-dir target/stubs] [--seed FILE]
 //! ```
 
 mod baseline;
@@ -15,6 +15,7 @@ mod client;
 mod load;
 mod procs;
 mod report;
+mod seed;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,12 @@ struct Cli {
     #[arg(long, default_value_t = 32)]
     connections: usize,
 
+    /// The text the seed (the Go system Sparrow reimplements) is published
+    /// in: `end-to-end` builds it with Go and compares with it; without
+    /// it, those rows say so.
+    #[arg(long, default_value = seed::DEFAULT_TEXT)]
+    seed: PathBuf,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -75,6 +82,8 @@ pub struct Settings {
     /// The bench binary itself, to start the baseline server as a child.
     pub self_exe: PathBuf,
     pub connections: usize,
+    /// `--seed`.
+    pub seed: PathBuf,
     /// Load before measuring (connections open, caches warm, JIT-free paths hot).
     pub warmup: Duration,
     /// One measurement window.
@@ -101,6 +110,7 @@ impl Settings {
             },
             self_exe: std::env::current_exe().context("locating the bench binary")?,
             connections: cli.connections,
+            seed: cli.seed.clone(),
             warmup: Duration::from_millis(if quick { 300 } else { 2000 }),
             measure: Duration::from_millis(if quick { 1000 } else { 10_000 }),
             sweep_instances: if quick { 1000 } else { 10_000 },

@@ -39,6 +39,13 @@ pub const TEST_TOOLS: &[Tool] = &[
     },
 ];
 
+/// Go, for the benchmark's baseline the seed (the Go system Sparrow
+/// reimplements), which the benchmark builds from its text.
+pub const BENCH_TOOLS: &[Tool] = &[Tool {
+    program: "go",
+    package: "golang-go",
+}];
+
 /// Installs the packages of `tools` whose program is not on PATH.
 pub fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
     let missing: Vec<&str> = tools
@@ -51,7 +58,7 @@ pub fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
     }
     if !nix::unistd::geteuid().is_root() {
         bail!(
-            "the tests need these Debian packages: {} (install them with apt-get, as root)",
+            "missing Debian packages: {} (install them with apt-get, as root)",
             missing.join(" ")
         );
     }

@@ -42,7 +42,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Builds the plugins, the test stubs and the native binaries.
+    /// Builds the plugins, the test stubs and the native binaries; with
+    /// `--release`, also installs Go for the benchmark's seed baseline
+    /// (apt-get, when root and missing).
     Build {
         /// Build the native binaries with optimisations.
         #[arg(long)]
@@ -96,7 +98,14 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let workspace = Workspace::locate()?;
     match cli.task {
-        Task::Build { release } => build_all(&workspace, release),
+        Task::Build { release } => {
+            // A release build is what the benchmark runs; without Go it
+            // still runs, and says that it skipped the seed.
+            if release && let Err(e) = debian::ensure(debian::BENCH_TOOLS) {
+                eprintln!("xtask: {e:#}; the benchmark will skip the seed");
+            }
+            build_all(&workspace, release)
+        }
         Task::Polyglot => polyglot::build_polyglot(&workspace),
         Task::Up {
             release,

@@ -4,11 +4,13 @@
 //! load sent to the visit host directly (visit + log, without the gateway
 //! hop). Then the same three services in one host process (`cargo xtask up
 //! --one-host`, calls between them in process), and both against the plain
-//! hyper server of `host-overhead`.
+//! hyper server of `host-overhead` and against the seed, the Go system
+//! Sparrow reimplements, loaded the same way through its own gateway (see
+//! `seed`).
 //!
 //! The machine's speed drifts by a fifth over tens of seconds (measured:
 //! one process served 13,000 to 18,000 req/s in consecutive 2 s windows), so
-//! the three layouts run side by side and are loaded in turn, in
+//! the layouts run side by side and are loaded in turn, in
 //! [`ROUNDS`] short windows each; a ratio is the median of the rounds'
 //! ratios, each taken between windows a few seconds apart.
 
@@ -21,6 +23,7 @@ use crate::client;
 use crate::load::{self, Budget, Outcome, Target};
 use crate::procs;
 use crate::report::{self, Row};
+use crate::seed::{self, Seed};
 
 const CASE: &str = "end-to-end";
 
@@ -70,6 +73,13 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     let one_gateway = services[2].addr.parse()?;
 
     let baseline = procs::baseline(settings)?;
+    // Without the seed the case still runs; its rows say why it is missing.
+    let seed = match Seed::start(&settings.seed) {
+        Ok(seed) => ready(&format!("http://{}{}", seed.gateway, seed::VISIT_PATH))
+            .await
+            .map(|()| seed),
+        Err(e) => Err(e),
+    };
 
     let full = Budget::Timed {
         warmup: settings.warmup,
@@ -81,6 +91,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         measure: settings.measure / ROUNDS,
     };
     let (mut one, mut three, mut hyper) = (Rounds::default(), Rounds::default(), Rounds::default());
+    let mut go = Rounds::default();
     for _ in 0..ROUNDS {
         three.add(with_cpu(&three_hosts, round, load(gateway.addr(), "/visit/", round)).await?);
         one.add(
@@ -92,6 +103,16 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             .await?,
         );
         hyper.add((load(baseline.addr(), "/", round).await?, Duration::ZERO));
+        if let Ok(seed) = &seed {
+            go.add(
+                with_cpu(
+                    &seed.pids(),
+                    round,
+                    load(seed.gateway, seed::VISIT_PATH, round),
+                )
+                .await?,
+            );
+        }
     }
 
     let (one_all, three_all, hyper_all) = (one.outcome(), three.outcome(), hyper.outcome());
@@ -138,7 +159,39 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         "errors (one process / hyper)",
         format!("{} / {}", one_all.errors, hyper_all.errors),
     ));
+    match &seed {
+        Ok(_) => rows.extend(against_seed(&one, &three, &hyper, &go)),
+        Err(e) => rows.push(Row::new(
+            CASE,
+            "the seed (Go)",
+            format!("skipped: {e:#}").replace('|', "/"),
+        )),
+    }
     Ok(rows)
+}
+
+/// The rows that compare Sparrow with the seed: the targets are three
+/// times its requests/s in one process and one and a half in three.
+fn against_seed(one: &Rounds, three: &Rounds, hyper: &Rounds, go: &Rounds) -> Vec<Row> {
+    let go_all = go.outcome();
+    vec![
+        against(one, go, "one process vs the seed (Go): throughput"),
+        against(three, go, "three processes vs the seed (Go): throughput"),
+        Row::durations(
+            CASE,
+            "three processes vs the seed (Go): latency p99",
+            three.outcome().percentile(99.0),
+            go_all.percentile(99.0),
+        ),
+        Row::durations(
+            CASE,
+            "three processes vs the seed (Go): CPU per request (all processes)",
+            three.cpu_per_request(),
+            go.cpu_per_request(),
+        ),
+        against(go, hyper, "the seed (Go): gateway→visit→log (vs hyper)"),
+        Row::new(CASE, "errors (the seed)", go_all.errors.to_string()),
+    ]
 }
 
 /// One layout's measured windows, in the order they were taken, each with

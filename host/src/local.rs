@@ -56,7 +56,7 @@ impl LocalServices {
 /// an answer longer than `max_body` is refused as over HTTP.
 pub async fn call(
     app: Arc<App>,
-    call: &Call,
+    call: Call,
     from: &str,
     max_body: usize,
 ) -> Result<Answer, CallFailure> {
@@ -69,7 +69,7 @@ pub async fn call(
             CallFailure::Unreachable(format!("cannot build request for {to}{}: {e}", call.path))
         })?;
     let headers = request.headers_mut();
-    *headers = end_to_end(&call.headers);
+    *headers = end_to_end(call.headers);
     // What the HTTP client would set for the message it sends: `Host` from
     // the address, `Content-Length` for a body that is not empty.
     if let Ok(host) = HeaderValue::from_str(&to) {
@@ -80,7 +80,7 @@ pub async fn call(
         headers.insert(CONTENT_LENGTH, HeaderValue::from(call.body.len()));
     }
     let (parts, ()) = request.into_parts();
-    let (body, from) = (call.body.clone(), from.to_owned());
+    let (body, from) = (call.body, from.to_owned());
     // Boxed: the future holds a whole request's state, which the task would
     // otherwise copy on spawning.
     let served = tokio::spawn(Box::pin(async move {
@@ -100,7 +100,7 @@ pub async fn call(
             )));
         }
     };
-    let mut headers = end_to_end(&parts.headers);
+    let mut headers = end_to_end(parts.headers);
     // What the callee's HTTP server would have added.
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())) {

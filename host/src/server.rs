@@ -487,7 +487,7 @@ fn from_plugin(response: bindings::Response) -> Response<Full<Bytes>> {
         .iter()
         .map(|h| (h.name.as_str(), h.value.as_str()));
     let mut headers = match header_map(pairs) {
-        Ok(headers) => end_to_end(&headers),
+        Ok(headers) => end_to_end(headers),
         Err(e) => {
             tracing::error!("plugin answered {e}");
             return text_response(

@@ -97,7 +97,7 @@ async fn route(
         return Err(HttpError::HttpRequestDenied);
     }
     let (parts, body) = request.into_parts();
-    let mut headers = end_to_end(&parts.headers);
+    let mut headers = end_to_end(parts.headers);
     headers.remove(http::header::HOST);
     env.mark_call(&authority, trace, &mut headers)
         .map_err(|_| HttpError::LoopDetected)?;
@@ -118,7 +118,7 @@ async fn route(
             headers,
             body,
         };
-        return to_required(env, service, &call).await;
+        return to_required(env, service, call).await;
     }
     direct(env, &authority, parts.method, &path, headers, body).await
 }
@@ -128,7 +128,7 @@ async fn route(
 async fn to_required(
     env: &ServiceEnv,
     service: &str,
-    call: &Call,
+    call: Call,
 ) -> Result<http::Response<WasiBody>, HttpError> {
     let answer = env.outbound.call(service, call).await;
     env.metrics.call(service, super::outcome(&answer));
@@ -185,7 +185,7 @@ async fn direct(
         Ok(Ok(response)) => response,
     };
     let (mut parts, body) = response.into_parts();
-    parts.headers = end_to_end(&parts.headers);
+    parts.headers = end_to_end(std::mem::take(&mut parts.headers));
     Ok(http::Response::from_parts(
         parts,
         body.map_err(HttpError::Hyper).boxed_unsync(),

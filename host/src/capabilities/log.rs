@@ -44,7 +44,7 @@ impl RequestCtx {
             headers,
             body: Bytes::from(message),
         };
-        let answer = self.env.outbound.call(LOG_SERVICE, &call).await;
+        let answer = self.env.outbound.call(LOG_SERVICE, call).await;
         self.env.metrics.call(LOG_SERVICE, super::outcome(&answer));
         match answer {
             Ok(answer) if answer.status == 200 => Ok(()),

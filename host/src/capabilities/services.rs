@@ -48,7 +48,7 @@ impl Host for RequestCtx {
             headers,
             body: Bytes::from(request.body),
         };
-        let answer = self.env.outbound.call(&name, &call).await;
+        let answer = self.env.outbound.call(&name, call).await;
         self.env.metrics.call(&name, super::outcome(&answer));
         match answer {
             Ok(answer) => Ok(Response {

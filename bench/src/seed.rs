@@ -12,7 +12,7 @@
 //! text is read from `--seed`, and without it (or without Go) the seed's
 //! rows say why they were skipped.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,9 +62,15 @@ impl Seed {
         let text = std::fs::read_to_string(text)
             .with_context(|| format!("reading the seed's text {}", text.display()))?;
         let dir = TempDir::try_new("seed")?;
-        let addrs: Vec<SocketAddr> = (0..FIXED_ADDRS.len())
-            .map(|_| harness::ports::free_addr())
+        // All four held at once, so that no two are the same port.
+        let held: Vec<TcpListener> = (0..FIXED_ADDRS.len())
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
             .collect::<Result<_, _>>()?;
+        let addrs: Vec<SocketAddr> = held
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<Result<_, _>>()?;
+        drop(held);
         write_sources(&text, &dir.path().join("src"), &addrs)?;
         build(&go, dir.path())?;
 

@@ -57,7 +57,7 @@ impl Seed {
     /// gateway answers `GET /visist/` with 200.
     pub fn start(text: &Path) -> anyhow::Result<Seed> {
         let go = go().context(
-            "no Go compiler (Debian: golang-go; `cargo xtask build` installs it as root)",
+            "no Go compiler (Debian: golang-go, which `cargo xtask build --release` installs as root)",
         )?;
         let text = std::fs::read_to_string(text)
             .with_context(|| format!("reading the seed's text {}", text.display()))?;

@@ -8,7 +8,7 @@
 //! only these: its four fixed addresses (`127.0.0.1:20000` to `:20003`)
 //! become free loopback ports, and its one `errors.Join` (Go 1.20) becomes
 //! an equivalent that Debian's Go 1.19 (`golang-go`, which `cargo xtask
-//! build` installs) compiles. Nothing of it is kept in this repository: the
+//! build --release` installs) compiles. Nothing of it is kept in this repository: the
 //! text is read from `--seed`, and without it (or without Go) the seed's
 //! rows say why they were skipped.
 

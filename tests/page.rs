@@ -26,7 +26,6 @@ fn chromium() -> PathBuf {
     if let Some(path) = std::env::var_os("SPARROW_CHROMIUM").filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
     [
         "chromium",
         "chromium-browser",
@@ -34,8 +33,7 @@ fn chromium() -> PathBuf {
         "google-chrome-stable",
     ]
     .iter()
-    .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
-    .find(|candidate| candidate.is_file())
+    .find_map(|name| harness::on_path(name))
     .expect(
         "no Chromium found (SPARROW_CHROMIUM, or chromium on PATH): run the tests with \
              `cargo xtask test`, which installs it",

@@ -114,17 +114,15 @@ impl Drop for Seed {
 
 /// `go` on PATH, or Debian's versioned install.
 fn go() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let on_path = std::env::split_paths(&path).map(|dir| dir.join("go"));
-    let versioned = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with("go-"))
-        .map(|entry| entry.path().join("bin/go"));
-    on_path
-        .chain(versioned)
-        .find(|candidate| candidate.is_file())
+    harness::on_path("go").or_else(|| {
+        std::fs::read_dir("/usr/lib")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with("go-"))
+            .map(|entry| entry.path().join("bin/go"))
+            .find(|candidate| candidate.is_file())
+    })
 }
 
 /// One Go file of the text: its package and its source.

@@ -24,12 +24,7 @@ pub fn etcd_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("SPARROW_ETCD") {
         return PathBuf::from(path);
     }
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("etcd"))
-            .find(|candidate| candidate.is_file())
-    });
-    found.unwrap_or_else(|| {
+    crate::on_path("etcd").unwrap_or_else(|| {
         panic!(
             "etcd is not installed: run the tests with `cargo xtask test`, which installs it, \
              or set SPARROW_ETCD to an etcd 3.4+ binary"

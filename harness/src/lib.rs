@@ -44,7 +44,7 @@ pub use nix::sys::signal::Signal;
 
 pub use fake::{Behaviour, FakeService, Notification};
 pub use http::{Reply, get, post, send};
-pub use paths::{Artifacts, binary, plugin, stub};
+pub use paths::{Artifacts, binary, on_path, plugin, stub};
 pub use ports::free_addr;
 pub use process::{Launch, Proc};
 pub use registry_api::{RegistryProcess, addrs, registered};

@@ -1,6 +1,7 @@
 //! Where `cargo xtask build` puts what the tests and the benchmark run: the
 //! native binaries in `target/PROFILE/`, the system's plugins in
-//! `plugins/NAME.wasm`, the test stub plugins in `target/stubs/NAME.wasm`.
+//! `plugins/NAME.wasm`, the test stub plugins in `target/stubs/NAME.wasm`;
+//! and where the machine's own tools are (etcd, Chromium, Go).
 
 use std::path::{Path, PathBuf};
 
@@ -86,6 +87,14 @@ pub fn stub(name: &str) -> PathBuf {
 
 fn or_panic(path: anyhow::Result<PathBuf>) -> PathBuf {
     path.unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Where `program` is on `PATH`, if anywhere.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 #[cfg(test)]

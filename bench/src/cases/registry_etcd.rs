@@ -193,11 +193,5 @@ fn etcd_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("SPARROW_ETCD") {
         return Ok(PathBuf::from(path));
     }
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("etcd"))
-                .find(|candidate| candidate.is_file())
-        })
-        .context("no etcd binary (set SPARROW_ETCD, or install etcd 3.4+)")
+    harness::on_path("etcd").context("no etcd binary (set SPARROW_ETCD, or install etcd 3.4+)")
 }

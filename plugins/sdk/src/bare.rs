@@ -1,7 +1,7 @@
 //! What the standard library gives a plugin and a `no_std` plugin gets
 //! here instead: a heap, a panic handler, the `cabi_realloc` export through
-//! which the host writes arguments into the plugin's memory, and the one C
-//! function the compiler calls without a C library (`memcmp`).
+//! which the host writes arguments into the plugin's memory, and the C
+//! functions the compiler calls without a C library (`memcmp`, `bcmp`).
 //!
 //! On `wasm32-wasip2` the standard library links wasi-libc, and with it the
 //! WASI interfaces its start-up and I/O use: 14 imports in every component,

@@ -15,7 +15,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use harness::TempDir;
@@ -49,12 +49,15 @@ pub struct Seed {
     /// anything, end of input included.
     children: Vec<(Child, ChildStdin)>,
     pub gateway: SocketAddr,
-    _dir: TempDir,
+    /// Its sources, programs and log file.
+    dir: TempDir,
 }
 
 impl Seed {
-    /// Builds the seed from `text` with Go and starts it; ready once its
-    /// gateway answers `GET /visist/` with 200.
+    /// Builds the seed from `text` with Go and starts its programs, each
+    /// once the one before listens. The gateway answers `GET /visist/`
+    /// only after the registry's notifications reach it: the caller waits
+    /// for that.
     pub fn start(text: &Path) -> anyhow::Result<Seed> {
         let go = go().context(
             "no Go compiler (Debian: golang-go, which `cargo xtask build --release` installs as root)",
@@ -77,13 +80,13 @@ impl Seed {
         let mut seed = Seed {
             children: Vec::new(),
             gateway: addrs[1],
-            _dir: dir,
+            dir,
         };
         for (program, addr) in PROGRAMS {
-            let binary = seed._dir.path().join("bin").join(program);
+            let binary = seed.dir.path().join("bin").join(program);
             let mut child = Command::new(&binary)
                 // The log service writes `./services.log`.
-                .current_dir(seed._dir.path())
+                .current_dir(seed.dir.path())
                 .stdin(Stdio::piped())
                 // Visit prints a line per request: nobody would read a pipe.
                 .stdout(Stdio::null())
@@ -253,12 +256,9 @@ fn build(go: &Path, dir: &Path) -> anyhow::Result<()> {
 
 /// Waits until `program` accepts connections on `addr`.
 fn listening(program: &str, addr: SocketAddr) -> anyhow::Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-        if Instant::now() >= deadline {
-            bail!("the seed's {program} did not listen on {addr} within {START_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let connects = || TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok();
+    if !harness::poll_until(START_TIMEOUT, connects) {
+        bail!("the seed's {program} did not listen on {addr} within {START_TIMEOUT:?}");
     }
     Ok(())
 }

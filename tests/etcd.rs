@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,8 +29,7 @@ const CLIENTS: usize = 8;
 
 /// A loopback address nothing listens on right now.
 fn free_addr() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+    harness::free_addr().unwrap().to_string()
 }
 
 /// Two replicas, two log hosts, visit and gateway, all settled.

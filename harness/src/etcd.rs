@@ -8,7 +8,6 @@
 //! one: etcd syncs every write, and a shared disk makes that slow.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -50,12 +49,12 @@ pub struct EtcdCluster {
     root: PathBuf,
 }
 
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// A loopback URL nobody listens on right now.
+fn free_url() -> String {
+    format!(
+        "http://{}",
+        crate::free_addr().expect("a free loopback port")
+    )
 }
 
 impl EtcdCluster {
@@ -75,8 +74,8 @@ impl EtcdCluster {
         let members: Vec<Member> = (0..size)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client_url: format!("http://127.0.0.1:{}", free_port()),
-                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                client_url: free_url(),
+                peer_url: free_url(),
                 data_dir: root.join(format!("m{i}")),
                 child: None,
                 log: Arc::default(),

@@ -391,3 +391,121 @@ fn standard_components_call_and_are_called_in_process() {
     let client = format!("x-sparrow-client-addr: {}", hello.addr);
     assert!(reply.text().contains(&client), "{}", reply.text());
 }
+
+/// Lines of `log` that contain `needle`.
+fn count(log: &str, needle: &str) -> usize {
+    log.lines().filter(|line| line.contains(needle)).count()
+}
+
+/// A swap may not give a service the name of another service of its
+/// process, as a config may not: the new version is refused with a line
+/// naming the reason and the old one keeps serving, and of two services
+/// swapped to one new name at once exactly one gets it.
+#[test]
+fn a_swap_to_the_name_of_another_service_of_the_process_is_refused() {
+    let dir = TempDir::new("multi-rename");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let [a_file, b_file, c_file] = ["a", "b", "c"].map(|n| dir.path().join(format!("{n}.wasm")));
+    std::fs::copy(stub("echo"), &a_file).unwrap();
+    std::fs::copy(plugin("visit"), &b_file).unwrap();
+    std::fs::copy(plugin("log"), &c_file).unwrap();
+    let registry = Proc::registry(&[]);
+    let a = ServiceSpec::new(&a_file);
+    let b = ServiceSpec::new(&b_file);
+    let c = ServiceSpec::new(&c_file).option("dir", run.to_str().unwrap());
+    let config = dir.path().join("services.toml");
+    let host = Proc::multi_host(&config, &[a.clone(), b.clone(), c.clone()], &registry, &[]);
+    let visit = || get(&b.url("/"));
+    assert!(poll_until(SETTLE, || visit().status == 200));
+
+    // b becomes a second `log`: refused, visit keeps serving and its
+    // calls to log still reach c, the one with a directory.
+    install_atomically(&plugin("log"), &b_file);
+    let refused = "another service of this host is named 'log'";
+    assert!(host.wait_for_log(refused, SETTLE), "{}", host.log());
+    let log = host.log();
+    assert!(log.contains("new plugin refused"), "{log}");
+    assert!(!log.contains("registered anew"), "{log}");
+    let reply = visit();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "2");
+    assert_eq!(
+        harness::registered(&registry, "log"),
+        std::slice::from_ref(&c.addr)
+    );
+    assert_eq!(
+        harness::registered(&registry, "visit"),
+        std::slice::from_ref(&b.addr)
+    );
+    let lines = std::fs::read_to_string(run.join("services.log")).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+
+    // a and b both become `gateway` at once, while the registry hangs: each
+    // swap then spends the registry's timeout between its check of the name
+    // and its install. One of them gets the name.
+    registry.signal(harness::Signal::SIGSTOP).unwrap();
+    install_atomically(&plugin("gateway"), &a_file);
+    install_atomically(&plugin("gateway"), &b_file);
+    let taken = "another service of this host is named 'gateway'";
+    let settled = || {
+        let log = host.log();
+        count(&log, taken) + count(&log, "plugin swapped") >= 2
+    };
+    assert!(poll_until(SETTLE, settled), "{}", host.log());
+    registry.signal(harness::Signal::SIGCONT).unwrap();
+    let log = host.log();
+    assert_eq!(count(&log, "plugin swapped"), 1, "{log}");
+    assert_eq!(count(&log, taken), 1, "{log}");
+}
+
+/// At a stop, a request in flight that calls another service of the same
+/// process still reaches it in process, as it would reach a service of
+/// another process, though that service has no request of its own left:
+/// each service stops only once the whole process has drained. New
+/// connections are refused from the start of the stop.
+#[test]
+fn a_request_in_flight_at_a_stop_still_calls_a_service_of_its_process() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("multi-stop");
+    let registry = Proc::registry(&[]);
+    let echo = ServiceSpec::new(&stub("echo"));
+    let gateway = ServiceSpec::new(&plugin("gateway"));
+    let config = dir.path().join("services.toml");
+    let mut host = Proc::multi_host(&config, &[echo.clone(), gateway.clone()], &registry, &[]);
+    assert!(poll_until(SETTLE, || get(&gateway.url("/echo/")).status == 200));
+
+    // A body that has not all arrived when the stop comes; `100 Continue`
+    // says the gateway has begun to read it.
+    let mut slow = std::net::TcpStream::connect(&gateway.addr).unwrap();
+    slow.set_read_timeout(Some(SETTLE)).unwrap();
+    let head =
+        "POST /echo/x HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 10\r\n\r\n";
+    slow.write_all(head.as_bytes()).unwrap();
+    let mut continued = Vec::new();
+    while !continued.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        slow.read_exact(&mut byte).unwrap();
+        continued.push(byte[0]);
+    }
+    let continued = String::from_utf8_lossy(&continued);
+    assert!(continued.starts_with("HTTP/1.1 100"), "{continued}");
+    slow.write_all(b"abc").unwrap();
+    host.signal(harness::Signal::SIGTERM).unwrap();
+    assert!(poll_until(SETTLE, || count(&host.log(), "shutting down") == 2));
+    let refused = |addr: &str| std::net::TcpStream::connect(addr).is_err();
+    assert!(poll_until(SETTLE, || refused(&echo.addr) && refused(&gateway.addr)));
+    slow.write_all(b"defghij").unwrap();
+    let mut answer = Vec::new();
+    slow.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer}\n{}",
+        host.log()
+    );
+    assert!(answer.ends_with("\r\n\r\nabcdefghij"), "{answer}");
+    let status = host.wait_exit(SETTLE).expect("the host exits once drained");
+    assert!(status.success(), "{}", host.log());
+    assert_eq!(count(&host.log(), "stopped"), 2, "{}", host.log());
+}

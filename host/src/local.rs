@@ -21,6 +21,7 @@ use http::header::{CONTENT_LENGTH, DATE, HOST};
 use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Limited};
 use protocol::locks::{read, write};
+use tokio::sync::MutexGuard;
 
 use crate::outbound::{Answer, Call, CallFailure, end_to_end};
 use crate::server::{self, App};
@@ -30,6 +31,10 @@ use crate::server::{self, App};
 pub struct LocalServices {
     /// Weak: each service's calls reach this list through its own `App`.
     apps: RwLock<Vec<Weak<App>>>,
+    /// Held by a swap from the check that no other service of the process
+    /// has its name until the new version is installed, so that two swaps
+    /// at once cannot both take one name.
+    naming: tokio::sync::Mutex<()>,
 }
 
 impl LocalServices {
@@ -49,6 +54,21 @@ impl LocalServices {
             .iter()
             .filter_map(Weak::upgrade)
             .find(|app| app.serving() && *app.active().env.name == *name)
+    }
+
+    /// Lets `app` take the name `name`, refused when another service of
+    /// this process (serving or not) has it. The name stays `app`'s to
+    /// install until the claim is dropped: other claims wait for it.
+    pub async fn claim(&self, app: &App, name: &str) -> anyhow::Result<MutexGuard<'_, ()>> {
+        let claim = self.naming.lock().await;
+        let taken = read(&self.apps)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .any(|other| !std::ptr::eq(&*other, app) && *other.active().env.name == *name);
+        if taken {
+            anyhow::bail!("another service of this host is named '{name}'");
+        }
+        Ok(claim)
     }
 }
 

@@ -118,6 +118,11 @@ impl Hosts {
 
     /// Runs every service until `control` says stop; a service that cannot
     /// register stops the others, and its error is the answer.
+    ///
+    /// On stop each service stops taking connections and drains its own
+    /// requests at once, but stays callable in process until every service
+    /// has drained: a request in flight that calls a sibling finishes as it
+    /// would across processes. Only then do they all stop.
     pub async fn run(self, control: Control) -> anyhow::Result<()> {
         let (controllers, controls) = control.fan_out(self.0.len());
         let mut running = tokio::task::JoinSet::new();
@@ -128,17 +133,26 @@ impl Hosts {
                 true => tracing::info_span!("service", name = %host.app.active().env.name),
                 false => tracing::Span::none(),
             };
-            running.spawn(host.run(control).instrument(span));
+            let drained = host.run_until_drained(control).instrument(span.clone());
+            running.spawn(async move { (drained.await, span) });
         }
         let mut result = Ok(());
+        let mut drained = Vec::new();
         while let Some(done) = running.join_next().await {
-            let done = done.context("service task failed").and_then(|r| r);
-            if let Err(e) = done
-                && result.is_ok()
-            {
-                controllers.iter().for_each(Controller::stop);
-                result = Err(e);
+            let done = done
+                .context("service task failed")
+                .and_then(|(r, span)| r.map(|d| (d, span)));
+            match done {
+                Ok(done) => drained.push(done),
+                Err(e) if result.is_ok() => {
+                    controllers.iter().for_each(Controller::stop);
+                    result = Err(e);
+                }
+                Err(_) => {}
             }
+        }
+        for (service, span) in drained {
+            span.in_scope(|| service.stop());
         }
         result
     }
@@ -153,6 +167,8 @@ pub struct Host {
     metrics: Option<(TcpListener, Arc<HostMetrics>)>,
     /// The plugin file as it was when it was read.
     loaded: Option<Stamp>,
+    /// The services of this process, itself among them.
+    local: Arc<LocalServices>,
 }
 
 impl Host {
@@ -229,6 +245,7 @@ impl Host {
             listener,
             metrics,
             loaded,
+            local: common.local.clone(),
         })
     }
 
@@ -242,6 +259,15 @@ impl Host {
     /// Serves, registers, keeps registered, swaps plugin versions; on stop,
     /// deregisters, then lets requests in flight finish.
     pub async fn run(self, control: Control) -> anyhow::Result<()> {
+        self.run_until_drained(control).await?.stop();
+        Ok(())
+    }
+
+    /// [`Host::run`] up to the end of its drain: the service no longer
+    /// takes connections and its own requests in flight have finished,
+    /// but the other services of the process still call it in process
+    /// until [`Drained::stop`].
+    async fn run_until_drained(self, control: Control) -> anyhow::Result<Drained> {
         let stopped = control.stopped();
         let (cli, app, tasks) = self.spawn_tasks(control);
         // Registration runs while the server already answers: the registry
@@ -254,6 +280,7 @@ impl Host {
         };
         let watchdog = match registered {
             Some(Err(e)) => {
+                app.set_serving(false);
                 tasks.abort();
                 return Err(e);
             }
@@ -263,15 +290,20 @@ impl Host {
         };
         stopped.await;
         tracing::info!("shutting down");
-        // Services of this process call another instance from now on.
-        app.set_serving(false);
+        // Other processes stop calling it; those of this process still do,
+        // in process, until every service of the process has drained.
         if let Some(watchdog) = watchdog {
             watchdog.abort();
             app.discovery.deregister().await;
         }
-        tasks.drain().await?;
-        tracing::info!("stopped");
-        Ok(())
+        let metrics_server = tasks
+            .drain()
+            .await
+            .inspect_err(|_| app.set_serving(false))?;
+        Ok(Drained {
+            app,
+            metrics_server,
+        })
     }
 
     /// Starts serving (the service, its metrics) and watching the plugin
@@ -283,6 +315,7 @@ impl Host {
             listener,
             loaded,
             metrics,
+            local,
         } = self;
         let settings = ServeSettings {
             // A request in flight may run for the whole request timeout.
@@ -307,6 +340,7 @@ impl Host {
         app.set_serving(true);
         let swapper = Swapper {
             app: app.clone(),
+            local,
             path: cli.plugin_path().to_owned(),
             overrides: overrides(&cli),
             loaded,
@@ -338,15 +372,36 @@ impl Tasks {
         }
     }
 
-    /// Once stopped: lets the server drain, then ends the rest.
-    async fn drain(self) -> anyhow::Result<()> {
+    /// Once stopped: lets the server drain; the metrics server is left to
+    /// answer until the whole process has drained.
+    async fn drain(self) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
         // A swap still compiling would only delay the end.
         self.swapper.abort();
-        self.server.await.context("server task failed")?;
+        let drained = self.server.await.context("server task failed");
+        if drained.is_err()
+            && let Some(metrics_server) = &self.metrics_server
+        {
+            metrics_server.abort();
+        }
+        drained.map(|()| self.metrics_server)
+    }
+}
+
+/// A service whose own requests have all finished, still callable in
+/// process by the other services of its process while they drain theirs.
+struct Drained {
+    app: Arc<App>,
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drained {
+    /// Ends it: calls from this process go elsewhere from now on.
+    fn stop(self) {
+        self.app.set_serving(false);
         if let Some(metrics_server) = self.metrics_server {
             metrics_server.abort();
         }
-        Ok(())
+        tracing::info!("stopped");
     }
 }
 

@@ -10,7 +10,9 @@
 //! off the request path; only a version that passes all of that is
 //! installed. Requests in flight finish on the version they started with, and
 //! the host-kept state carries over. A version that describes itself
-//! differently (another name, other required services) is registered anew.
+//! differently (another name, other required services) is registered anew;
+//! one that takes the name of another service of the same process is
+//! refused, as any bad version is.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -21,6 +23,7 @@ use protocol::record::ServiceRecord;
 use tokio::sync::mpsc;
 
 use crate::control::Control;
+use crate::local::LocalServices;
 use crate::plugin::Plugin;
 use crate::server::{Active, App};
 
@@ -81,6 +84,9 @@ pub fn stamp(path: &std::path::Path) -> Option<Stamp> {
 
 pub struct Swapper {
     pub app: std::sync::Arc<App>,
+    /// The services of this process: a new version may not take the name
+    /// of another one.
+    pub local: std::sync::Arc<LocalServices>,
     pub path: PathBuf,
     pub overrides: Overrides,
     /// The file as it was when the serving version was read.
@@ -163,6 +169,9 @@ impl Swapper {
             return Ok(None);
         }
         let (name, requires) = self.overrides.apply(&plugin)?;
+        // Held until the new version is installed: a swap of another
+        // service to the same name waits, then finds it taken.
+        let _claim = self.local.claim(app, &name).await?;
         let record =
             ServiceRecord::new(name.clone(), app.discovery.record().addr, requires.clone());
         record.validate()?;

@@ -325,3 +325,30 @@ fn an_instance_gets_the_memory_limit_it_is_given() {
         );
     }
 }
+
+/// Asks `server` to take a 10 GB body at `path` (`Expect: 100-continue`)
+/// and returns the first line it answers.
+fn first_answer_to_a_huge_declared_body(server: &Proc, path: &str) -> String {
+    use std::io::{BufRead, Write};
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 10000000000\r\n\r\n"
+    )
+    .unwrap();
+    // Well under the default body timeout (30 s), which a server that
+    // invites the body would wait for.
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(stream).read_line(&mut line);
+    line
+}
+
+#[test]
+fn a_body_declared_too_large_is_refused_before_it_is_sent() {
+    let (registry, host) = echo_host(&[]);
+    for (server, path) in [(&registry, "/services"), (&host, "/echo")] {
+        let line = first_answer_to_a_huge_declared_body(server, path);
+        assert!(line.starts_with("HTTP/1.1 413"), "{path}: {line:?}");
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
 
 use crate::record::ServiceRecord;
@@ -50,6 +50,18 @@ pub async fn read_body(
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, BodyError> {
+    // A Content-Length over the bound is refused before a byte is read: a
+    // client that asked `Expect: 100-continue` gets the 413 instead of an
+    // invitation to send, and one already sending is drained only when
+    // what it declared is little.
+    if let Some(declared) = body.size_hint().exact()
+        && declared > limit as u64
+    {
+        if declared <= DRAIN_LIMIT as u64 {
+            let _ = tokio::time::timeout(timeout, drain(&mut body)).await;
+        }
+        return Err(BodyError::TooLarge(limit));
+    }
     let read = async {
         match Limited::new(&mut body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),

@@ -54,8 +54,13 @@ impl RegistryProcess {
     /// [`Proc::registry`] with `extra` settings; panics, with its log, when
     /// it does not start.
     pub fn start(extra: &[&str]) -> RegistryProcess {
+        RegistryProcess::of(Proc::registry(extra))
+    }
+
+    /// A registry the test started its own way.
+    pub fn of(proc: Proc) -> RegistryProcess {
         RegistryProcess {
-            proc: Proc::registry(extra),
+            proc,
             http: Client::new().timeout(TIMEOUT),
         }
     }

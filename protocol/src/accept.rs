@@ -8,6 +8,16 @@
 //! that, new ones wait in the kernel's backlog until one ends, and slow
 //! clients end soon: each gets `--header-timeout` to send its headers, and
 //! handlers read bodies within `--body-timeout` ([`crate::body`]).
+//!
+//! Each served connection holds a file descriptor, and so does every call
+//! the process makes (heartbeats, notifications, calls to other services)
+//! and every file it keeps open. Were `--max-connections` above what the
+//! open-file limit leaves, a flood of idle clients would take the
+//! descriptors those calls need, and the registry would evict live
+//! instances whose heartbeats it could no longer send. So the soft limit is
+//! raised to the hard one at start (as Go's runtime does), and the
+//! connections served at once are capped to that limit less
+//! [`RESERVED_FDS`].
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -25,6 +35,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::duration::{self, HOUR, MILLISECOND};
+
+/// Descriptors kept for everything but served connections: outgoing calls,
+/// files, the listener itself.
+pub const RESERVED_FDS: u64 = 256;
 
 /// The first pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
@@ -84,7 +98,8 @@ pub async fn serve<F, S>(
     <S::ResBody as Body>::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(settings.max_connections as usize));
+    let max_connections = connections_within_open_files(settings.max_connections);
+    let connections = Arc::new(Semaphore::new(max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -130,4 +145,32 @@ pub async fn serve<F, S>(
     {
         tracing::warn!("requests still in flight after {drain:?}; closing them");
     }
+}
+
+/// `wanted` connections, or fewer when the open-file limit (raised to its
+/// hard limit first) leaves less than that beside [`RESERVED_FDS`].
+fn connections_within_open_files(wanted: u32) -> usize {
+    let Some(limit) = raise_open_files_limit() else {
+        return wanted as usize;
+    };
+    let room = limit.saturating_sub(RESERVED_FDS).max(1);
+    if u64::from(wanted) <= room {
+        return wanted as usize;
+    }
+    tracing::warn!(
+        "the open-file limit is {limit} (ulimit -n): serving at most {room} connections at once \
+         rather than --max-connections {wanted}, to keep {RESERVED_FDS} descriptors for calls and files"
+    );
+    room as usize
+}
+
+/// Raises the soft limit on open files to the hard one; the limit now, or
+/// `None` when it cannot be read.
+fn raise_open_files_limit() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return Some(hard);
+    }
+    Some(soft)
 }

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use harness::{
-    Behaviour, FAST_HEARTBEATS, FakeService, RegistryProcess, addrs, eventually, eventually_some,
+    Behaviour, FAST_HEARTBEATS, FakeService, Launch, RegistryProcess, addrs, binary, eventually,
+    eventually_some,
 };
 use http::Method;
 use protocol::registry_client::RegistryClient;
@@ -105,4 +106,48 @@ async fn a_heartbeat_answered_with_a_megabyte_fails_and_evicts() {
         registry.addrs_of("chatty").await.is_empty()
     })
     .await;
+}
+
+/// More idle clients than the registry has file descriptors: those past
+/// what it serves at once wait in the kernel's backlog, and it keeps the
+/// descriptors its heartbeats need, so a live instance is neither left
+/// unchecked nor evicted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clients_past_the_open_file_limit_leave_heartbeats_alone() {
+    const OPEN_FILES: u32 = 320;
+    let script = format!("ulimit -n {OPEN_FILES} && exec \"$0\" \"$@\"");
+    let mut launch = Launch::new("registry", "/bin/sh")
+        .args(["-c", &script])
+        .arg(binary("registry"))
+        // Idle clients stay connected for the whole test.
+        .args(["--addr", "127.0.0.1:0", "--header-timeout", "1h"]);
+    for (flag, value) in FAST_HEARTBEATS.flags() {
+        launch = launch.args([flag, value.as_str()]);
+    }
+    let registry = RegistryProcess::of(launch.start().unwrap_or_else(|e| panic!("{e:#}")));
+    let client = RegistryClient::new(&registry.url(""), Duration::from_secs(10)).unwrap();
+    let live = FakeService::start(Behaviour::Healthy).await;
+    client.register(&live.record("svc", &[])).await.unwrap();
+
+    // As many as connect: the registry serves some, the kernel's backlog
+    // holds more, and a connection beyond both times out.
+    let addr = registry.proc.addr();
+    let idle: Vec<std::net::TcpStream> = (0..OPEN_FILES + 100)
+        .map_while(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
+        .collect();
+    eprintln!("{} idle clients connected", idle.len());
+    // Long enough for an eviction: FAST_HEARTBEATS give up on an instance
+    // after 1 s + 2 × 200 ms.
+    let before = live.heartbeats();
+    eventually("three more heartbeats with every descriptor asked for", || async {
+        live.heartbeats() >= before + 3
+    })
+    .await;
+    drop(idle);
+    assert_eq!(registry.addrs_of("svc").await, [live.addr.as_str()]);
+    assert!(
+        registry.proc.log().contains("open-file limit is 320"),
+        "{}",
+        registry.proc.log()
+    );
 }

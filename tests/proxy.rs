@@ -146,6 +146,47 @@ fn max_body_bounds_what_a_proxy_component_is_sent() {
     assert_eq!(reply.status, 413, "{}", reply.text());
 }
 
+/// A chunked body, so that no `Content-Length` tells the host it is too
+/// big: the component is cut off where it passes `--max-body`, and fails.
+/// The client gets that failure as a status when the host still can give
+/// one, else a body cut short that the host logs; never a silent close.
+#[test]
+fn a_streamed_body_over_max_body_fails_visibly() {
+    let registry = Proc::registry(&[]);
+    let host = Proc::host(
+        &hello(),
+        &registry,
+        &["--name", "hello", "--max-body", "1KiB"],
+    );
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(host.addr()).unwrap();
+        let chunk = vec![b'a'; 5000];
+        write!(
+            stream,
+            "POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n",
+            chunk.len()
+        )
+        .unwrap();
+        stream.write_all(&chunk).unwrap();
+        stream.write_all(b"\r\n0\r\n\r\n").unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        if answer.starts_with("HTTP/1.1 200") {
+            assert!(
+                poll_until(Duration::from_secs(10), || host
+                    .log()
+                    .contains("component failed while sending its body")),
+                "{answer:?}\n{}",
+                host.log()
+            );
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 500"), "{answer:?}");
+        }
+    }
+}
+
 #[test]
 fn a_trap_or_a_spin_costs_one_request() {
     let registry = Proc::registry(&[]);

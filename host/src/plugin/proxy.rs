@@ -11,7 +11,7 @@
 //! task of its own, holding its slot until it returns or its deadline.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -99,7 +99,7 @@ impl ProxyPlugin {
 
         // Once the response is out, a failure can only cut its body short:
         // the task logs it, nobody else will see it.
-        let answered = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU8::new(PENDING));
         let instance = Instance {
             pre: self.pre.clone(),
             store,
@@ -125,9 +125,19 @@ struct Instance {
     store: Store<RequestCtx>,
     deadline: tokio::time::Instant,
     created: Instant,
-    /// Whether the client has the response head already.
-    answered: Arc<AtomicBool>,
+    /// Who saw the end first: the server taking the response
+    /// ([`ANSWERED`]), or this instance failing ([`FAILED`]).
+    answered: Arc<AtomicU8>,
 }
+
+/// Neither the response has been taken by the server nor has the instance
+/// failed.
+const PENDING: u8 = 0;
+/// The server took the response: a failure now only cuts its body short.
+const ANSWERED: u8 = 1;
+/// The instance failed before the server took a response it may have set:
+/// the server answers the failure instead.
+const FAILED: u8 = 2;
 
 impl Instance {
     /// Runs the component's handler until it returns, traps or passes the
@@ -158,7 +168,10 @@ impl Instance {
             Err(_elapsed) => Err(Failure::Timeout),
         };
         if let Err(failure) = &ended
-            && self.answered.load(Ordering::Acquire)
+            && self
+                .answered
+                .compare_exchange(PENDING, FAILED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
         {
             let service = &*self.store.data().env.name;
             tracing::error!(
@@ -171,28 +184,41 @@ impl Instance {
 }
 
 /// The response as soon as the component set it, or why there is none:
-/// when the component dropped its outparam, how its task ended says why.
+/// when the component dropped its outparam, or failed before the response
+/// it set was taken (a body cut off at `--max-body` as it streamed in),
+/// how its task ended says why.
 async fn answer_of(
     answer: oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
     task: JoinHandle<Result<(), Failure>>,
-    answered: &AtomicBool,
+    answered: &AtomicU8,
 ) -> Result<http::Response<HyperOutgoingBody>, Failure> {
     match answer.await {
-        Ok(Ok(response)) => {
-            answered.store(true, Ordering::Release);
+        Ok(Ok(response))
+            if answered
+                .compare_exchange(PENDING, ANSWERED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok() =>
+        {
             Ok(response)
         }
+        Ok(Ok(_set_before_it_failed)) => ended_without_answer(task).await,
         Ok(Err(code)) => Err(Failure::Trap(format!(
             "the component answered the error {code:?}"
         ))),
-        Err(_dropped) => match task.await {
-            Ok(Ok(())) => Err(Failure::Trap(
-                "the component returned without setting a response".into(),
-            )),
-            Ok(Err(failure)) => Err(failure),
-            Err(join) => Err(Failure::Setup(format!(
-                "the instance's task failed: {join}"
-            ))),
-        },
+        Err(_dropped) => ended_without_answer(task).await,
+    }
+}
+
+/// Why an instance's task gave no response the server could send.
+async fn ended_without_answer(
+    task: JoinHandle<Result<(), Failure>>,
+) -> Result<http::Response<HyperOutgoingBody>, Failure> {
+    match task.await {
+        Ok(Ok(())) => Err(Failure::Trap(
+            "the component returned without setting a response".into(),
+        )),
+        Ok(Err(failure)) => Err(failure),
+        Err(join) => Err(Failure::Setup(format!(
+            "the instance's task failed: {join}"
+        ))),
     }
 }

@@ -358,6 +358,24 @@ fn a_bad_config_is_refused_naming_the_file_the_service_and_the_key() {
     assert!(log.contains("bad.toml"), "{log}");
     assert!(log.contains("service 1"), "{log}");
     assert!(log.contains("--request-timeout"), "{log}");
+
+    // What is found wrong only at start names the file too.
+    let twice = [
+        ServiceSpec::new(&plugin("visit")),
+        ServiceSpec::new(&plugin("visit")),
+    ];
+    std::fs::write(&config, harness::config_text(&twice)).unwrap();
+    let mut host = harness::Launch::new("host", harness::binary("host"))
+        .arg("--config")
+        .arg(&config)
+        .spawn()
+        .unwrap();
+    assert!(!host.wait_exit(SETTLE).expect("ends").success());
+    let log = host.log();
+    assert!(
+        log.contains("bad.toml: service 2") && log.contains("is named 'visit'"),
+        "{log}"
+    );
 }
 
 /// Standard `wasi:http` components take part in calls within one process

@@ -63,7 +63,11 @@ pub fn services(args: Vec<OsString>) -> anyhow::Result<Vec<Cli>> {
     }
     let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {shown}"))?;
     let host_wide = without_config(&args);
-    let services = parse(&text, &host_wide).with_context(|| shown.clone())?;
+    let mut services = parse(&text, &host_wide).with_context(|| shown.clone())?;
+    // So that what goes wrong later, at start, names the file too.
+    for service in &mut services {
+        service.config = Some(file.clone());
+    }
     Ok(services)
 }
 
@@ -144,19 +148,24 @@ fn service(entry: &toml::Table, host_wide: &[OsString]) -> anyhow::Result<Cli> {
             bail!("unknown key '{key}'");
         }
         let flag = format!("--{key}");
+        let switch = is_switch(key);
         match value {
-            toml::Value::String(text) => args.extend([flag, text.clone()].map(OsString::from)),
-            toml::Value::Integer(number) => {
-                args.extend([flag, number.to_string()].map(OsString::from))
+            toml::Value::Boolean(_) if !switch => {
+                bail!("key '{key}': true or false is not a value it takes")
             }
             toml::Value::Boolean(true) => args.push(flag.into()),
             toml::Value::Boolean(false) => {}
+            _ if switch => bail!("key '{key}': true or false is expected"),
+            // Joined with `=`, so that a value starting with `-` (`-1`) is
+            // the flag's value, which clap then names in its error.
+            toml::Value::String(text) => args.push(format!("{flag}={text}").into()),
+            toml::Value::Integer(number) => args.push(format!("{flag}={number}").into()),
             toml::Value::Array(items) => {
                 let names: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
                 let Some(names) = names else {
                     bail!("key '{key}': a list of strings is expected");
                 };
-                args.extend([flag, names.join(",")].map(OsString::from));
+                args.push(format!("{flag}={}", names.join(",")).into());
             }
             other => bail!(
                 "key '{key}': a {} is not a value it takes",
@@ -165,6 +174,15 @@ fn service(entry: &toml::Table, host_wide: &[OsString]) -> anyhow::Result<Cli> {
         }
     }
     Cli::try_parse_from_args(&args)
+}
+
+/// Whether the flag `--{key}` is a switch, given or not, rather than one
+/// that takes a value.
+fn is_switch(key: &str) -> bool {
+    Cli::command()
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(key))
+        .is_some_and(|arg| !arg.get_action().takes_values())
 }
 
 impl Cli {
@@ -240,6 +258,14 @@ mod tests {
         assert!(missing.contains("missing key 'addr'"), "{missing}");
         let twice = error(&format!("{service}{service}"));
         assert!(twice.contains("service 2"), "{twice}");
+        // A switch takes true or false, and a value starting with '-' is
+        // the key's value, not a flag: both name the key.
+        let switch = error(&format!("{service}sync = \"yes\""));
+        assert!(switch.contains("key 'sync': true or false"), "{switch}");
+        let negative = error(&format!("{service}max-instances = -1"));
+        assert!(negative.contains("--max-instances"), "{negative}");
+        let not_a_switch = error(&format!("{service}max-instances = true"));
+        assert!(not_a_switch.contains("key 'max-instances'"), "{not_a_switch}");
         assert!(error("x = 1").contains("unknown top-level key 'x'"));
         assert!(error("[[service]").contains("not valid TOML"));
     }

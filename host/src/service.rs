@@ -91,19 +91,29 @@ impl Hosts {
         let several = services.len() > 1;
         let mut hosts: Vec<Host> = Vec::with_capacity(services.len());
         for (n, cli) in services.into_iter().enumerate() {
-            let shown = cli.plugin_path().display().to_string();
+            // `services.toml: service 2 (plugins/visit.wasm)`, as the
+            // errors of the file itself name a service.
+            let label = match &cli.config {
+                Some(file) => format!(
+                    "{}: service {} ({})",
+                    file.display(),
+                    n + 1,
+                    cli.plugin_path().display()
+                ),
+                None => format!("service {} ({})", n + 1, cli.plugin_path().display()),
+            };
+            let cli_named_a_file = cli.config.is_some();
             // The metrics address is host-wide: one listener serves them all.
             let host = Host::start_with(cli, &common, n == 0).await;
-            let host = if several {
-                host.with_context(|| format!("service {} ({shown})", n + 1))?
+            let host = if several || cli_named_a_file {
+                host.with_context(|| label.clone())?
             } else {
                 host?
             };
             let name = host.app.active().env.name.clone();
             if hosts.iter().any(|h| h.app.active().env.name == name) {
                 bail!(
-                    "service {} ({shown}): another service of this host is named '{name}' (give it --name)",
-                    n + 1
+                    "{label}: another service of this host is named '{name}' (give one of them another `name = \"...\"`)"
                 );
             }
             hosts.push(host);

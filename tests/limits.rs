@@ -352,3 +352,17 @@ fn a_body_declared_too_large_is_refused_before_it_is_sent() {
         assert!(line.starts_with("HTTP/1.1 413"), "{path}: {line:?}");
     }
 }
+
+/// Past `--max-connections`, connections wait in the kernel's queue, as
+/// many as `--backlog` (1024 by default) rather than the 128 that a plain
+/// `listen` gives: a burst of clients is held, not dropped.
+#[test]
+fn connections_past_the_served_ones_wait_in_the_backlog() {
+    const CLIENTS: usize = 300;
+    let registry = Proc::registry(&["--max-connections", "1", "--header-timeout", "1h"]);
+    let addr = registry.addr();
+    let held: Vec<std::net::TcpStream> = (0..CLIENTS)
+        .map_while(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .collect();
+    assert_eq!(held.len(), CLIENTS);
+}

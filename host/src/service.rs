@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use protocol::accept::ServeSettings;
+use protocol::accept::{self, ServeSettings};
 use protocol::record::{RecordError, ServiceRecord};
 use protocol::registry_client::RegistryClient;
 use protocol::token::Token;
@@ -213,7 +213,7 @@ impl Host {
         // nothing.
         let plugin = engine.load(cli.plugin_path(), shared.loading_env()).await?;
         let addr = cli.listen_addr();
-        let listener = TcpListener::bind(addr)
+        let listener = accept::bind(addr, cli.serve.backlog)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let metrics = match metrics_listener {
@@ -423,7 +423,7 @@ async fn bind_metrics(
     let (Some(addr), Some(metrics)) = (cli.metrics_addr, &shared.metrics) else {
         return Ok(None);
     };
-    let listener = TcpListener::bind(addr)
+    let listener = accept::bind(addr, cli.serve.backlog)
         .await
         .with_context(|| format!("--metrics-addr: cannot listen on {addr}"))?;
     // Before the `listening on` line, so that whoever waits for that one

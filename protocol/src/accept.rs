@@ -31,7 +31,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
 use tokio::sync::Semaphore;
 
 use crate::duration::{self, HOUR, MILLISECOND};
@@ -52,6 +52,13 @@ pub struct ServeSettings {
     /// one ends.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+
+    /// Connections the kernel holds, once `--max-connections` are served,
+    /// until one ends; past them a client's connection attempt is dropped
+    /// and retried after a second. The kernel caps it at
+    /// `net.core.somaxconn`.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub backlog: u32,
 
     /// A client gets this long to send the headers of a request (and to
     /// start the next one on a kept-alive connection); 1ms to 1h.
@@ -79,6 +86,29 @@ impl Default for ServeSettings {
         }
         <Defaults as clap::Parser>::parse_from(["serve"]).settings
     }
+}
+
+/// A listener on `addr` (the first of its addresses that binds) whose
+/// kernel queue holds `backlog` connections; tokio's own `bind` gives 128,
+/// which a burst of clients past `--max-connections` fills at once.
+pub async fn bind(addr: impl ToSocketAddrs, backlog: u32) -> std::io::Result<TcpListener> {
+    let mut refused = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        // As tokio's `bind`: a port whose last connections linger in
+        // TIME-WAIT can be listened on again at once.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(backlog),
+            Err(e) => refused = Some(e),
+        }
+    }
+    Err(refused.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    }))
 }
 
 /// Serves every connection accepted on `listener` with the service that

@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -35,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
     // right after the "listening" line is not lost.
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let listener = TcpListener::bind(&cli.addr)
+    let listener = protocol::accept::bind(&cli.addr, cli.config.serve.backlog)
         .await
         .with_context(|| format!("binding {}", cli.addr))?;
     let shutdown = async move {

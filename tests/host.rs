@@ -98,6 +98,31 @@ fn refused_start(args: &[&str]) -> String {
     last
 }
 
+/// `--token` must be one a header can carry: an empty one would turn
+/// authentication off without a word, a non-ASCII one fail every request.
+#[test]
+fn a_token_no_header_can_carry_is_refused_at_start() {
+    let echo = stub("echo");
+    for (token, problem) in [("", "empty"), ("sécret", "not visible ASCII")] {
+        let mut host = Launch::new("host", binary("host"))
+            .arg("--plugin")
+            .arg(&echo)
+            .args(["--addr", "127.0.0.1:0", "--registry-wait", "1s"])
+            // Nothing listens on port 9 of loopback in a test machine.
+            .args(["--registry", "http://127.0.0.1:9", "--token", token])
+            .spawn()
+            .unwrap();
+        let status = host.wait_exit(EXIT_TIMEOUT).expect("host exits");
+        assert!(!status.success(), "--token {token:?} was accepted");
+        let log = host.log();
+        let first = log.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error:") && first.contains("--token") && first.contains(problem),
+            "{token:?}: {log}"
+        );
+    }
+}
+
 /// Additions to the contract keep old plugins running: a plugin built for
 /// `sparrow:service@0.1.0` loads on this host (0.1.1) and its imports reach
 /// the host's, resolved semver-compatibly.

@@ -154,8 +154,9 @@ pub struct Cli {
     pub compiling: CompileSettings,
 
     /// Shared secret of the registry (`registry --token`): sent with
-    /// registrations, and required on the registry's notifications.
-    #[arg(long, env = "SPARROW_TOKEN", hide_env_values = true)]
+    /// registrations, and required on the registry's notifications; visible
+    /// ASCII, not empty.
+    #[arg(long, env = "SPARROW_TOKEN", hide_env_values = true, value_parser = protocol::token::parse)]
     pub token: Option<String>,
 
     /// Register again when no heartbeat came for this long: the registry

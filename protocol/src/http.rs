@@ -103,6 +103,17 @@ pub async fn send(
         .body(Full::new(body))
         .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
     token.attach(request.headers_mut());
+    send_request(http, request, timeout, max_answer).await
+}
+
+/// Sends `request` and reads the whole answer, at most `max_answer` bytes
+/// of it, all within `timeout`.
+pub async fn send_request(
+    http: &HttpClient,
+    request: Request<Full<Bytes>>,
+    timeout: Duration,
+    max_answer: usize,
+) -> Result<(StatusCode, Bytes), ClientError> {
     let exchange = async {
         let response = http.request(request).await.map_err(SendError::from)?;
         let (parts, body) = response.into_parts();

@@ -7,6 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// A `RequiredServices` entry meaning "every service" (a gateway needs it).
@@ -17,12 +21,27 @@ pub const EVERY_SERVICE: &str = "*";
 pub type Instances = BTreeMap<String, Vec<ServiceRecord>>;
 
 /// One instance of a service. An instance is identified by (`name`, `addr`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// It is read only from a JSON object: serde's derived `Deserialize` would
+/// also take an array of the three fields in order (`["a","h:1",[]]`), which
+/// nothing sends and no other reader of the protocol would accept.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct ServiceRecord {
-    #[serde(rename = "Name", alias = "name", alias = "NAME")]
+    #[serde(rename = "Name")]
     pub name: String,
-    #[serde(rename = "Addr", alias = "addr", alias = "ADDR")]
+    #[serde(rename = "Addr")]
     pub addr: String,
+    #[serde(rename = "RequiredServices")]
+    pub required_services: Vec<String>,
+}
+
+/// What a record is read as, once it is known to be an object.
+#[derive(Deserialize)]
+struct WireRecord {
+    #[serde(rename = "Name", alias = "name", alias = "NAME")]
+    name: String,
+    #[serde(rename = "Addr", alias = "addr", alias = "ADDR")]
+    addr: String,
     #[serde(
         rename = "RequiredServices",
         alias = "requiredServices",
@@ -32,7 +51,35 @@ pub struct ServiceRecord {
         default,
         deserialize_with = "null_as_empty"
     )]
-    pub required_services: Vec<String>,
+    required_services: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for ServiceRecord {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RecordVisitor)
+    }
+}
+
+/// Takes a map only: anything else is refused with what a record is.
+struct RecordVisitor;
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = ServiceRecord;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(
+            r#"a JSON object (a record is a JSON object {"Name", "Addr", "RequiredServices"})"#,
+        )
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ServiceRecord, A::Error> {
+        let wire = WireRecord::deserialize(MapAccessDeserializer::new(map))?;
+        Ok(ServiceRecord {
+            name: wire.name,
+            addr: wire.addr,
+            required_services: wire.required_services,
+        })
+    }
 }
 
 /// Why a record cannot be registered.
@@ -44,9 +91,11 @@ pub enum RecordError {
     BadName(String),
     #[error("Name {0:?} is reserved")]
     ReservedName(String),
-    #[error("Addr {0:?} is not host:port")]
+    #[error(
+        "Addr {0:?} is not HOST:PORT (HOST an IPv4 address like 127.0.0.1, [IPv6] or a DNS name)"
+    )]
     BadAddr(String),
-    #[error("Addr {0:?} has no valid port (1-65535)")]
+    #[error("Addr {0:?} has no valid port (1-65535, in digits, no leading zero)")]
     BadPort(String),
     #[error("Addr {0:?} is an unspecified address, which other services cannot connect to")]
     Unspecified(String),
@@ -128,29 +177,87 @@ fn check_name(name: &str) -> Result<(), RecordError> {
     Ok(())
 }
 
+/// Checks that `addr` is `HOST:PORT` in the one spelling of its instance:
+/// a port of 1-5 digits without sign or leading zero, 1-65535, and a host
+/// that is a canonical IPv4 address, a canonical `[IPv6]` without zone, or
+/// a DNS name.
+/// Anything else is refused: a second spelling of an address would register
+/// a second instance, and some spellings (`0127.0.0.1`, `0x7f000001`) are
+/// read as other addresses by the system's resolver.
 fn check_addr(addr: &str) -> Result<(), RecordError> {
     let bad_addr = || RecordError::BadAddr(addr.to_owned());
-    let (host, port) = addr.rsplit_once(':').ok_or_else(bad_addr)?;
-    // Anything that would change the meaning of `http://{addr}/path`.
-    let breaks_url =
-        |c: char| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '@' | '\\');
-    if host.is_empty() || host.chars().any(breaks_url) {
-        return Err(bad_addr());
+    let (host, port) = match addr.strip_prefix('[') {
+        Some(rest) => {
+            let (ip, port) = rest.split_once("]:").ok_or_else(bad_addr)?;
+            (Host::V6(ip), port)
+        }
+        None => {
+            let (host, port) = addr.rsplit_once(':').ok_or_else(bad_addr)?;
+            (Host::Other(host), port)
+        }
+    };
+    let port_ok = (1..=5).contains(&port.len())
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && !port.starts_with('0')
+        && port.parse::<u16>().is_ok();
+    if !port_ok {
+        return Err(RecordError::BadPort(addr.to_owned()));
     }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => {}
-        _ => return Err(RecordError::BadPort(addr.to_owned())),
-    }
+    let unspecified = match host {
+        // In its canonical spelling (RFC 5952, as Rust writes it): `[::1]`,
+        // not `[0:0::1]` or `[::0001]`.
+        Host::V6(text) => match text.parse::<Ipv6Addr>() {
+            Ok(ip) if ip.to_string() == text => ip.is_unspecified(),
+            _ => return Err(bad_addr()),
+        },
+        Host::Other(host) if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') => host
+            .parse::<Ipv4Addr>()
+            .map_err(|_| bad_addr())?
+            .is_unspecified(),
+        Host::Other(host) if is_dns_name(host) => false,
+        Host::Other(_) => return Err(bad_addr()),
+    };
     // `0.0.0.0` / `::` mean "every interface" to a listener, and nothing to
     // a client: a registered instance there would be unreachable.
-    let ip = host.trim_start_matches('[').trim_end_matches(']');
-    if ip
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_unspecified())
-    {
+    if unspecified {
         return Err(RecordError::Unspecified(addr.to_owned()));
     }
     Ok(())
+}
+
+/// The host part of an address, as written.
+enum Host<'a> {
+    /// Between brackets: must be an IPv6 address.
+    V6(&'a str),
+    /// An IPv4 address or a DNS name.
+    Other(&'a str),
+}
+
+/// Whether `host` is a DNS name: labels of ASCII letters, digits and
+/// hyphens (1-63 characters, no hyphen first or last), 253 characters at
+/// most, no trailing dot, and a last label that is not a number (decimal
+/// or `0x` hex: the resolver would read the name as an IPv4 address).
+fn is_dns_name(host: &str) -> bool {
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let numeric = |label: &str| {
+        let hex = label
+            .strip_prefix("0x")
+            .or_else(|| label.strip_prefix("0X"));
+        match hex {
+            Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+            None => label.bytes().all(|b| b.is_ascii_digit()),
+        }
+    };
+    host.len() <= 253
+        && host.split('.').all(label_ok)
+        && host.rsplit('.').next().is_some_and(|top| !numeric(top))
 }
 
 #[cfg(test)]
@@ -229,6 +336,101 @@ mod tests {
     }
 
     #[test]
+    fn accepts_an_address_only_in_its_one_spelling() {
+        for good in [
+            "127.0.0.62:45110",
+            "127.0.0.1:1",
+            "10.0.0.5:65535",
+            "[::1]:80",
+            "[2001:db8::1]:8080",
+            "[::ffff:127.0.0.1]:80",
+            "h:1",
+            "localhost:20000",
+            "log-1.svc.example:80",
+            "a1.b-2.c3d:443",
+            "x0:1",
+        ] {
+            assert_eq!(record("a", good).validate(), Ok(()), "{good}");
+        }
+        let long_label = format!("{}.example:80", "a".repeat(64));
+        let long_name = format!("{}.example:80", vec!["a".repeat(63); 4].join("."));
+        for bad in [
+            "127.0.0.62:45110:45110",
+            "[127.0.0.62:45110",
+            "[127.0.0.62]:45110",
+            "0127.0.0.62:45110",
+            "127.0.0.62.:45110",
+            "127.0.0.62%25:45110",
+            "127.0.0.256:80",
+            "127.1:80",
+            "1.2.3.4.5:80",
+            "0x7f000001:80",
+            "0x7f.0.0.1:80",
+            "0X7F.0x0.0x0.0x1:80",
+            "host.123:80",
+            "host.:80",
+            ".host:80",
+            "a..b:80",
+            "-host:80",
+            "host-:80",
+            "ho_st:80",
+            "hôst:80",
+            "::1:80",
+            "[::1%eth0]:80",
+            "[fe80::1%251]:80",
+            "[::1]x:80",
+            "[]:80",
+            "[h]:80",
+            "[0:0::1]:80",
+            "[::0001]:80",
+            "[2001:DB8::1]:80",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(
+                matches!(record("a", bad).validate(), Err(RecordError::BadAddr(_))),
+                "{bad}: {:?}",
+                record("a", bad).validate()
+            );
+        }
+        for bad in [
+            "127.0.0.62:045110",
+            "127.0.0.62:+45110",
+            "127.0.0.62:-1",
+            "127.0.0.62:0080",
+            "127.0.0.62:123456",
+            "127.0.0.62: 80",
+            "[::1]:080",
+            "[::1]:80:80",
+        ] {
+            assert!(
+                matches!(record("a", bad).validate(), Err(RecordError::BadPort(_))),
+                "{bad}: {:?}",
+                record("a", bad).validate()
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_is_read_only_from_an_object() {
+        for json in [
+            r#"["arr","127.0.0.62:45110",["svc"]]"#,
+            "[]",
+            r#""arr""#,
+            "7",
+            "null",
+        ] {
+            let error = serde_json::from_str::<ServiceRecord>(json).unwrap_err();
+            assert!(
+                error.to_string().contains("a record is a JSON object"),
+                "{json}: {error}"
+            );
+        }
+        // Inside a registration answer too.
+        assert!(parse_instances(br#"{"svc":[["svc","127.0.0.62:45110",[]]]}"#).is_err());
+    }
+
+    #[test]
     fn requires_by_name_or_wildcard() {
         let visit = ServiceRecord::new("visit", "h:1", vec!["log".into()]);
         assert!(visit.requires("log"));
@@ -270,6 +472,28 @@ mod tests {
                 if record.validate().is_ok() {
                     let url = format!("http://{}/services/{}", record.addr, record.name);
                     prop_assert!(url.parse::<http::Uri>().is_ok(), "{url}");
+                }
+            }
+
+            /// An IP address that validates is in its one spelling: it
+            /// reads back as a socket address written exactly as it was, so
+            /// no second spelling of an instance (nor one the resolver
+            /// reads as another address) gets through.
+            #[test]
+            fn a_valid_ip_address_is_canonical(
+                host in prop_oneof![
+                    proptest::collection::vec("0?[0-9]{1,3}", 1..6)
+                        .prop_map(|octets| octets.join(".")),
+                    proptest::collection::vec("[0-9a-fA-F]{0,5}", 2..10)
+                        .prop_map(|groups| format!("[{}]", groups.join(":"))),
+                ],
+                port in "[-+0]?[0-9]{1,6}",
+            ) {
+                let addr = format!("{host}:{port}");
+                if check_addr(&addr).is_ok() {
+                    let parsed = addr.parse::<std::net::SocketAddr>();
+                    prop_assert!(parsed.is_ok(), "{addr}");
+                    prop_assert_eq!(parsed.unwrap().to_string(), addr);
                 }
             }
 

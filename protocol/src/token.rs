@@ -40,7 +40,7 @@ impl Token {
         let presented = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer)
             .unwrap_or_default();
         constant_time_eq(presented.as_bytes(), token.as_bytes())
     }
@@ -53,6 +53,35 @@ impl Token {
             headers.insert(AUTHORIZATION, value);
         }
     }
+}
+
+/// A clap value parser for `--token`: a token an HTTP header can carry,
+/// i.e. visible ASCII (0x21-0x7E), and not empty (an empty `--token ""`
+/// would otherwise turn authentication off without a word). The error
+/// does not repeat the token.
+pub fn parse(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("the token is empty: give one, or no --token for an open protocol".into());
+    }
+    if let Some((at, _)) = text
+        .char_indices()
+        .find(|(_, c)| !matches!(c, '\x21'..='\x7e'))
+    {
+        return Err(format!(
+            "the token has a character that is not visible ASCII (0x21-0x7E) at byte {at}: \
+             no HTTP header could carry it"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// The credentials of an `Authorization` value in the `Bearer` scheme,
+/// whose name is case-insensitive (RFC 9110, 11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then(|| credentials.trim_start_matches(' '))
 }
 
 /// The answer to a request without the right token.
@@ -96,6 +125,39 @@ mod tests {
         assert!(!token.admits(&with("Bearer s3cre")));
         assert!(!token.admits(&with("s3cret")));
         assert!(!token.admits(&HeaderMap::new()));
+        let mut headers = HeaderMap::new();
+        token.attach(&mut headers);
+        assert!(token.admits(&headers));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let token = Token::new(Some("s3cret".into()));
+        for value in [
+            "bearer s3cret",
+            "BEARER s3cret",
+            "bEaReR s3cret",
+            "Bearer  s3cret",
+        ] {
+            assert!(token.admits(&with(value)), "{value}");
+        }
+        for value in ["Basic s3cret", "Bearers3cret", "Bearer", "Bear s3cret"] {
+            assert!(!token.admits(&with(value)), "{value}");
+        }
+    }
+
+    #[test]
+    fn a_token_no_header_can_carry_is_refused() {
+        assert_eq!(parse("s3cret"), Ok("s3cret".to_string()));
+        assert_eq!(parse("!~a-Z_0.9"), Ok("!~a-Z_0.9".to_string()));
+        assert!(parse("").unwrap_err().contains("empty"));
+        for bad in ["sécret", "日本", "s3 cret", "s3cret\t", "\u{7f}", "a\nb"] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("not visible ASCII"), "{bad:?}: {error}");
+            assert!(!error.contains(bad), "the error repeats the token: {error}");
+        }
+        // What the parser lets through, a header carries and admits.
+        let token = Token::new(Some(parse("!~a-Z_0.9").unwrap()));
         let mut headers = HeaderMap::new();
         token.attach(&mut headers);
         assert!(token.admits(&headers));

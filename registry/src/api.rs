@@ -3,15 +3,22 @@
 //! - `POST /services` registers (upsert by `Name`+`Addr`) and answers the
 //!   instances of every required service;
 //! - `DELETE /services` deregisters (an unknown instance is not an error);
-//! - `GET /services` and `GET /services/{name}` show the table with health;
+//! - `GET /services` and `GET /services/{name}` show the table with health
+//!   (`{name}` percent-decoded);
 //! - `GET /metrics` answers the metrics (`metrics`), `GET /` and
 //!   `GET /overview` the live page and its data (`page`).
+//!
+//! A registry is no service: a record whose `Addr` is this registry's is
+//! refused, and so is a registry's notification (a `POST /services` too on
+//! the wire, told apart by its mark), which would otherwise be taken for a
+//! registration and notified again, without end.
 //!
 //! A write the store cannot make (etcd unreachable) answers 503 with a
 //! one-line reason. Reads answer from the local table; with an etcd store
 //! that has lost its watch they carry `x-sparrow-stale: true`.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +28,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::metrics::Metrics;
+use crate::notify::NOTIFICATION_HEADER;
 use crate::page;
 use crate::store::Store;
 use protocol::body::{MAX_BODY, json_response, read_record, text_response};
@@ -39,6 +47,8 @@ pub(crate) struct Api<S> {
     pub(crate) metrics: Arc<Metrics>,
     /// Shown on the page, which tells how stale a heartbeat is.
     pub(crate) heartbeat_interval: Duration,
+    /// Where this registry listens: no record may have it as `Addr`.
+    pub(crate) own_addr: SocketAddr,
 }
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -56,6 +66,17 @@ impl<S: Store> Api<S> {
                     && !self.token.admits(&parts.headers) =>
             {
                 unauthorized()
+            }
+            "/services"
+                if matches!(method, Method::POST | Method::DELETE)
+                    && parts.headers.contains_key(NOTIFICATION_HEADER) =>
+            {
+                tracing::warn!(%method, "refused a registry's notification: a record's Addr is a registry's");
+                text_response(
+                    StatusCode::BAD_REQUEST,
+                    "this is a registry: a registry's notification is not a registration \
+                     (a record's Addr is a registry's address)",
+                )
             }
             "/services" => match method {
                 Method::POST => self.register(body).await,
@@ -80,8 +101,11 @@ impl<S: Store> Api<S> {
                 _ => not_allowed("GET"),
             },
             path => match path.strip_prefix("/services/") {
-                Some(name) if !name.is_empty() && !name.contains('/') => match method {
-                    Method::GET => self.read(|| self.view_service(name)),
+                Some(segment) if !segment.is_empty() && !segment.contains('/') => match method {
+                    Method::GET => match percent_decode(segment) {
+                        Ok(name) => self.read(|| self.view_service(&name)),
+                        Err(why) => text_response(StatusCode::BAD_REQUEST, why),
+                    },
                     _ => not_allowed("GET"),
                 },
                 _ => text_response(StatusCode::NOT_FOUND, format!("no route for {path}")),
@@ -95,6 +119,15 @@ impl<S: Store> Api<S> {
             Ok(record) => record,
             Err(response) => return response,
         };
+        if reaches(&record.addr, self.own_addr) {
+            return text_response(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Addr {:?} is this registry's own address: a registry is no service",
+                    record.addr
+                ),
+            );
+        }
         let (name, addr, required) = (
             record.name.clone(),
             record.addr.clone(),
@@ -173,10 +206,107 @@ async fn decode(body: Incoming, timeout: Duration) -> Result<ServiceRecord, Http
     })
 }
 
+/// Whether the (valid) address `addr` reaches the listener at `own`: the
+/// same socket address, a loopback one when `own` is every interface, or
+/// `localhost` when `own` is the loopback address. Other names of this
+/// registry are not known here; their notifications are refused all the
+/// same (see the module doc).
+fn reaches(addr: &str, own: SocketAddr) -> bool {
+    let own_ip = own.ip().to_canonical();
+    if let Ok(addr) = addr.parse::<SocketAddr>() {
+        let ip = addr.ip().to_canonical();
+        return addr.port() == own.port()
+            && (ip == own_ip || (own_ip.is_unspecified() && ip.is_loopback()));
+    }
+    addr.rsplit_once(':').is_some_and(|(host, port)| {
+        host.eq_ignore_ascii_case("localhost")
+            && port.parse() == Ok(own.port())
+            && (own_ip.is_unspecified()
+                || own_ip == std::net::Ipv4Addr::LOCALHOST
+                || own_ip == std::net::Ipv6Addr::LOCALHOST)
+    })
+}
+
+/// A path segment, percent-decoded (`%C3%BC` is `ü`, `%3F` is `?`): what
+/// a client must send for a name with characters a path cannot hold as
+/// they are. The decoded bytes must be UTF-8.
+fn percent_decode(segment: &str) -> Result<String, String> {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            decoded.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        let Some(byte) = hex else {
+            return Err(format!(
+                "{segment:?} has a '%' without two hex digits after it (write '%' as %25)"
+            ));
+        };
+        decoded.push(byte);
+        i += 3;
+    }
+    String::from_utf8(decoded).map_err(|_| format!("{segment:?} is not UTF-8 once percent-decoded"))
+}
+
 fn not_allowed(allow: &'static str) -> HttpResponse {
     let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_path_segment() {
+        assert_eq!(percent_decode("log").as_deref(), Ok("log"));
+        assert_eq!(
+            percent_decode("%C3%BCn%C3%AF%E6%97%A5%E6%9C%AC").as_deref(),
+            Ok("ünï日本")
+        );
+        assert_eq!(percent_decode("ünï").as_deref(), Ok("ünï"));
+        assert_eq!(percent_decode("a%3fb%23c%25d").as_deref(), Ok("a?b#c%d"));
+        assert_eq!(percent_decode("a+b").as_deref(), Ok("a+b"));
+        for bad in ["%", "a%2", "%zz", "%+1", "%C3", "%FF", "%C3%28"] {
+            assert!(percent_decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn knows_its_own_address() {
+        let own: SocketAddr = "127.0.0.1:20000".parse().unwrap();
+        for addr in [
+            "127.0.0.1:20000",
+            "localhost:20000",
+            "LOCALHOST:20000",
+            "[::ffff:127.0.0.1]:20000",
+        ] {
+            assert!(reaches(addr, own), "{addr}");
+        }
+        for addr in [
+            "127.0.0.2:20000",
+            "127.0.0.1:20001",
+            "[::1]:20000",
+            "h:20000",
+        ] {
+            assert!(!reaches(addr, own), "{addr}");
+        }
+        let any: SocketAddr = "0.0.0.0:20000".parse().unwrap();
+        for addr in ["127.0.0.9:20000", "localhost:20000", "[::1]:20000"] {
+            assert!(reaches(addr, any), "{addr}");
+        }
+        assert!(!reaches("127.0.0.9:20001", any));
+        let other: SocketAddr = "127.0.0.5:20000".parse().unwrap();
+        assert!(!reaches("localhost:20000", other));
+    }
 }

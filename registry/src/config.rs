@@ -8,34 +8,37 @@ use clap::{Args, Parser};
 use protocol::accept::ServeSettings;
 use protocol::duration::{self, DAY, HOUR, MILLISECOND};
 
+const MINUTE: Duration = Duration::from_secs(60);
+
 #[derive(Clone, Debug, Args)]
 pub struct Config {
-    /// Time between two heartbeat sweeps over every registered instance
-    #[arg(long, default_value = "30s", value_parser = duration::within(MILLISECOND, DAY))]
+    /// Time between two heartbeat sweeps over every registered instance;
+    /// 100ms to 1d
+    #[arg(long, default_value = "30s", value_parser = duration::within(100 * MILLISECOND, DAY))]
     pub heartbeat_interval: Duration,
 
     /// Failed `GET /heart-beat` attempts in a row after which an instance is
-    /// evicted and its dependents are notified
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    /// evicted and its dependents are notified; 1 to 100
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub heartbeat_attempts: u32,
 
-    /// Pause between two heartbeat attempts on the same instance
-    #[arg(long, default_value = "1s", value_parser = duration::within(Duration::ZERO, HOUR))]
+    /// Pause between two heartbeat attempts on the same instance; 10ms to 1m
+    #[arg(long, default_value = "1s", value_parser = duration::within(10 * MILLISECOND, MINUTE))]
     pub heartbeat_retry_delay: Duration,
 
-    /// Heartbeat requests in flight at once, at most
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Heartbeat requests in flight at once, at most; 1 to 10000
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub heartbeat_concurrency: u32,
 
     /// Deadline of every request the registry sends: each notification
-    /// attempt and each heartbeat attempt
-    #[arg(long, default_value = "2s", value_parser = duration::within(MILLISECOND, HOUR))]
+    /// attempt and each heartbeat attempt; 10ms to 1m
+    #[arg(long, default_value = "2s", value_parser = duration::within(10 * MILLISECOND, MINUTE))]
     pub notify_timeout: Duration,
 
     /// Notifications queued for one dependent before its queue is coalesced
     /// to the latest change of each instance (a slow or dead dependent
-    /// cannot make the registry grow without bound)
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    /// cannot make the registry grow without bound); 1 to 1000000
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub notify_queue: u32,
 
     /// Keep the table in etcd (comma-separated `http://HOST:PORT` of its
@@ -49,20 +52,20 @@ pub struct Config {
     pub etcd_prefix: String,
 
     /// Deadline of every etcd request: a write etcd does not acknowledge
-    /// within it answers 503
-    #[arg(long, default_value = "2s", value_parser = duration::within(MILLISECOND, HOUR))]
+    /// within it answers 503; 100ms to 1m
+    #[arg(long, default_value = "2s", value_parser = duration::within(100 * MILLISECOND, MINUTE))]
     pub etcd_timeout: Duration,
 
     /// Lease of the replica that runs the heartbeat sweeps (with `--etcd`,
-    /// whole seconds, at least 2): when it dies, another replica takes over
+    /// whole seconds, 2s to 1h): when it dies, another replica takes over
     /// within about 1.25 × this
     #[arg(long, default_value = "3s", value_parser = leader_ttl)]
     pub leader_ttl: Duration,
 
     /// Shared secret: registrations, deregistrations and notifications must
-    /// carry `Authorization: Bearer TOKEN` (401 otherwise). Without it the
-    /// protocol is open, as in the original
-    #[arg(long, env = "SPARROW_TOKEN", hide_env_values = true)]
+    /// carry `Authorization: Bearer TOKEN` (401 otherwise); visible ASCII,
+    /// not empty. Without it the protocol is open, as in the original
+    #[arg(long, env = "SPARROW_TOKEN", hide_env_values = true, value_parser = protocol::token::parse)]
     pub token: Option<String>,
 
     #[command(flatten)]
@@ -163,5 +166,86 @@ mod tests {
         for bad in ["0s", "10000000y"] {
             assert!(Cli::try_parse_from(["registry", "--heartbeat-interval", bad]).is_err());
         }
+    }
+
+    #[test]
+    fn every_bound_is_enforced_and_stated_in_help() {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        let parse = |flag: &str, value: &str| Cli::try_parse_from(["registry", flag, value]);
+        for (flag, refused, accepted) in [
+            (
+                "--heartbeat-interval",
+                ["0s", "99ms", "2d"],
+                ["100ms", "1h"],
+            ),
+            (
+                "--heartbeat-retry-delay",
+                ["0s", "9ms", "61s"],
+                ["10ms", "1m"],
+            ),
+            ("--notify-timeout", ["0s", "9ms", "2m"], ["10ms", "5s"]),
+            ("--etcd-timeout", ["0s", "99ms", "2m"], ["100ms", "1m"]),
+            ("--leader-ttl", ["0s", "1s", "2h"], ["2s", "1h"]),
+            (
+                "--heartbeat-attempts",
+                ["0", "101", "4294967295"],
+                ["1", "100"],
+            ),
+            (
+                "--heartbeat-concurrency",
+                ["0", "10001", "4294967295"],
+                ["1", "10000"],
+            ),
+            (
+                "--notify-queue",
+                ["0", "1000001", "4294967295"],
+                ["1", "1000000"],
+            ),
+        ] {
+            for value in refused {
+                assert!(parse(flag, value).is_err(), "{flag} {value}");
+            }
+            for value in accepted {
+                assert!(parse(flag, value).is_ok(), "{flag} {value}");
+            }
+        }
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_help()
+            .to_string();
+        for range in [
+            "100ms to 1d",
+            "10ms to 1m",
+            "100ms to 1m",
+            "2s to 1h",
+            "1 to 100",
+            "1 to 10000",
+            "1 to 1000000",
+        ] {
+            assert!(
+                help.contains(range),
+                "--help does not state {range}:\n{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_no_header_can_carry_is_refused() {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        for bad in ["", "sécret", "s3 cret"] {
+            assert!(
+                Cli::try_parse_from(["registry", "--token", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
+        let cli = Cli::try_parse_from(["registry", "--token", "s3cret"]).unwrap();
+        assert_eq!(cli.config.token.as_deref(), Some("s3cret"));
     }
 }

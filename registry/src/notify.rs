@@ -25,14 +25,24 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::Method;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::Full;
 
 use crate::metrics::Metrics;
 use crate::store::table::Change;
-use protocol::http::{HttpClient, send_record};
+use protocol::http::{ClientError, HttpClient, MAX_ANSWER, send_request};
 use protocol::locks::lock;
 use protocol::record::ServiceRecord;
 use protocol::token::Token;
+
+/// Marks the registry's notifications. On the wire a notification is the
+/// same `POST /services` as a registration, so a registry that received
+/// one (a record whose `Addr` is a registry's, another replica's or its
+/// own under another name) would take it for a registration, notify again,
+/// and so on without end; with the mark it refuses it (see `api.rs`).
+/// Services ignore the header.
+pub(crate) const NOTIFICATION_HEADER: &str = "x-sparrow-notification";
 
 /// Attempts per notification before giving up and logging it.
 pub const NOTIFY_ATTEMPTS: u32 = 3;
@@ -203,7 +213,7 @@ impl Shared {
             queued,
         } = notification;
         for attempt in 1..=NOTIFY_ATTEMPTS {
-            let sent = send_record(
+            let sent = send_notification(
                 &self.http,
                 method.clone(),
                 url,
@@ -212,12 +222,12 @@ impl Shared {
                 &self.token,
             );
             match sent.await {
-                Ok((status, _)) if status.is_success() => {
+                Ok(status) if status.is_success() => {
                     self.metrics.notification_delivered(queued.elapsed());
                     tracing::debug!(%method, url, name = record.name, addr = record.addr, "notified");
                     return;
                 }
-                Ok((status, _)) => {
+                Ok(status) => {
                     tracing::debug!(%method, url, attempt, %status, "notification refused");
                 }
                 Err(e) => tracing::debug!(%method, url, attempt, error = %e, "notification failed"),
@@ -236,6 +246,29 @@ impl Shared {
             "giving up notifying after {NOTIFY_ATTEMPTS} attempts"
         );
     }
+}
+
+/// Sends one notification, marked with [`NOTIFICATION_HEADER`] (and the
+/// token, if any), and reads the whole answer, all within `timeout`.
+async fn send_notification(
+    http: &HttpClient,
+    method: Method,
+    url: &str,
+    record: &ServiceRecord,
+    timeout: Duration,
+    token: &Token,
+) -> Result<StatusCode, ClientError> {
+    let json = serde_json::to_vec(record).map_err(|e| ClientError::Request(e.to_string()))?;
+    let mut request = Request::builder()
+        .method(method)
+        .uri(url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(NOTIFICATION_HEADER, HeaderValue::from_static("1"))
+        .body(Full::new(Bytes::from(json)))
+        .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
+    token.attach(request.headers_mut());
+    let (status, _answer) = send_request(http, request, timeout, MAX_ANSWER).await?;
+    Ok(status)
 }
 
 #[cfg(test)]

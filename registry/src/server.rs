@@ -48,6 +48,7 @@ pub async fn serve(
         serve: config.serve.clone(),
         metrics: Arc::clone(&metrics),
         heartbeat_interval: config.heartbeat_interval,
+        own_addr: local_addr,
     };
     let notifier = Notifier::new(
         http.clone(),
@@ -138,6 +139,8 @@ struct ApiSettings {
     serve: ServeSettings,
     metrics: Arc<Metrics>,
     heartbeat_interval: std::time::Duration,
+    /// Where this registry listens.
+    own_addr: std::net::SocketAddr,
 }
 
 async fn serve_api<S: Store>(
@@ -152,6 +155,7 @@ async fn serve_api<S: Store>(
         body_timeout: settings.serve.body_read_timeout,
         metrics: settings.metrics,
         heartbeat_interval: settings.heartbeat_interval,
+        own_addr: settings.own_addr,
     });
     let service_for = |_peer| {
         let api = Arc::clone(&api);

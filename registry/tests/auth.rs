@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use harness::{NO_HEARTBEAT, RegistryProcess};
+use harness::{DEADLINE, Launch, NO_HEARTBEAT, RegistryProcess};
 use http::{Method, StatusCode};
 use protocol::http::{http_client, send_record};
 use protocol::record::ServiceRecord;
@@ -36,4 +36,51 @@ async fn writes_without_the_token_answer_401() {
         .unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(registry.addrs_of("log").await, ["127.0.0.1:9"]);
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let mut args = NO_HEARTBEAT.to_vec();
+    args.extend(["--token", "s3cret"]);
+    let registry = RegistryProcess::start(&args);
+    let url = registry.url("/services");
+    let client = harness::http::Client::new();
+    for (port, scheme) in [(1, "bearer"), (2, "BEARER"), (3, "BeArEr")] {
+        let record = format!(r#"{{"Name":"log","Addr":"127.0.0.1:{port}"}}"#);
+        let authorization = format!("{scheme} s3cret");
+        let reply = client
+            .send(
+                Method::POST,
+                &url,
+                &[("authorization", authorization.as_str())],
+                record,
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{scheme}: {}", reply.text());
+    }
+    assert_eq!(registry.addrs_of("log").await.len(), 3);
+}
+
+#[test]
+fn a_token_no_header_can_carry_is_refused_at_start() {
+    // Empty, it would turn authentication off; not visible ASCII, nobody
+    // could ever send it.
+    for (token, problem) in [("", "empty"), ("sécret", "not visible ASCII")] {
+        let mut registry = Launch::new("registry", env!("CARGO_BIN_EXE_registry"))
+            .args(["--addr", "127.0.0.1:0", "--token", token])
+            .spawn()
+            .unwrap();
+        let status = registry.wait_exit(DEADLINE);
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "--token {token:?} was accepted: {status:?}"
+        );
+        let log = registry.log();
+        let first = log.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error:") && first.contains("--token") && first.contains(problem),
+            "{token:?}: {log}"
+        );
+    }
 }

@@ -47,6 +47,67 @@ async fn bad_records_are_rejected_with_a_reason() {
 }
 
 #[tokio::test]
+async fn a_record_is_a_json_object_only() {
+    let registry = RegistryProcess::start(NO_HEARTBEAT);
+    for body in [
+        r#"["arr","127.0.0.62:45110",["svc"]]"#,
+        r#"["arr","127.0.0.62:45110"]"#,
+        "[]",
+        r#""arr""#,
+        "null",
+    ] {
+        for method in [Method::POST, Method::DELETE] {
+            let (status, reason) = registry.request(method.clone(), "/services", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {body}: {reason}");
+            assert!(
+                reason.contains("a record is a JSON object"),
+                "{method} {body}: {reason}"
+            );
+            assert_eq!(reason.lines().count(), 1, "{reason:?}");
+        }
+    }
+    assert_eq!(registry.services().await, serde_json::json!({}));
+}
+
+#[tokio::test]
+async fn an_address_in_any_but_its_one_spelling_is_refused() {
+    let registry = RegistryProcess::start(NO_HEARTBEAT);
+    let (status, reason) = registry
+        .request(
+            Method::POST,
+            "/services",
+            r#"{"Name":"svc","Addr":"127.0.0.62:45110"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+    let before = registry.services().await;
+    for addr in [
+        // Not HOST:PORT.
+        "127.0.0.62:45110:45110",
+        "[127.0.0.62:45110",
+        "[127.0.0.62]:45110",
+        // The same instance, spelled another way.
+        "127.0.0.62:045110",
+        "127.0.0.62:+45110",
+        "127.0.0.62.:45110",
+        "127.0.0.62%25:45110",
+        "[0:0::1]:45110",
+        // Read by the resolver as another address (87.0.0.62, 127.0.0.1).
+        "0127.0.0.62:45110",
+        "0x7f000001:45110",
+        "127.1:45110",
+        "[::1%lo]:45110",
+    ] {
+        let body = serde_json::json!({"Name": "svc", "Addr": addr}).to_string();
+        let (status, reason) = registry.request(Method::POST, "/services", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{addr}: {reason}");
+        assert!(reason.contains("Addr"), "{addr}: {reason}");
+        assert_eq!(reason.lines().count(), 1, "{reason:?}");
+    }
+    assert_eq!(registry.services().await, before);
+}
+
+#[tokio::test]
 async fn a_body_over_64_kib_is_refused() {
     let registry = RegistryProcess::start(NO_HEARTBEAT);
     let padding = "x".repeat(64 * 1024);

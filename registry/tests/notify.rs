@@ -1,11 +1,14 @@
 //! Notifications go out concurrently, off the request path: a dependent that
 //! accepts the connection and never answers delays neither the registration
-//! answer nor anyone else's notification.
+//! answer nor anyone else's notification. A registry is never notified as a
+//! dependent: a record at its own address is refused, and a registry's
+//! notification is never taken for a registration.
 
 use std::time::{Duration, Instant};
 
-use harness::{Behaviour, FakeService, RegistryProcess, eventually};
-use http::Method;
+use harness::{Behaviour, FakeService, NO_HEARTBEAT, RegistryProcess, eventually};
+use http::{Method, StatusCode};
+use serde_json::json;
 
 #[tokio::test]
 async fn a_dependent_that_never_answers_delays_nobody() {
@@ -50,4 +53,74 @@ async fn a_dependent_that_never_answers_delays_nobody() {
         "notified after {notified:?}"
     );
     assert!(silent.notifications().is_empty());
+}
+
+/// `sparrow_registry_notifications_total{result=...}` of `registry`.
+async fn notifications(registry: &RegistryProcess, result: &str) -> u64 {
+    let (_, metrics) = registry.request(Method::GET, "/metrics", "").await;
+    let prefix = format!("sparrow_registry_notifications_total{{result=\"{result}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_record_at_the_registrys_own_address_is_refused() {
+    let registry = RegistryProcess::start(NO_HEARTBEAT);
+    let own = registry.proc.addr();
+    // Registered, it would be notified of svc, take the notification for
+    // a registration of svc, and notify itself again, without end.
+    for addr in [own.to_string(), format!("localhost:{}", own.port())] {
+        let record = json!({"Name": "loop", "Addr": addr, "RequiredServices": ["svc"]});
+        let (status, reason) = registry
+            .request(Method::POST, "/services", record.to_string())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{addr}: {reason}");
+        assert!(reason.contains("own address"), "{reason}");
+        assert_eq!(reason.lines().count(), 1, "{reason}");
+    }
+    let svc = FakeService::start(Behaviour::Healthy).await;
+    registry.register(&svc.record("svc", &[])).await;
+    let table = registry.services().await;
+    assert_eq!(table.as_object().unwrap().len(), 1, "{table}");
+    assert_eq!(notifications(&registry, "delivered").await, 0);
+    assert_eq!(notifications(&registry, "failed").await, 0);
+}
+
+#[tokio::test]
+async fn a_registrys_notification_is_not_taken_for_a_registration() {
+    // Replicas on one etcd, or two registries: a record registered with
+    // one whose Addr is the other's makes the first notify the second.
+    let first = RegistryProcess::start(NO_HEARTBEAT);
+    let second = RegistryProcess::start(NO_HEARTBEAT);
+    let loop_record = json!({
+        "Name": "loop",
+        "Addr": second.proc.addr().to_string(),
+        "RequiredServices": ["svc"],
+    });
+    let (status, body) = first
+        .request(Method::POST, "/services", loop_record.to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let svc = FakeService::start(Behaviour::Healthy).await;
+    first.register(&svc.record("svc", &[])).await;
+
+    // Once the notification is settled, one way or the other ...
+    eventually(
+        "the notification to the second registry settles",
+        || async {
+            notifications(&first, "delivered").await + notifications(&first, "failed").await > 0
+        },
+    )
+    .await;
+    // ... it was refused, not taken for a registration of svc.
+    assert_eq!(second.services().await, json!({}));
+    assert_eq!(notifications(&first, "failed").await, 1);
+    assert!(
+        second
+            .proc
+            .log()
+            .contains("refused a registry's notification")
+    );
 }

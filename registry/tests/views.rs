@@ -58,3 +58,48 @@ async fn views_are_json() {
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
     assert_eq!(registry.services().await, json!({}));
 }
+
+#[tokio::test]
+async fn a_service_is_found_by_its_percent_encoded_name() {
+    let registry = RegistryProcess::start(NO_HEARTBEAT);
+    for (name, port) in [
+        ("ünï日本", 1),
+        ("a?b", 2),
+        ("c#d", 3),
+        ("e%f", 4),
+        ("log", 5),
+    ] {
+        let record = json!({"Name": name, "Addr": format!("127.0.0.1:{port}")});
+        let (status, body) = registry
+            .request(Method::POST, "/services", record.to_string())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+    }
+    for (path, name) in [
+        ("/services/%C3%BCn%C3%AF%E6%97%A5%E6%9C%AC", "ünï日本"),
+        ("/services/%c3%bcn%c3%af%e6%97%a5%e6%9c%ac", "ünï日本"),
+        ("/services/a%3Fb", "a?b"),
+        ("/services/c%23d", "c#d"),
+        ("/services/e%25f", "e%f"),
+        ("/services/%6Cog", "log"),
+        ("/services/log", "log"),
+    ] {
+        let (status, body) = registry.request(Method::GET, path, "").await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        let instances: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(instances[0]["Name"], name, "{path}: {body}");
+    }
+    // Not UTF-8 once decoded, or a '%' that is no escape: a one-line 400.
+    for path in [
+        "/services/%FF",
+        "/services/%C3",
+        "/services/a%2",
+        "/services/%zz",
+    ] {
+        let (status, reason) = registry.request(Method::GET, path, "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {reason}");
+        assert_eq!(reason.lines().count(), 1, "{reason:?}");
+    }
+    let (status, _) = registry.request(Method::GET, "/services/a%3Fc", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

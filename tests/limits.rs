@@ -338,7 +338,9 @@ fn first_answer_to_a_huge_declared_body(server: &Proc, path: &str) -> String {
     .unwrap();
     // Well under the default body timeout (30 s), which a server that
     // invites the body would wait for.
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut line = String::new();
     let _ = std::io::BufReader::new(stream).read_line(&mut line);
     line

@@ -265,7 +265,10 @@ mod tests {
         let negative = error(&format!("{service}max-instances = -1"));
         assert!(negative.contains("--max-instances"), "{negative}");
         let not_a_switch = error(&format!("{service}max-instances = true"));
-        assert!(not_a_switch.contains("key 'max-instances'"), "{not_a_switch}");
+        assert!(
+            not_a_switch.contains("key 'max-instances'"),
+            "{not_a_switch}"
+        );
         assert!(error("x = 1").contains("unknown top-level key 'x'"));
         assert!(error("[[service]").contains("not valid TOML"));
     }

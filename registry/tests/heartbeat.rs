@@ -139,9 +139,10 @@ async fn idle_clients_past_the_open_file_limit_leave_heartbeats_alone() {
     // Long enough for an eviction: FAST_HEARTBEATS give up on an instance
     // after 1 s + 2 × 200 ms.
     let before = live.heartbeats();
-    eventually("three more heartbeats with every descriptor asked for", || async {
-        live.heartbeats() >= before + 3
-    })
+    eventually(
+        "three more heartbeats with every descriptor asked for",
+        || async { live.heartbeats() >= before + 3 },
+    )
     .await;
     drop(idle);
     assert_eq!(registry.addrs_of("svc").await, [live.addr.as_str()]);

@@ -95,6 +95,17 @@ pub async fn send(
     token: &Token,
     max_answer: usize,
 ) -> Result<(StatusCode, Bytes), ClientError> {
+    let request = request(method, url, body, token)?;
+    send_request(http, request, timeout, max_answer).await
+}
+
+/// A request with `body` as JSON, when there is one, and the token, if any.
+pub fn request(
+    method: Method,
+    url: &str,
+    body: Bytes,
+    token: &Token,
+) -> Result<Request<Full<Bytes>>, ClientError> {
     let mut request = Request::builder().method(method).uri(url);
     if !body.is_empty() {
         request = request.header(header::CONTENT_TYPE, "application/json");
@@ -103,7 +114,7 @@ pub async fn send(
         .body(Full::new(body))
         .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
     token.attach(request.headers_mut());
-    send_request(http, request, timeout, max_answer).await
+    Ok(request)
 }
 
 /// Sends `request` and reads the whole answer, at most `max_answer` bytes
@@ -127,8 +138,9 @@ pub async fn send_request(
         .map_err(|_| ClientError::Timeout)?
 }
 
-/// Sends a service record as JSON: a registration, a deregistration or a
-/// notification, depending on the method and the URL.
+/// Sends a service record as JSON: a registration or a deregistration,
+/// depending on the method (the registry's notifications are marked, see
+/// `registry/src/notify.rs`).
 pub async fn send_record(
     http: &HttpClient,
     method: Method,

@@ -25,13 +25,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderValue, Method, Request, StatusCode, header};
-use http_body_util::Full;
+use http::{HeaderValue, Method, StatusCode};
 
 use crate::metrics::Metrics;
 use crate::store::table::Change;
-use protocol::http::{ClientError, HttpClient, MAX_ANSWER, send_request};
+use protocol::http::{ClientError, HttpClient, MAX_ANSWER, request, send_request};
 use protocol::locks::lock;
 use protocol::record::ServiceRecord;
 use protocol::token::Token;
@@ -259,14 +257,10 @@ async fn send_notification(
     token: &Token,
 ) -> Result<StatusCode, ClientError> {
     let json = serde_json::to_vec(record).map_err(|e| ClientError::Request(e.to_string()))?;
-    let mut request = Request::builder()
-        .method(method)
-        .uri(url)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(NOTIFICATION_HEADER, HeaderValue::from_static("1"))
-        .body(Full::new(Bytes::from(json)))
-        .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
-    token.attach(request.headers_mut());
+    let mut request = request(method, url, json.into(), token)?;
+    request
+        .headers_mut()
+        .insert(NOTIFICATION_HEADER, HeaderValue::from_static("1"));
     let (status, _answer) = send_request(http, request, timeout, MAX_ANSWER).await?;
     Ok(status)
 }

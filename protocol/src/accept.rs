@@ -16,8 +16,8 @@
 //! descriptors those calls need, and the registry would evict live
 //! instances whose heartbeats it could no longer send. So the soft limit is
 //! raised to the hard one at start (as Go's runtime does), and the
-//! connections served at once are capped to that limit less
-//! [`RESERVED_FDS`].
+//! connections served at once, over every listener of the process, are
+//! capped to that limit less [`RESERVED_FDS`].
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -29,7 +29,7 @@ use hyper::server::conn::http1;
 use hyper::service::HttpService;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
 use tokio::sync::Semaphore;
@@ -128,14 +128,21 @@ pub async fn serve<F, S>(
     <S::ResBody as Body>::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
-    let max_connections = connections_within_open_files(settings.max_connections);
-    let connections = Arc::new(Semaphore::new(max_connections));
+    let connections = Arc::new(Semaphore::new(settings.max_connections as usize));
+    let descriptors = descriptors(settings.max_connections);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = FIRST_BACKOFF;
     loop {
+        // One of this listener's connections, and one of the descriptors
+        // that every listener of the process shares.
+        let permits = async {
+            let own = connections.clone().acquire_owned().await?;
+            let shared = descriptors.clone().acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>((own, shared))
+        };
         let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
+            permits = permits => match permits {
+                Ok(permits) => permits,
                 Err(_closed) => break,
             },
             () = &mut shutdown => break,
@@ -177,21 +184,29 @@ pub async fn serve<F, S>(
     }
 }
 
-/// `wanted` connections, or fewer when the open-file limit (raised to its
-/// hard limit first) leaves less than that beside [`RESERVED_FDS`].
-fn connections_within_open_files(wanted: u32) -> usize {
-    let Some(limit) = raise_open_files_limit() else {
-        return wanted as usize;
-    };
+/// The descriptors that the connections of every listener of this process
+/// share: the open-file limit (raised to its hard limit first) less
+/// [`RESERVED_FDS`]. Says so when that is fewer than the `wanted`
+/// connections of a listener.
+fn descriptors(wanted: u32) -> Arc<Semaphore> {
+    static SHARED: OnceLock<(u64, Arc<Semaphore>)> = OnceLock::new();
+    let (limit, descriptors) = SHARED.get_or_init(|| {
+        let limit = raise_open_files_limit().unwrap_or(u64::MAX);
+        let room = limit.saturating_sub(RESERVED_FDS).max(1);
+        let permits = usize::try_from(room).map_or(Semaphore::MAX_PERMITS, |room| {
+            room.min(Semaphore::MAX_PERMITS)
+        });
+        (limit, Arc::new(Semaphore::new(permits)))
+    });
     let room = limit.saturating_sub(RESERVED_FDS).max(1);
-    if u64::from(wanted) <= room {
-        return wanted as usize;
+    if u64::from(wanted) > room {
+        tracing::warn!(
+            "the open-file limit is {limit} (ulimit -n): serving at most {room} connections at once \
+             over all listeners rather than --max-connections {wanted}, to keep {RESERVED_FDS} \
+             descriptors for calls and files"
+        );
     }
-    tracing::warn!(
-        "the open-file limit is {limit} (ulimit -n): serving at most {room} connections at once \
-         rather than --max-connections {wanted}, to keep {RESERVED_FDS} descriptors for calls and files"
-    );
-    room as usize
+    descriptors.clone()
 }
 
 /// Raises the soft limit on open files to the hard one; the limit now, or

@@ -15,8 +15,9 @@ use crate::record::ServiceRecord;
 /// The largest request body we accept (a record is a few hundred bytes).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// How much of an oversized body we still read and discard, so the client
-/// sees our `413` instead of a connection reset; past this we just close.
+/// How much past the bound an oversized body is still read and discarded,
+/// so that a client sending it whole sees our `413` instead of a
+/// connection reset; past this we just close.
 const DRAIN_LIMIT: usize = 16 * MAX_BODY;
 
 /// Why a request body was not usable.
@@ -50,15 +51,15 @@ pub async fn read_body(
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, BodyError> {
-    // A Content-Length over the bound is refused before a byte is read: a
-    // client that asked `Expect: 100-continue` gets the 413 instead of an
-    // invitation to send, and one already sending is drained only when
-    // what it declared is little.
+    // A Content-Length far over the bound is refused before a byte is
+    // read: a client that asked `Expect: 100-continue` gets the 413 instead
+    // of an invitation to send. One little over it is read and discarded,
+    // as a body found too big while it arrives is.
     if let Some(declared) = body.size_hint().exact()
         && declared > limit as u64
     {
-        if declared <= DRAIN_LIMIT as u64 {
-            let _ = tokio::time::timeout(timeout, drain(&mut body)).await;
+        if declared <= (limit + DRAIN_LIMIT) as u64 {
+            let _ = tokio::time::timeout(timeout, drain(&mut body, limit + DRAIN_LIMIT)).await;
         }
         return Err(BodyError::TooLarge(limit));
     }
@@ -74,7 +75,7 @@ pub async fn read_body(
         .unwrap_or(Err(BodyError::Timeout(timeout)));
     if let Err(BodyError::TooLarge(_)) = read {
         // Bounded too: a sender that trickles the rest is not waited for.
-        let _ = tokio::time::timeout(timeout, drain(&mut body)).await;
+        let _ = tokio::time::timeout(timeout, drain(&mut body, DRAIN_LIMIT)).await;
     }
     read
 }
@@ -119,11 +120,12 @@ fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Res
     response
 }
 
-async fn drain(body: &mut Incoming) {
+/// Reads and discards what is left of `body`, `at_most` bytes of it.
+async fn drain(body: &mut Incoming, at_most: usize) {
     let mut drained = 0;
     while let Some(Ok(frame)) = body.frame().await {
         drained += frame.data_ref().map_or(0, Bytes::len);
-        if drained > DRAIN_LIMIT {
+        if drained > at_most {
             break;
         }
     }

@@ -92,30 +92,32 @@ impl Hosts {
         let mut hosts: Vec<Host> = Vec::with_capacity(services.len());
         for (n, cli) in services.into_iter().enumerate() {
             // `services.toml: service 2 (plugins/visit.wasm)`, as the
-            // errors of the file itself name a service.
+            // errors of the file itself name a service; a host of one
+            // `--plugin` names none.
+            let plugin = cli.plugin_path().display().to_string();
             let label = match &cli.config {
-                Some(file) => format!(
-                    "{}: service {} ({})",
-                    file.display(),
-                    n + 1,
-                    cli.plugin_path().display()
-                ),
-                None => format!("service {} ({})", n + 1, cli.plugin_path().display()),
+                Some(file) => Some(format!("{}: service {} ({plugin})", file.display(), n + 1)),
+                None => several.then(|| format!("service {} ({plugin})", n + 1)),
             };
-            let cli_named_a_file = cli.config.is_some();
             // The metrics address is host-wide: one listener serves them all.
             let host = Host::start_with(cli, &common, n == 0).await;
-            let host = if several || cli_named_a_file {
-                host.with_context(|| label.clone())?
-            } else {
-                host?
+            let host = match &label {
+                Some(label) => host.context(label.clone())?,
+                None => host?,
             };
+            // The check a swap makes too: only another service can have the
+            // name, so a host of one service always passes it.
             let name = host.app.active().env.name.clone();
-            if hosts.iter().any(|h| h.app.active().env.name == name) {
-                bail!(
-                    "{label}: another service of this host is named '{name}' (give one of them another `name = \"...\"`)"
-                );
-            }
+            let _claimed = common
+                .local
+                .claim(&host.app, &name)
+                .await
+                .map_err(|taken| {
+                    anyhow!(
+                        "{}: {taken} (give one of them another `name = \"...\"`)",
+                        label.as_deref().unwrap_or_default()
+                    )
+                })?;
             hosts.push(host);
         }
         Ok(Hosts(hosts))

@@ -100,7 +100,7 @@ pub async fn send(
 }
 
 /// A request with `body` as JSON, when there is one, and the token, if any.
-pub fn request(
+fn request(
     method: Method,
     url: &str,
     body: Bytes,
@@ -149,8 +149,19 @@ pub async fn send_record(
     timeout: Duration,
     token: &Token,
 ) -> Result<(StatusCode, Bytes), ClientError> {
+    let request = record_request(method, url, record, token)?;
+    send_request(http, request, timeout, MAX_ANSWER).await
+}
+
+/// A request carrying `record` as JSON, and the token, if any.
+pub fn record_request(
+    method: Method,
+    url: &str,
+    record: &ServiceRecord,
+    token: &Token,
+) -> Result<Request<Full<Bytes>>, ClientError> {
     let json = serde_json::to_vec(record).map_err(|e| ClientError::Request(e.to_string()))?;
-    send(http, method, url, json.into(), timeout, token, MAX_ANSWER).await
+    request(method, url, json.into(), token)
 }
 
 /// An error with its causes on one line: hyper's errors say little at the

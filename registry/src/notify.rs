@@ -29,7 +29,7 @@ use http::{HeaderValue, Method, StatusCode};
 
 use crate::metrics::Metrics;
 use crate::store::table::Change;
-use protocol::http::{ClientError, HttpClient, MAX_ANSWER, request, send_request};
+use protocol::http::{ClientError, HttpClient, MAX_ANSWER, record_request, send_request};
 use protocol::locks::lock;
 use protocol::record::ServiceRecord;
 use protocol::token::Token;
@@ -204,6 +204,22 @@ impl Shared {
         }
     }
 
+    /// Sends one notification, marked with [`NOTIFICATION_HEADER`] (and the
+    /// token, if any), and reads the whole answer, all within the timeout.
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        record: &ServiceRecord,
+    ) -> Result<StatusCode, ClientError> {
+        let mut request = record_request(method, url, record, &self.token)?;
+        request
+            .headers_mut()
+            .insert(NOTIFICATION_HEADER, HeaderValue::from_static("1"));
+        let (status, _answer) = send_request(&self.http, request, self.timeout, MAX_ANSWER).await?;
+        Ok(status)
+    }
+
     async fn deliver(&self, url: &str, notification: Notification) {
         let Notification {
             method,
@@ -211,15 +227,7 @@ impl Shared {
             queued,
         } = notification;
         for attempt in 1..=NOTIFY_ATTEMPTS {
-            let sent = send_notification(
-                &self.http,
-                method.clone(),
-                url,
-                &record,
-                self.timeout,
-                &self.token,
-            );
-            match sent.await {
+            match self.send(method.clone(), url, &record).await {
                 Ok(status) if status.is_success() => {
                     self.metrics.notification_delivered(queued.elapsed());
                     tracing::debug!(%method, url, name = record.name, addr = record.addr, "notified");
@@ -244,25 +252,6 @@ impl Shared {
             "giving up notifying after {NOTIFY_ATTEMPTS} attempts"
         );
     }
-}
-
-/// Sends one notification, marked with [`NOTIFICATION_HEADER`] (and the
-/// token, if any), and reads the whole answer, all within `timeout`.
-async fn send_notification(
-    http: &HttpClient,
-    method: Method,
-    url: &str,
-    record: &ServiceRecord,
-    timeout: Duration,
-    token: &Token,
-) -> Result<StatusCode, ClientError> {
-    let json = serde_json::to_vec(record).map_err(|e| ClientError::Request(e.to_string()))?;
-    let mut request = request(method, url, json.into(), token)?;
-    request
-        .headers_mut()
-        .insert(NOTIFICATION_HEADER, HeaderValue::from_static("1"));
-    let (status, _answer) = send_request(http, request, timeout, MAX_ANSWER).await?;
-    Ok(status)
 }
 
 #[cfg(test)]

@@ -189,17 +189,16 @@ pub async fn serve<F, S>(
 /// [`RESERVED_FDS`]. Says so when that is fewer than the `wanted`
 /// connections of a listener.
 fn descriptors(wanted: u32) -> Arc<Semaphore> {
-    static SHARED: OnceLock<(u64, Arc<Semaphore>)> = OnceLock::new();
-    let (limit, descriptors) = SHARED.get_or_init(|| {
+    static SHARED: OnceLock<(u64, u64, Arc<Semaphore>)> = OnceLock::new();
+    let (limit, room, descriptors) = SHARED.get_or_init(|| {
         let limit = raise_open_files_limit().unwrap_or(u64::MAX);
         let room = limit.saturating_sub(RESERVED_FDS).max(1);
         let permits = usize::try_from(room).map_or(Semaphore::MAX_PERMITS, |room| {
             room.min(Semaphore::MAX_PERMITS)
         });
-        (limit, Arc::new(Semaphore::new(permits)))
+        (limit, room, Arc::new(Semaphore::new(permits)))
     });
-    let room = limit.saturating_sub(RESERVED_FDS).max(1);
-    if u64::from(wanted) > room {
+    if u64::from(wanted) > *room {
         tracing::warn!(
             "the open-file limit is {limit} (ulimit -n): serving at most {room} connections at once \
              over all listeners rather than --max-connections {wanted}, to keep {RESERVED_FDS} \

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 use protocol::accept::ServeSettings;
-use protocol::duration::{self, DAY, HOUR, MILLISECOND};
-
-const MINUTE: Duration = Duration::from_secs(60);
+use protocol::duration::{self, DAY, HOUR, MILLISECOND, MINUTE};
 
 #[derive(Clone, Debug, Args)]
 pub struct Config {
@@ -72,15 +70,18 @@ pub struct Config {
     pub serve: ServeSettings,
 }
 
+/// The registry's flags on a command line of their own: what the defaults
+/// and the tests parse.
+#[derive(Parser)]
+struct Flags {
+    #[command(flatten)]
+    config: Config,
+}
+
 impl Default for Config {
     /// The defaults written on the flags above, so they live in one place.
     fn default() -> Self {
-        #[derive(Parser)]
-        struct Defaults {
-            #[command(flatten)]
-            config: Config,
-        }
-        Defaults::parse_from(["registry"]).config
+        Flags::parse_from(["registry"]).config
     }
 }
 
@@ -158,24 +159,14 @@ mod tests {
 
     #[test]
     fn rejects_zero_and_huge_intervals() {
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            config: Config,
-        }
         for bad in ["0s", "10000000y"] {
-            assert!(Cli::try_parse_from(["registry", "--heartbeat-interval", bad]).is_err());
+            assert!(Flags::try_parse_from(["registry", "--heartbeat-interval", bad]).is_err());
         }
     }
 
     #[test]
     fn every_bound_is_enforced_and_stated_in_help() {
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            config: Config,
-        }
-        let parse = |flag: &str, value: &str| Cli::try_parse_from(["registry", flag, value]);
+        let parse = |flag: &str, value: &str| Flags::try_parse_from(["registry", flag, value]);
         for (flag, refused, accepted) in [
             (
                 "--heartbeat-interval",
@@ -213,7 +204,7 @@ mod tests {
                 assert!(parse(flag, value).is_ok(), "{flag} {value}");
             }
         }
-        let help = <Cli as clap::CommandFactory>::command()
+        let help = <Flags as clap::CommandFactory>::command()
             .render_help()
             .to_string();
         for range in [
@@ -234,18 +225,13 @@ mod tests {
 
     #[test]
     fn a_token_no_header_can_carry_is_refused() {
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            config: Config,
-        }
         for bad in ["", "sécret", "s3 cret"] {
             assert!(
-                Cli::try_parse_from(["registry", "--token", bad]).is_err(),
+                Flags::try_parse_from(["registry", "--token", bad]).is_err(),
                 "{bad:?}"
             );
         }
-        let cli = Cli::try_parse_from(["registry", "--token", "s3cret"]).unwrap();
+        let cli = Flags::try_parse_from(["registry", "--token", "s3cret"]).unwrap();
         assert_eq!(cli.config.token.as_deref(), Some("s3cret"));
     }
 }

@@ -345,33 +345,29 @@ fn services_of_a_multi_service_host_reach_and_are_reached_through_the_registry()
 fn a_bad_config_is_refused_naming_the_file_the_service_and_the_key() {
     let dir = TempDir::new("multi-bad");
     let config = dir.path().join("bad.toml");
-    let service = ServiceSpec::new(&plugin("visit")).option("request-timeout", "0s");
-    std::fs::write(&config, harness::config_text(&[service])).unwrap();
-    let mut host = harness::Launch::new("host", harness::binary("host"))
-        .arg("--config")
-        .arg(&config)
-        .spawn()
-        .unwrap();
-    let status = host.wait_exit(SETTLE).expect("a bad config ends the host");
-    assert!(!status.success());
-    let log = host.log();
+    // The log of a host started on `services`, which must refuse them.
+    let refused = |services: &[ServiceSpec]| {
+        std::fs::write(&config, harness::config_text(services)).unwrap();
+        let mut host = harness::Launch::new("host", harness::binary("host"))
+            .arg("--config")
+            .arg(&config)
+            .spawn()
+            .unwrap();
+        let status = host.wait_exit(SETTLE).expect("a bad config ends the host");
+        assert!(!status.success());
+        host.log()
+    };
+
+    let log = refused(&[ServiceSpec::new(&plugin("visit")).option("request-timeout", "0s")]);
     assert!(log.contains("bad.toml"), "{log}");
     assert!(log.contains("service 1"), "{log}");
     assert!(log.contains("--request-timeout"), "{log}");
 
     // What is found wrong only at start names the file too.
-    let twice = [
+    let log = refused(&[
         ServiceSpec::new(&plugin("visit")),
         ServiceSpec::new(&plugin("visit")),
-    ];
-    std::fs::write(&config, harness::config_text(&twice)).unwrap();
-    let mut host = harness::Launch::new("host", harness::binary("host"))
-        .arg("--config")
-        .arg(&config)
-        .spawn()
-        .unwrap();
-    assert!(!host.wait_exit(SETTLE).expect("ends").success());
-    let log = host.log();
+    ]);
     assert!(
         log.contains("bad.toml: service 2") && log.contains("is named 'visit'"),
         "{log}"

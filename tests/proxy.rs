@@ -131,14 +131,20 @@ fn a_big_streamed_answer_never_sits_whole_in_host_memory() {
     );
 }
 
-#[test]
-fn max_body_bounds_what_a_proxy_component_is_sent() {
+/// The hello component, with `--max-body 1KiB`, and its registry.
+fn hello_with_a_1kib_bound() -> (Proc, Proc) {
     let registry = Proc::registry(&[]);
     let host = Proc::host(
         &hello(),
         &registry,
         &["--name", "hello", "--max-body", "1KiB"],
     );
+    (registry, host)
+}
+
+#[test]
+fn max_body_bounds_what_a_proxy_component_is_sent() {
+    let (_registry, host) = hello_with_a_1kib_bound();
     let reply = send("POST", &host.url("/echo"), &[], &[b'a'; 1024]).unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body.len(), 1024);
@@ -153,12 +159,7 @@ fn max_body_bounds_what_a_proxy_component_is_sent() {
 /// silent close.
 #[test]
 fn a_streamed_body_over_max_body_fails_visibly() {
-    let registry = Proc::registry(&[]);
-    let host = Proc::host(
-        &hello(),
-        &registry,
-        &["--name", "hello", "--max-body", "1KiB"],
-    );
+    let (_registry, host) = hello_with_a_1kib_bound();
     let mut cut_short = 0;
     for _ in 0..5 {
         let mut stream = TcpStream::connect(host.addr()).unwrap();

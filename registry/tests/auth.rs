@@ -9,11 +9,16 @@ use protocol::http::{http_client, send_record};
 use protocol::record::ServiceRecord;
 use protocol::token::Token;
 
+/// A registry with `--token token`, sending no heartbeats.
+fn registry_with_token(token: &str) -> RegistryProcess {
+    let mut args = NO_HEARTBEAT.to_vec();
+    args.extend(["--token", token]);
+    RegistryProcess::start(&args)
+}
+
 #[tokio::test]
 async fn writes_without_the_token_answer_401() {
-    let mut args = NO_HEARTBEAT.to_vec();
-    args.extend(["--token", "s3cret"]);
-    let registry = RegistryProcess::start(&args);
+    let registry = registry_with_token("s3cret");
     let url = registry.url("/services");
     let record = ServiceRecord::new("log", "127.0.0.1:9", Vec::new());
     let http = http_client();
@@ -40,9 +45,7 @@ async fn writes_without_the_token_answer_401() {
 
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
-    let mut args = NO_HEARTBEAT.to_vec();
-    args.extend(["--token", "s3cret"]);
-    let registry = RegistryProcess::start(&args);
+    let registry = registry_with_token("s3cret");
     let url = registry.url("/services");
     let client = harness::http::Client::new();
     for (port, scheme) in [(1, "bearer"), (2, "BEARER"), (3, "BeArEr")] {

@@ -18,12 +18,17 @@ use crate::{poll_until, send};
 /// How long a cluster may take to elect a leader, on a loaded machine.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The etcd binary to run: `SPARROW_ETCD`, or else `etcd` on `PATH`.
+pub fn find_etcd() -> Option<PathBuf> {
+    match std::env::var_os("SPARROW_ETCD") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => crate::on_path("etcd"),
+    }
+}
+
 /// The etcd binary the tests run.
 pub fn etcd_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("SPARROW_ETCD") {
-        return PathBuf::from(path);
-    }
-    crate::on_path("etcd").unwrap_or_else(|| {
+    find_etcd().unwrap_or_else(|| {
         panic!(
             "etcd is not installed: run the tests with `cargo xtask test`, which installs it, \
              or set SPARROW_ETCD to an etcd 3.4+ binary"

@@ -190,8 +190,5 @@ impl Etcd {
 }
 
 fn etcd_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("SPARROW_ETCD") {
-        return Ok(PathBuf::from(path));
-    }
-    harness::on_path("etcd").context("no etcd binary (set SPARROW_ETCD, or install etcd 3.4+)")
+    harness::etcd::find_etcd().context("no etcd binary (set SPARROW_ETCD, or install etcd 3.4+)")
 }

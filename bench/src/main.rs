@@ -66,11 +66,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The baseline: a plain hyper server answering like the echo stub.
+    /// The baseline: a plain hyper server answering like the echo stub,
+    /// or with `--next` forwarding to the next server of a chain.
     #[command(hide = true)]
     ServeBaseline {
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: SocketAddr,
+        #[arg(long)]
+        next: Option<SocketAddr>,
     },
 }
 
@@ -129,8 +132,8 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    if let Some(Command::ServeBaseline { addr }) = cli.command {
-        return runtime.block_on(baseline::serve(addr));
+    if let Some(Command::ServeBaseline { addr, next }) = cli.command {
+        return runtime.block_on(baseline::serve(addr, next));
     }
     let settings = Settings::new(&cli)?;
     let cases = if cli.cases.is_empty() {

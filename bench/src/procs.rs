@@ -56,6 +56,22 @@ pub fn baseline(settings: &Settings) -> anyhow::Result<Proc> {
         .start()
 }
 
+/// Three plain hyper processes in a row, two proxies in front of an echo
+/// (see `baseline`): what a chain of three HTTP services costs here without
+/// Sparrow. The front one comes first.
+pub fn baseline_chain(settings: &Settings) -> anyhow::Result<[Proc; 3]> {
+    let proxy = |next: &Proc| {
+        Launch::new("baseline-proxy", &settings.self_exe)
+            .args(["serve-baseline", "--addr", "127.0.0.1:0"])
+            .args(["--next", &next.addr().to_string()])
+            .start()
+    };
+    let leaf = baseline(settings)?;
+    let middle = proxy(&leaf)?;
+    let front = proxy(&middle)?;
+    Ok([front, middle, leaf])
+}
+
 /// Raises the soft open-file limit to the hard one: the registry case keeps
 /// one listener per fake instance. Children inherit the raised limit.
 pub fn raise_fd_limit() {

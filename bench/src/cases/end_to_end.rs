@@ -4,9 +4,10 @@
 //! load sent to the visit host directly (visit + log, without the gateway
 //! hop). Then the same three services in one host process (`cargo xtask up
 //! --one-host`, calls between them in process), and both against the plain
-//! hyper server of `host-overhead` and against the seed, the Go system
-//! Sparrow reimplements, loaded the same way through its own gateway (see
-//! `seed`).
+//! hyper server of `host-overhead`, against three plain hyper processes
+//! chained (two proxies and an echo: the most any three processes can do
+//! here, see `baseline`) and against the seed, the Go system Sparrow
+//! reimplements, loaded the same way through its own gateway (see `seed`).
 //!
 //! The machine's speed drifts by a fifth over tens of seconds (measured:
 //! one process served 13,000 to 18,000 req/s in consecutive 2 s windows), so
@@ -73,6 +74,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     let one_gateway = services[2].addr.parse()?;
 
     let baseline = procs::baseline(settings)?;
+    let chain = procs::baseline_chain(settings)?;
+    let chain_pids = chain.each_ref().map(harness::Proc::pid);
     // Without the seed the case still runs; its rows say why it is missing.
     let seed = match Seed::start(&settings.seed) {
         Ok(seed) => ready(&format!("http://{}{}", seed.gateway, seed::VISIT_PATH))
@@ -91,7 +94,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         measure: settings.measure / ROUNDS,
     };
     let (mut one, mut three, mut hyper) = (Rounds::default(), Rounds::default(), Rounds::default());
-    let mut go = Rounds::default();
+    let (mut go, mut hyper_chain) = (Rounds::default(), Rounds::default());
     for _ in 0..ROUNDS {
         three.add(with_cpu(&three_hosts, round, load(gateway.addr(), "/visit/", round)).await?);
         one.add(
@@ -103,6 +106,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             .await?,
         );
         hyper.add((load(baseline.addr(), "/", round).await?, Duration::ZERO));
+        hyper_chain
+            .add(with_cpu(&chain_pids, round, load(chain[0].addr(), "/visit/", round)).await?);
         if let Ok(seed) = &seed {
             go.add(
                 with_cpu(
@@ -139,6 +144,22 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         &hyper,
         "one process: gateway→visit→log (vs hyper)",
     ));
+    rows.push(against(
+        &hyper_chain,
+        &hyper,
+        "three plain hyper processes chained (vs hyper): the ceiling of any three",
+    ));
+    rows.push(against(
+        &three,
+        &hyper_chain,
+        "three processes vs three plain hyper processes chained: throughput",
+    ));
+    rows.push(Row::durations(
+        CASE,
+        "three processes vs three plain hyper processes chained: CPU per request",
+        three.cpu_per_request(),
+        hyper_chain.cpu_per_request(),
+    ));
     rows.push(against(&one, &three, "one process vs three: throughput"));
     for p in [50.0, 99.0] {
         rows.push(Row::durations(
@@ -156,11 +177,23 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     ));
     rows.push(Row::new(
         CASE,
-        "errors (one process / hyper)",
-        format!("{} / {}", one_all.errors, hyper_all.errors),
+        "errors (one process / hyper / hyper chained)",
+        format!(
+            "{} / {} / {}",
+            one_all.errors,
+            hyper_all.errors,
+            hyper_chain.outcome().errors
+        ),
     ));
     match &seed {
-        Ok(_) => rows.extend(against_seed(&one, &three, &three_all, &hyper, &go)),
+        Ok(_) => rows.extend(against_seed(
+            &one,
+            &three,
+            &three_all,
+            &hyper,
+            &hyper_chain,
+            &go,
+        )),
         Err(e) => rows.push(Row::new(
             CASE,
             "the seed (Go)",
@@ -178,6 +211,7 @@ fn against_seed(
     three: &Rounds,
     three_all: &Outcome,
     hyper: &Rounds,
+    hyper_chain: &Rounds,
     go: &Rounds,
 ) -> Vec<Row> {
     let go_all = go.outcome();
@@ -197,6 +231,11 @@ fn against_seed(
             go.cpu_per_request(),
         ),
         against(go, hyper, "the seed (Go): gateway→visit→log (vs hyper)"),
+        against(
+            go,
+            hyper_chain,
+            "the seed (Go) vs three plain hyper processes chained",
+        ),
         Row::new(CASE, "errors (the seed)", go_all.errors.to_string()),
     ]
 }

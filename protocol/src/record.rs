@@ -97,6 +97,12 @@ pub enum RecordError {
     BadAddr(String),
     #[error("Addr {0:?} has no valid port (1-65535, in digits, no leading zero)")]
     BadPort(String),
+    /// An IPv6 address in another spelling than its canonical one: both
+    /// would name the same instance.
+    #[error(
+        "Addr {given:?} spells its IPv6 address another way than {canonical:?} (RFC 5952: lower case, zeros compressed)"
+    )]
+    NotCanonical { given: String, canonical: String },
     #[error("Addr {0:?} is an unspecified address, which other services cannot connect to")]
     Unspecified(String),
     #[error("RequiredServices entry {0:?} is not a service name")]
@@ -208,7 +214,13 @@ fn check_addr(addr: &str) -> Result<(), RecordError> {
         // not `[0:0::1]` or `[::0001]`.
         Host::V6(text) => match text.parse::<Ipv6Addr>() {
             Ok(ip) if ip.to_string() == text => ip.is_unspecified(),
-            _ => return Err(bad_addr()),
+            Ok(ip) => {
+                return Err(RecordError::NotCanonical {
+                    given: addr.to_owned(),
+                    canonical: format!("[{ip}]:{port}"),
+                });
+            }
+            Err(_) => return Err(bad_addr()),
         },
         Host::Other(host) if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') => host
             .parse::<Ipv4Addr>()
@@ -381,9 +393,6 @@ mod tests {
             "[::1]x:80",
             "[]:80",
             "[h]:80",
-            "[0:0::1]:80",
-            "[::0001]:80",
-            "[2001:DB8::1]:80",
             long_label.as_str(),
             long_name.as_str(),
         ] {
@@ -392,6 +401,22 @@ mod tests {
                 "{bad}: {:?}",
                 record("a", bad).validate()
             );
+        }
+        for (given, canonical) in [
+            ("[0:0::1]:80", "[::1]:80"),
+            ("[::0001]:80", "[::1]:80"),
+            ("[2001:DB8::1]:80", "[2001:db8::1]:80"),
+            ("[2001:db8:0:0:0:0:0:1]:443", "[2001:db8::1]:443"),
+        ] {
+            let refused = record("a", given).validate().unwrap_err();
+            assert_eq!(
+                refused,
+                RecordError::NotCanonical {
+                    given: given.into(),
+                    canonical: canonical.into()
+                }
+            );
+            assert!(refused.to_string().contains(canonical), "{refused}");
         }
         for bad in [
             "127.0.0.62:045110",

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{Launch, Proc, TempDir, binary, get, post, send, stub};
+use harness::{Launch, Proc, Signal, TempDir, binary, get, post, send, stub};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -82,6 +82,59 @@ fn heartbeat_is_answered_by_the_host() {
     let (_registry, host) = echo_host(&[]);
     assert_eq!(get(&host.url("/heart-beat")).status, 200);
     assert_eq!(post(&host.url("/heart-beat"), b"").status, 405);
+}
+
+/// A stop while the host still tries to register (here with a registry
+/// that is not there) ends it at once, cleanly.
+#[test]
+fn a_stop_while_registering_exits_zero() {
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut host = Launch::new("host", binary("host"))
+            .arg("--plugin")
+            .arg(stub("plain-echo"))
+            .args(["--addr", "127.0.0.1:0", "--registry-wait", "60s"])
+            // Nothing listens on port 9 of loopback in a test machine.
+            .args(["--registry", "http://127.0.0.1:9"])
+            .start()
+            .unwrap();
+        assert!(
+            host.wait_for_log("registration failed; retrying", EXIT_TIMEOUT),
+            "{}",
+            host.log()
+        );
+        host.signal(signal).unwrap();
+        let status = host.wait_exit(EXIT_TIMEOUT).expect("host exits");
+        assert!(status.success(), "{signal}: {status}\n{}", host.log());
+        assert!(!host.log().contains("panicked"), "{}", host.log());
+    }
+}
+
+/// A registry that refuses the record (here: the host advertises the
+/// registry's own address) ends the start at once, with the registry's
+/// reason, instead of after `--registry-wait` of retries.
+#[test]
+fn a_registration_the_registry_refuses_ends_the_start_with_its_reason() {
+    let registry = Proc::registry(&[]);
+    let started = Instant::now();
+    let line = refused_start(&[
+        "--plugin",
+        stub("plain-echo").to_str().unwrap(),
+        "--addr",
+        "127.0.0.1:0",
+        "--advertise",
+        &registry.addr().to_string(),
+        "--registry",
+        &registry.url(""),
+        "--registry-wait",
+        "60s",
+    ]);
+    assert!(
+        line.contains("registration refused")
+            && line.contains("status 400")
+            && line.contains("own address"),
+        "{line}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "{line}");
 }
 
 /// Starts a host that must refuse to start, and returns its last log line.

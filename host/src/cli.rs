@@ -168,8 +168,9 @@ pub struct Cli {
     #[command(flatten)]
     pub serve: ServeSettings,
 
-    /// How long to keep trying to register at start before giving up; 0s to
-    /// 1d.
+    /// How long to keep trying to register at start while no registry
+    /// answers, before giving up (a registry's refusal ends the start at
+    /// once); 0s to 1d.
     #[arg(long, default_value = "30s", value_parser = duration::within(Duration::ZERO, DAY))]
     pub registry_wait: Duration,
 

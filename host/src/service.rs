@@ -297,10 +297,15 @@ impl Host {
                 return Err(e);
             }
             // From now on a registry that forgets us is told again.
-            Some(Ok(())) => Some(tokio::spawn(keep_registered(app.clone(), &cli))),
+            Some(Ok(())) => {
+                let watchdog = tokio::spawn(keep_registered(app.clone(), &cli));
+                stopped.await;
+                Some(watchdog)
+            }
+            // Told to stop while registering: `stopped` has completed, and
+            // a completed future must not be awaited again.
             None => None,
         };
-        stopped.await;
         tracing::info!("shutting down");
         // Other processes stop calling it; those of this process still do,
         // in process, until every service of the process has drained.

@@ -37,11 +37,50 @@ pub enum ClientError {
     Request(String),
     #[error("answered status {0}")]
     Status(u16),
+    /// A 4xx answer other than 408 and 429: asking again the same way gets
+    /// the same answer.
+    #[error("refused with status {status}: {reason}")]
+    Refused { status: u16, reason: String },
     #[error("unusable answer: {0}")]
     BadAnswer(String),
     #[error("bad URL: {0}")]
     BadUrl(String),
 }
+
+impl ClientError {
+    /// What a non-200 answer means: a refusal when retrying cannot change
+    /// it, with the first line of its reason (at most [`MAX_REASON`]
+    /// characters); else only its status.
+    pub fn from_answer(status: StatusCode, body: &[u8]) -> Self {
+        let final_answer = status.is_client_error()
+            && status != StatusCode::REQUEST_TIMEOUT
+            && status != StatusCode::TOO_MANY_REQUESTS;
+        if !final_answer {
+            return ClientError::Status(status.as_u16());
+        }
+        let text = String::from_utf8_lossy(body);
+        let reason: String = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .take(MAX_REASON)
+            .collect();
+        ClientError::Refused {
+            status: status.as_u16(),
+            reason,
+        }
+    }
+
+    /// Whether asking again the same way would get the same answer.
+    pub fn is_final(&self) -> bool {
+        matches!(self, ClientError::Refused { .. })
+    }
+}
+
+/// The most characters of a refusal's reason that an error repeats.
+pub const MAX_REASON: usize = 200;
 
 /// What a failed exchange means for a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -80,7 +80,7 @@ impl RegistryClient {
         )
         .await?;
         if status != StatusCode::OK {
-            return Err(ClientError::Status(status.as_u16()));
+            return Err(ClientError::from_answer(status, &answer));
         }
         Ok(answer)
     }

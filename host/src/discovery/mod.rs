@@ -19,6 +19,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use protocol::body::{MAX_BODY, read_record, text_response};
+use protocol::http::ClientError;
 use protocol::locks::{lock, read, write};
 use protocol::record::{Instances, ServiceRecord};
 use protocol::registry_client::RegistryClient;
@@ -134,7 +135,15 @@ impl Discovery {
                 }
                 Err(e) => {
                     tracing::debug!(registry = client.base_url(), error = %e, "registry did not answer");
-                    last_error = Some(anyhow::anyhow!("registry {}: {e}", client.base_url()));
+                    let final_answer = e.is_final();
+                    let e =
+                        anyhow::Error::new(e).context(format!("registry {}", client.base_url()));
+                    // Replicas share their table and settings: what one
+                    // refuses, all do.
+                    if final_answer {
+                        return Err(e);
+                    }
+                    last_error = Some(e);
                 }
             }
         }
@@ -178,6 +187,7 @@ impl Discovery {
                     );
                     return Ok(());
                 }
+                Err(e) if refused(&e) => return Err(e.context("registration refused")),
                 Err(e) if started.elapsed().saturating_add(backoff) > wait => bail!(
                     "no registry of {} accepted the registration within {}: {e:#}",
                     self.registries(),
@@ -244,6 +254,15 @@ impl Discovery {
 }
 
 /// The part of a registration answer this instance may use.
+/// Whether a registry refused the registration for good (a 4xx answer
+/// other than 408 and 429): the record or the token is wrong, and trying
+/// again for `--registry-wait` would only hide why.
+fn refused(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<ClientError>()
+        .is_some_and(ClientError::is_final)
+}
+
 fn required_only(record: &ServiceRecord, mut instances: Instances) -> Instances {
     instances.retain(|name, _| record.requires(name));
     instances

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harness::etcd::{EtcdCluster, host_of, leader_of, registry_replica};
 use harness::load::Load;
-use harness::{Proc, TempDir, get, plugin, poll_until, registered, send};
+use harness::{Proc, Signal, TempDir, get, plugin, poll_until, registered, send, stub};
 use http_body_util::{BodyExt, Full};
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -150,6 +150,89 @@ fn killing_the_leading_replica_fails_no_request_and_the_other_takes_over() {
                 && failure.at < log_killed_at + Duration::from_secs(1),
             "{}",
             fail_with(&failures, ok)
+        );
+    }
+}
+
+/// A leader paused past its lease resumes believing it leads, and its sweep
+/// runs on before it learns otherwise, with heartbeats that fail: the hosts
+/// closed its idle connections meanwhile. Its evictions are fenced by its
+/// lease, so it evicts nothing.
+#[test]
+fn a_leader_paused_past_its_lease_evicts_nothing_when_it_resumes() {
+    let etcd = EtcdCluster::start(3);
+    // One failed heartbeat evicts: no second attempt on a new connection
+    // comes to the rescue. Sweeps every 0.5 s keep the connections of a
+    // running leader busy, so that only a pause leaves them idle for long.
+    let flags = ["--heartbeat-attempts", "1", "--heartbeat-interval", "500ms"];
+    let replicas: Vec<Proc> = (0..2)
+        .map(|_| registry_replica(&etcd, &free_addr(), &flags))
+        .collect();
+    let refs: Vec<&Proc> = replicas.iter().collect();
+    // Idle connections close after 1 s, so a registry paused longer finds
+    // its pooled ones closed when it resumes.
+    let hosts: Vec<Proc> = (0..6)
+        .map(|n| {
+            let name = format!("echo{n}");
+            host_of(
+                &stub("plain-echo"),
+                &refs,
+                &["--name", &name, "--header-timeout", "1s"],
+            )
+        })
+        .collect();
+    let heartbeats_ok = |replica: &Proc| -> u64 {
+        let metrics = get(&replica.url("/metrics")).text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sparrow_registry_heartbeats_total{result=\"ok\"} "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    // Each round pauses the leader of the time; a deposed leader's
+    // eviction races with its learning that it lost, so one round alone
+    // would not always show one.
+    for round in 0..3 {
+        assert!(poll_until(SETTLE, || leader_of(&refs).is_some()));
+        let leader = leader_of(&refs).unwrap();
+        let other = 1 - leader;
+        // Past a sweep, so that the leader holds a pooled connection to
+        // each host.
+        let before = heartbeats_ok(&replicas[leader]);
+        assert!(poll_until(SETTLE, || heartbeats_ok(&replicas[leader])
+            >= before + hosts.len() as u64));
+        let stepped_down = |replica: &Proc| replica.log().matches("no longer leading").count();
+        let stepped_down_before = stepped_down(&replicas[leader]);
+        replicas[leader].signal(Signal::SIGSTOP).unwrap();
+        assert!(
+            poll_until(SETTLE, || leader_of(&[&replicas[other]]).is_some()),
+            "{}",
+            replicas[other].log()
+        );
+        replicas[leader].signal(Signal::SIGCONT).unwrap();
+        assert!(
+            poll_until(SETTLE, || stepped_down(&replicas[leader])
+                > stepped_down_before),
+            "{}",
+            replicas[leader].log()
+        );
+        // What the deposed leader did between its resumption and then.
+        for (n, host) in hosts.iter().enumerate() {
+            let listed = registered(&replicas[other], &format!("echo{n}"));
+            assert_eq!(
+                listed.len(),
+                1,
+                "round {round}: echo{n} at {} was evicted:\n{}",
+                host.addr(),
+                replicas[leader].log()
+            );
+        }
+    }
+    for replica in &replicas {
+        assert!(
+            !replica.log().contains("evicted after"),
+            "{}",
+            replica.log()
         );
     }
 }

@@ -17,6 +17,12 @@
 //! an eviction deletes only the registration that was checked, so one
 //! overlapping sweep does no harm. A replica that stops (SIGTERM) revokes
 //! its lease, so the next one takes over at once.
+//!
+//! Timing alone cannot hold when the process itself stops (paused, swapped
+//! out, a stalled VM): it resumes believing it leads, and its sweep runs on
+//! before it learns otherwise. So every eviction is also fenced ([`Fence`]):
+//! etcd applies it only while the leader key is still held with this
+//! replica's lease, and a deposed leader evicts nothing.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +44,33 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The condition a leader's writes are made under: the leader key still
+/// held with the lease this replica took it with. Shared by the election,
+/// which sets the lease, and the store, whose evictions carry the check.
+#[derive(Clone)]
+pub struct Fence {
+    key: String,
+    /// The lease while this replica leads.
+    lease: Arc<Mutex<Option<i64>>>,
+}
+
+impl Fence {
+    /// A fence on the leader key `key`, not held yet.
+    pub fn new(key: String) -> Self {
+        Fence {
+            key,
+            lease: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// What etcd must find for a leader's write to apply; none while this
+    /// replica does not lead.
+    pub fn held(&self) -> Option<Compare> {
+        let lease = (*lock(&self.lease))?;
+        Some(Compare::lease(self.key.clone(), CompareOp::Equal, lease))
+    }
+}
+
 pub struct Leadership {
     client: Client,
     key: String,
@@ -46,15 +79,16 @@ pub struct Leadership {
     ttl: Duration,
     /// Deadline of each etcd request.
     timeout: Duration,
-    /// The lease while this replica leads.
-    lease: Mutex<Option<i64>>,
+    /// The lease while this replica leads, which fences its evictions.
+    fence: Fence,
     metrics: Arc<Metrics>,
 }
 
 impl Leadership {
+    /// Competes for `fence`'s key.
     pub fn new(
         client: Client,
-        key: String,
+        fence: Fence,
         me: String,
         ttl: Duration,
         timeout: Duration,
@@ -62,11 +96,11 @@ impl Leadership {
     ) -> Self {
         Leadership {
             client,
-            key,
+            key: fence.key.clone(),
             me,
             ttl,
             timeout,
-            lease: Mutex::new(None),
+            fence,
             metrics,
         }
     }
@@ -87,7 +121,7 @@ impl Leadership {
         loop {
             match self.campaign().await {
                 Ok(Some(lease)) => {
-                    *lock(&self.lease) = Some(lease);
+                    *lock(&self.fence.lease) = Some(lease);
                     self.metrics.backend_leader(BACKEND, true);
                     tracing::info!(
                         me = self.me,
@@ -192,7 +226,7 @@ impl Leadership {
     /// and on stop), so that another takes over without waiting for the
     /// lease to expire.
     pub async fn resign(&self) {
-        let Some(lease) = lock(&self.lease).take() else {
+        let Some(lease) = lock(&self.fence.lease).take() else {
             return;
         };
         let mut client = self.client.clone();
@@ -227,7 +261,7 @@ mod tests {
         let leadership = |ttl| {
             Leadership::new(
                 client.clone(),
-                "k".into(),
+                Fence::new("k".into()),
                 "me".into(),
                 ttl,
                 Duration::from_secs(1),

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use crate::api::Api;
 use crate::config::Config;
 use crate::heartbeat;
-use crate::leader::Leadership;
+use crate::leader::{Fence, Leadership};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::Store;
@@ -74,12 +74,14 @@ pub async fn serve(
     }
 
     let keys = Keys::new(&config.etcd_prefix);
+    let fence = Fence::new(keys.leader());
     let store = EtcdStore::connect(
         &config.etcd,
         keys.clone(),
         config.etcd_timeout,
         notifier,
         Arc::clone(&metrics),
+        fence.clone(),
     )
     .await
     .map_err(|e| ServeError::Etcd(e.to_string()))?;
@@ -94,7 +96,7 @@ pub async fn serve(
     let follower = tokio::spawn(Arc::clone(&store).follow());
     let leadership = Arc::new(Leadership::new(
         store.client(),
-        keys.leader(),
+        fence,
         format!("{local_addr} pid {}", std::process::id()),
         config.leader_ttl,
         config.etcd_timeout,

@@ -35,6 +35,7 @@ use etcd_client::{
 use protocol::record::{EVERY_SERVICE, Instances, ServiceRecord};
 
 use super::{Registered, RegistrationId, Store, StoreError, Table, Target};
+use crate::leader::Fence;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 
@@ -93,6 +94,8 @@ pub struct EtcdStore {
     /// Whether the watch is established, i.e. the copy is current.
     watching: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Held while this replica leads: its evictions are made under it.
+    fence: Fence,
 }
 
 /// Any etcd failure, as the one line a 503 carries.
@@ -131,6 +134,7 @@ impl EtcdStore {
         timeout: Duration,
         notifier: Notifier,
         metrics: Arc<Metrics>,
+        fence: Fence,
     ) -> Result<Self, StoreError> {
         let options = ConnectOptions::new()
             .with_connect_timeout(timeout)
@@ -150,6 +154,7 @@ impl EtcdStore {
             timeout,
             watching: AtomicBool::new(false),
             metrics,
+            fence,
         })
     }
 
@@ -358,15 +363,26 @@ impl Store for EtcdStore {
         self.check_watching()?;
         let key = self.keys.instance(&target.name, &target.addr);
         let checked = i64::try_from(target.id.0).unwrap_or(i64::MAX);
+        // Only a replica that still leads evicts (see `leader::Fence`).
+        let Some(leading) = self.fence.held() else {
+            return Ok(false);
+        };
         let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                checked,
-            )])
+            .when([
+                Compare::mod_revision(key.clone(), CompareOp::Equal, checked),
+                leading,
+            ])
             .and_then([TxnOp::delete(key, None)]);
         let mut client = self.client();
-        Ok(self.call("txn", client.txn(txn)).await?.succeeded())
+        let evicted = self.call("txn", client.txn(txn)).await?.succeeded();
+        if !evicted {
+            tracing::debug!(
+                name = target.name,
+                addr = target.addr,
+                "not evicted: registered again, or this replica no longer leads"
+            );
+        }
+        Ok(evicted)
     }
 
     fn stale(&self) -> bool {

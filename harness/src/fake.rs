@@ -44,10 +44,11 @@ pub struct Notification {
     pub received: Instant,
 }
 
-#[derive(Default)]
 struct Seen {
     notifications: Mutex<Vec<Notification>>,
     heartbeats: Mutex<Vec<Instant>>,
+    /// How connections accepted from now on are served.
+    behaviour: Mutex<Behaviour>,
 }
 
 /// One fake instance; stopping or dropping it closes its port and every
@@ -78,8 +79,12 @@ impl FakeService {
     pub async fn try_start_on(ip: &str, behaviour: Behaviour) -> std::io::Result<FakeService> {
         let listener = TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?.to_string();
-        let seen = Arc::new(Seen::default());
-        let task = tokio::spawn(accept_loop(listener, behaviour, Arc::clone(&seen)));
+        let seen = Arc::new(Seen {
+            notifications: Mutex::default(),
+            heartbeats: Mutex::default(),
+            behaviour: Mutex::new(behaviour),
+        });
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&seen)));
         Ok(FakeService { addr, seen, task })
     }
 
@@ -123,6 +128,13 @@ impl FakeService {
             .find(|at| *at >= since)
     }
 
+    /// Serves the connections accepted from now on as `behaviour` says
+    /// (those already held keep theirs): a service that died and came back
+    /// on the same address, or one that recovered.
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *lock(&self.seen.behaviour) = behaviour;
+    }
+
     /// Forgets what came so far.
     pub fn clear(&self) {
         lock(&self.seen.notifications).clear();
@@ -147,15 +159,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn accept_loop(listener: TcpListener, behaviour: Behaviour, seen: Arc<Seen>) {
+async fn accept_loop(listener: TcpListener, seen: Arc<Seen>) {
     // Connections live in this task, so aborting it closes them all.
     let mut connections = JoinSet::new();
     let mut hung: Vec<TcpStream> = Vec::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if behaviour == Behaviour::Hang => hung.push(stream),
+                Ok((stream, _)) if *lock(&seen.behaviour) == Behaviour::Hang => hung.push(stream),
                 Ok((stream, _)) => {
+                    let behaviour = *lock(&seen.behaviour);
                     let seen = Arc::clone(&seen);
                     let service =
                         service_fn(move |request| answer(Arc::clone(&seen), behaviour, request));

@@ -77,6 +77,7 @@ pub struct Metrics {
     evictions: Counter,
     notified: Counter,
     notify_given_up: Counter,
+    notify_superseded: Counter,
     notify_failed_attempts: Counter,
     notify_latency: DurationHistogram,
     backend_round_trip: HistogramFamily<BackendOpLabels>,
@@ -114,7 +115,7 @@ impl Metrics {
         let notifications: Family<ResultLabel, Counter> = register(
             r,
             "sparrow_registry_notifications",
-            "Notifications to dependents, by result: delivered, or failed after every attempt",
+            "Notifications to dependents, by result: delivered, failed after every attempt, or superseded (a newer change of the instance was queued)",
         );
         let notify_failed_attempts = register(
             r,
@@ -165,6 +166,7 @@ impl Metrics {
             heartbeat_failed: heartbeat("failed"),
             notified: notification("delivered"),
             notify_given_up: notification("failed"),
+            notify_superseded: notification("superseded"),
             evictions,
             notify_failed_attempts,
             notify_latency,
@@ -230,6 +232,11 @@ impl Metrics {
     /// A notification failed every attempt and was dropped.
     pub fn notification_given_up(&self) {
         self.notify_given_up.inc();
+    }
+
+    /// A notification was dropped for a newer change of its instance.
+    pub fn notification_superseded(&self) {
+        self.notify_superseded.inc();
     }
 
     /// Hook for a table kept in a backend: one operation `op` (e.g. `put`,

@@ -19,6 +19,14 @@
 //! (the latest state of every instance), it just skips intermediate states,
 //! and a queue never holds more than one notification per instance beyond
 //! the bound, so its size is bounded by the table's.
+//!
+//! For the same reason a notification is dropped, and its retries with it,
+//! once a newer change of its instance has been queued: a dependent hears
+//! that newer state (or has it from its registration answer, if it was not
+//! registered when the change was made). Without this, a `DELETE` retried
+//! at an address whose service had died and been started again reached
+//! the new incarnation after its registration answer, and it forgot a live
+//! instance for good.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -57,9 +65,7 @@ pub struct Notifier {
 struct Shared {
     http: HttpClient,
     timeout: Duration,
-    /// One queue per dependent address that has notifications pending; a
-    /// queue in the map has a task draining it.
-    queues: Mutex<HashMap<String, Queue>>,
+    state: Mutex<State>,
     /// Notifications a queue holds before it is coalesced.
     bound: usize,
     /// Sent with every notification, so that dependents can tell the
@@ -68,10 +74,61 @@ struct Shared {
     metrics: Arc<Metrics>,
 }
 
+#[derive(Default)]
+struct State {
+    /// One queue per dependent address that has notifications pending; a
+    /// queue in the map has a task draining it.
+    queues: HashMap<String, Queue>,
+    /// The latest change of each instance with notifications pending.
+    latest: Latest,
+}
+
+/// The latest change of each instance that has notifications pending, and
+/// how many: an entry leaves with the last one, so the map is bounded by
+/// the pending notifications.
+#[derive(Default)]
+struct Latest {
+    changes: HashMap<(String, String), (u64, usize)>,
+    next: u64,
+}
+
+impl Latest {
+    /// Records a change of `record`'s instance told to `dependents`; its
+    /// number.
+    fn change(&mut self, record: &ServiceRecord, dependents: usize) -> u64 {
+        let change = self.next;
+        self.next += 1;
+        let key = (record.name.clone(), record.addr.clone());
+        let entry = self.changes.entry(key).or_insert((change, 0));
+        *entry = (change, entry.1 + dependents);
+        change
+    }
+
+    /// Whether `notification` still tells its instance's latest change.
+    fn is_latest(&self, notification: &Notification) -> bool {
+        self.changes
+            .get(&notification.instance())
+            .is_some_and(|&(latest, _)| latest == notification.change)
+    }
+
+    /// `notification` was delivered, given up or dropped.
+    fn done(&mut self, notification: &Notification) {
+        let key = notification.instance();
+        if let Some(entry) = self.changes.get_mut(&key) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                self.changes.remove(&key);
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Notification {
     method: Method,
     record: Arc<ServiceRecord>,
+    /// Which change of the table this is ([`Latest`]).
+    change: u64,
     /// When the change happened: the latency is measured from here.
     queued: Instant,
 }
@@ -79,6 +136,10 @@ struct Notification {
 impl Notification {
     fn same_instance(&self, other: &Notification) -> bool {
         self.record.same_instance(&other.record)
+    }
+
+    fn instance(&self) -> (String, String) {
+        (self.record.name.clone(), self.record.addr.clone())
     }
 }
 
@@ -90,10 +151,11 @@ struct Queue {
 
 impl Queue {
     /// Appends `notification`, coalescing first when the queue holds
-    /// `bound` notifications already.
-    fn push(&mut self, notification: Notification, bound: usize) {
+    /// `bound` notifications already; the notifications that were dropped.
+    fn push(&mut self, notification: Notification, bound: usize) -> Vec<Notification> {
+        let mut dropped = Vec::new();
         if self.items.len() >= bound {
-            self.coalesce();
+            dropped = self.coalesce();
         }
         if self.items.len() >= bound {
             // Every pending notification is about a different instance: the
@@ -104,23 +166,24 @@ impl Queue {
                 .iter_mut()
                 .find(|p| p.same_instance(&notification))
             {
-                *pending = notification;
-                return;
+                dropped.push(std::mem::replace(pending, notification));
+                return dropped;
             }
         }
         self.items.push_back(notification);
+        dropped
     }
 
-    /// Keeps only the latest notification of each instance, where it is.
-    fn coalesce(&mut self) {
+    /// Keeps only the latest notification of each instance, where it is;
+    /// the others.
+    fn coalesce(&mut self) -> Vec<Notification> {
         let before = self.items.len();
         let mut seen = HashSet::new();
-        let mut kept: Vec<Notification> = self
+        let (mut kept, dropped): (Vec<Notification>, Vec<Notification>) = self
             .items
             .drain(..)
             .rev()
-            .filter(|n| seen.insert((n.record.name.clone(), n.record.addr.clone())))
-            .collect();
+            .partition(|n| seen.insert(n.instance()));
         kept.reverse();
         self.items = kept.into();
         tracing::debug!(
@@ -128,6 +191,7 @@ impl Queue {
             after = self.items.len(),
             "notification queue coalesced"
         );
+        dropped
     }
 }
 
@@ -148,7 +212,7 @@ impl Notifier {
                 token,
                 bound: bound.max(1),
                 metrics,
-                queues: Mutex::default(),
+                state: Mutex::default(),
             }),
         }
     }
@@ -158,25 +222,30 @@ impl Notifier {
     pub fn notify(&self, method: Method, change: Change) {
         let record = Arc::new(change.record);
         let queued = Instant::now();
-        let mut queues = lock(&self.shared.queues);
+        let mut state = lock(&self.shared.state);
+        let State { queues, latest } = &mut *state;
+        let number = latest.change(&record, change.dependents.len());
         for addr in change.dependents {
             let notification = Notification {
                 method: method.clone(),
                 record: Arc::clone(&record),
+                change: number,
                 queued,
             };
-            match queues.entry(addr) {
+            let dropped = match queues.entry(addr) {
                 // The worker removes its queue under this lock before it
                 // stops, so a queue still in the map is still drained.
                 Entry::Occupied(mut queue) => queue.get_mut().push(notification, self.shared.bound),
                 Entry::Vacant(slot) => {
                     let addr = slot.key().clone();
                     let mut queue = Queue::default();
-                    queue.push(notification, self.shared.bound);
+                    let dropped = queue.push(notification, self.shared.bound);
                     slot.insert(queue);
                     tokio::spawn(Arc::clone(&self.shared).drain(addr));
+                    dropped
                 }
-            }
+            };
+            dropped.iter().for_each(|n| latest.done(n));
         }
     }
 }
@@ -188,19 +257,20 @@ impl Shared {
         let url = format!("http://{addr}/services");
         loop {
             let next = {
-                let mut queues = lock(&self.queues);
-                let Some(queue) = queues.get_mut(&addr) else {
+                let mut state = lock(&self.state);
+                let Some(queue) = state.queues.get_mut(&addr) else {
                     return;
                 };
                 match queue.items.pop_front() {
                     Some(next) => next,
                     None => {
-                        queues.remove(&addr);
+                        state.queues.remove(&addr);
                         return;
                     }
                 }
             };
-            self.deliver(&url, next).await;
+            self.deliver(&url, &next).await;
+            lock(&self.state).latest.done(&next);
         }
     }
 
@@ -220,14 +290,25 @@ impl Shared {
         Ok(status)
     }
 
-    async fn deliver(&self, url: &str, notification: Notification) {
+    /// Whether a newer change of `notification`'s instance was queued.
+    fn superseded(&self, notification: &Notification) -> bool {
+        !lock(&self.state).latest.is_latest(notification)
+    }
+
+    async fn deliver(&self, url: &str, notification: &Notification) {
         let Notification {
             method,
             record,
             queued,
+            ..
         } = notification;
         for attempt in 1..=NOTIFY_ATTEMPTS {
-            match self.send(method.clone(), url, &record).await {
+            if self.superseded(notification) {
+                self.metrics.notification_superseded();
+                tracing::debug!(%method, url, name = record.name, addr = record.addr, "not notified: a newer change was queued");
+                return;
+            }
+            match self.send(method.clone(), url, record).await {
                 Ok(status) if status.is_success() => {
                     self.metrics.notification_delivered(queued.elapsed());
                     tracing::debug!(%method, url, name = record.name, addr = record.addr, "notified");
@@ -262,6 +343,7 @@ mod tests {
         Notification {
             method,
             record: Arc::new(ServiceRecord::new("log", addr, vec![])),
+            change: 0,
             queued: Instant::now(),
         }
     }
@@ -272,6 +354,29 @@ mod tests {
             .iter()
             .map(|n| format!("{} {}", n.method, n.record.addr))
             .collect()
+    }
+
+    #[test]
+    fn a_newer_change_supersedes_older_ones_and_leaves_with_its_last_notification() {
+        let mut latest = Latest::default();
+        let record = ServiceRecord::new("log", "h:1", vec![]);
+        let removed = Notification {
+            change: latest.change(&record, 2),
+            ..n(Method::DELETE, "h:1")
+        };
+        assert!(latest.is_latest(&removed));
+        let back = Notification {
+            change: latest.change(&record, 1),
+            ..n(Method::POST, "h:1")
+        };
+        assert!(!latest.is_latest(&removed));
+        assert!(latest.is_latest(&back));
+        // Two dependents were told of the removal, one of the return.
+        latest.done(&removed);
+        latest.done(&back);
+        assert!(!latest.changes.is_empty());
+        latest.done(&removed);
+        assert!(latest.changes.is_empty());
     }
 
     #[test]

@@ -65,6 +65,46 @@ async fn notifications(registry: &RegistryProcess, result: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
+/// A notification still being retried at an address whose dependent died
+/// must not reach a new service started there once a newer change of its
+/// instance was made: that service has the newer state from its
+/// registration answer, and a stale `DELETE` would make it forget a live
+/// instance for good.
+#[tokio::test]
+async fn a_notification_outdated_by_a_newer_change_is_not_delivered() {
+    // The first attempt to the dead dependent hangs for a second: time for
+    // the changes below before the retry.
+    let registry =
+        RegistryProcess::start(&["--notify-timeout", "1s", "--heartbeat-interval", "1h"]);
+    let visit = FakeService::start(Behaviour::Hang).await;
+    let log = FakeService::start(Behaviour::Healthy).await;
+    let (visit_record, log_record) = (visit.record("visit", &["log"]), log.record("log", &[]));
+    registry.register(&log_record).await;
+    registry.register(&visit_record).await;
+    // log goes: visit is told, but does not answer.
+    registry.deregister(&log_record).await;
+    // visit goes too; log comes back on its address, with visit no longer
+    // a dependent to tell.
+    registry.deregister(&visit_record).await;
+    registry.register(&log_record).await;
+    // A new visit on the old one's address registers, and hears of log.
+    visit.set_behaviour(Behaviour::Healthy);
+    let answer = registry.register(&visit_record).await;
+    assert_eq!(answer["log"][0]["Addr"], log.addr.as_str(), "{answer}");
+
+    // The DELETE of the first log is done with: dropped, or delivered.
+    eventually(
+        "the outdated notification is dropped or delivered",
+        || async {
+            notifications(&registry, "superseded").await > 0
+                || !visit.notifications_about(&log.addr).is_empty()
+        },
+    )
+    .await;
+    assert_eq!(visit.notifications_about(&log.addr), []);
+    assert_eq!(notifications(&registry, "superseded").await, 1);
+}
+
 #[tokio::test]
 async fn a_record_at_the_registrys_own_address_is_refused() {
     let registry = RegistryProcess::start(NO_HEARTBEAT);

@@ -256,6 +256,12 @@ fn etcd_member_losses_leave_traffic_alone_and_writes_come_back_with_quorum() {
     // One member down: quorum holds, writes go on.
     etcd.kill9(0);
     assert!(poll_until(SETTLE, || register(1).is_ok_and(|r| r.status == 200)));
+    // Every one of them: a request the replica's client sends to the dead
+    // member is asked again of another.
+    for n in 100..130 {
+        let reply = register(n).unwrap();
+        assert_eq!(reply.status, 200, "write {n}: {}", reply.text());
+    }
     assert!(load.wait_for_more(200, SETTLE));
 
     // Two down: no quorum. Writes answer 503 with a reason; the traffic

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
-    TxnOp, TxnOpResponse, WatchOptions,
+    TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
 };
 use protocol::record::{EVERY_SERVICE, Instances, ServiceRecord};
 
@@ -113,15 +113,74 @@ pub async fn bounded<T>(
     op: &'static str,
     request: impl Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, String> {
+    match timed(timeout, metrics, op, request).await {
+        Ok(answer) => Ok(answer),
+        Err(Some(e)) => Err(e.to_string().replace(['\r', '\n'], " ")),
+        Err(None) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// gRPC's `UNAVAILABLE` (a wire constant): the member the request went to
+/// could not serve it. Among the causes: the client's connection to that
+/// member is down (the member died; the client spreads requests over every
+/// endpoint it was given), or the member has no leader yet.
+const GRPC_UNAVAILABLE: i32 = 14;
+
+/// Pause before asking again after `UNAVAILABLE`; it doubles.
+const FIRST_RETRY: Duration = Duration::from_millis(25);
+
+/// Sends the request `request()` makes, again after `UNAVAILABLE` (another
+/// member may serve it: measured, a member down of three failed about a
+/// quarter of single attempts) until `timeout` from the first. Only for
+/// requests that may be applied twice: the store's writes are (a put
+/// registers again, a delete or a fenced, revision-checked eviction does
+/// nothing the second time).
+pub async fn retrying<T, F, Fut>(
+    timeout: Duration,
+    metrics: &Metrics,
+    op: &'static str,
+    mut request: F,
+) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut pause = FIRST_RETRY;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let error = match timed(left, metrics, op, request()).await {
+            Ok(answer) => return Ok(answer),
+            Err(Some(error)) => error,
+            Err(None) => return Err(format!("no answer within {timeout:?}")),
+        };
+        let unavailable = matches!(&error, etcd_client::Error::GRpcStatus(status)
+            if i32::from(status.code()) == GRPC_UNAVAILABLE);
+        if !unavailable || Instant::now() + pause >= deadline {
+            return Err(error.to_string().replace(['\r', '\n'], " "));
+        }
+        tracing::debug!(op, error = %error, "etcd unavailable; asking again in {pause:?}");
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+}
+
+/// One attempt, bounded by `timeout` and timed as `op` when etcd answered:
+/// etcd's error, or none when it did not answer in time.
+async fn timed<T>(
+    timeout: Duration,
+    metrics: &Metrics,
+    op: &'static str,
+    request: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, Option<etcd_client::Error>> {
     let sent = Instant::now();
     let answer = tokio::time::timeout(timeout, request).await;
     if answer.is_ok() {
         metrics.backend_round_trip(BACKEND, op, sent.elapsed());
     }
     match answer {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(e)) => Err(e.to_string().replace(['\r', '\n'], " ")),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(answer) => answer.map_err(Some),
+        Err(_) => Err(None),
     }
 }
 
@@ -185,6 +244,18 @@ impl EtcdStore {
         bounded(self.timeout, &self.metrics, op, request)
             .await
             .map_err(StoreError::Unavailable)
+    }
+
+    /// A transaction the store may send twice (see [`retrying`]), within
+    /// `--etcd-timeout`.
+    async fn write(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
+        retrying(self.timeout, &self.metrics, "txn", || {
+            let mut client = self.client();
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
+        })
+        .await
+        .map_err(StoreError::Unavailable)
     }
 
     /// Keeps the local copy current, for as long as the task runs.
@@ -327,10 +398,7 @@ impl Store for EtcdStore {
                 ops.push(TxnOp::get(self.keys.service(&name), prefix.clone()));
             }
         }
-        let mut client = self.client();
-        let done = self
-            .call("txn", client.txn(Txn::new().and_then(ops)))
-            .await?;
+        let done = self.write(Txn::new().and_then(ops)).await?;
         let mut updated = false;
         let mut fetched = Vec::new();
         for response in done.op_responses() {
@@ -353,10 +421,15 @@ impl Store for EtcdStore {
 
     async fn deregister(&self, record: &ServiceRecord) -> Result<bool, StoreError> {
         self.check_watching()?;
-        let mut client = self.client();
         let key = self.keys.instance(&record.name, &record.addr);
-        let done = self.call("delete", client.delete(key, None)).await?;
-        Ok(done.deleted() > 0)
+        let done = self
+            .write(Txn::new().and_then([TxnOp::delete(key, None)]))
+            .await?;
+        let deleted = done
+            .op_responses()
+            .iter()
+            .any(|r| matches!(r, TxnOpResponse::Delete(d) if d.deleted() > 0));
+        Ok(deleted)
     }
 
     async fn evict(&self, target: &Target) -> Result<bool, StoreError> {
@@ -373,8 +446,7 @@ impl Store for EtcdStore {
                 leading,
             ])
             .and_then([TxnOp::delete(key, None)]);
-        let mut client = self.client();
-        let evicted = self.call("txn", client.txn(txn)).await?.succeeded();
+        let evicted = self.write(txn).await?.succeeded();
         if !evicted {
             tracing::debug!(
                 name = target.name,

@@ -237,6 +237,48 @@ fn a_leader_paused_past_its_lease_evicts_nothing_when_it_resumes() {
     }
 }
 
+/// etcd restored empty (its data lost, or a new cluster at the same
+/// addresses) counts its revisions from 1 again, below what the replicas
+/// applied. They read the table again instead of keeping a copy etcd no
+/// longer has; the services, no longer heartbeaten, register again by
+/// themselves, and the traffic goes on from the callers' caches meanwhile.
+#[test]
+fn etcd_restored_empty_is_read_again_and_the_services_register_again() {
+    let mut etcd = EtcdCluster::start(3);
+    let system = System::start(&etcd, &[free_addr()], &["--heartbeat-timeout", "3s"]);
+    let registry = &system.replicas[0];
+    // Records only the old etcd holds, and revisions well past what the
+    // new one reaches during the test.
+    for n in 0..30 {
+        let probe = format!(
+            r#"{{"Name":"probe{n}","Addr":"{}","RequiredServices":[]}}"#,
+            system.logs[0].addr()
+        );
+        let reply = send("POST", &registry.url("/services"), &[], probe.as_bytes()).unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let load = Load::start(&system.gateway.url("/visit/"), CLIENTS);
+    assert!(load.wait_for_more(100, SETTLE));
+
+    etcd.wipe();
+    // The copy is etcd's again: the old records are gone...
+    assert!(
+        poll_until(SETTLE, || registered(registry, "probe0").is_empty()),
+        "{}",
+        registry.log()
+    );
+    // ...and every service is back, registered anew.
+    let all_back = || {
+        [("log", 2), ("visit", 1), ("gateway", 1)]
+            .iter()
+            .all(|&(name, n)| registered(registry, name).len() == n)
+    };
+    assert!(poll_until(SETTLE, all_back), "{}", registry.log());
+    assert!(load.wait_for_more(100, SETTLE));
+    let (ok, failures) = load.stop();
+    assert!(failures.is_empty(), "{}", fail_with(&failures, ok));
+}
+
 #[test]
 fn etcd_member_losses_leave_traffic_alone_and_writes_come_back_with_quorum() {
     let mut etcd = EtcdCluster::start(3);

@@ -23,6 +23,12 @@
 //!   and watches again from the revision after the last one it applied, so
 //!   no change is missed. If etcd compacted that revision away, the replica
 //!   reads the whole table again and tells dependents of the differences.
+//! - If etcd's revision is below the last one the replica applied, etcd
+//!   lost its data (restored from an old backup, or a new cluster at the
+//!   same addresses): the replica reads the table again, as at its start,
+//!   and tells dependents nothing, as a restarted in-memory registry does.
+//!   The instances etcd forgot get no heartbeat and register again after
+//!   their `--heartbeat-timeout`; meanwhile their callers keep them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -321,6 +327,18 @@ impl EtcdStore {
             .await?;
         while let Some(answer) = stream.message().await.map_err(unavailable)? {
             if answer.created() {
+                let now = answer.header().map_or(0, |h| h.revision());
+                if now < start - 1 {
+                    tracing::warn!(
+                        applied = start - 1,
+                        etcd = now,
+                        "etcd's revision is below the last one applied here: \
+                         etcd lost its data; reading the table again"
+                    );
+                    *revision = None;
+                    *first_read = true;
+                    return Err(StoreError::Unavailable("etcd lost its data".into()));
+                }
                 self.watching.store(true, Ordering::SeqCst);
                 *backoff = FIRST_BACKOFF;
                 tracing::info!(from = start, "watching etcd");

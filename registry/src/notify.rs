@@ -94,13 +94,16 @@ struct Latest {
 
 impl Latest {
     /// Records a change of `record`'s instance told to `dependents`; its
-    /// number.
+    /// number. A change told to nobody still supersedes the pending ones.
     fn change(&mut self, record: &ServiceRecord, dependents: usize) -> u64 {
         let change = self.next;
         self.next += 1;
         let key = (record.name.clone(), record.addr.clone());
-        let entry = self.changes.entry(key).or_insert((change, 0));
+        let entry = self.changes.entry(key.clone()).or_insert((change, 0));
         *entry = (change, entry.1 + dependents);
+        if entry.1 == 0 {
+            self.changes.remove(&key);
+        }
         change
     }
 
@@ -377,6 +380,16 @@ mod tests {
         assert!(!latest.changes.is_empty());
         latest.done(&removed);
         assert!(latest.changes.is_empty());
+        // A change told to nobody leaves nothing behind...
+        latest.change(&record, 0);
+        assert!(latest.changes.is_empty());
+        // ...but outdates what is pending.
+        let pending = Notification {
+            change: latest.change(&record, 1),
+            ..n(Method::DELETE, "h:1")
+        };
+        latest.change(&record, 0);
+        assert!(!latest.is_latest(&pending));
     }
 
     #[test]

@@ -141,7 +141,7 @@ const FIRST_RETRY: Duration = Duration::from_millis(25);
 /// requests that may be applied twice: the store's writes are (a put
 /// registers again, a delete or a fenced, revision-checked eviction does
 /// nothing the second time).
-pub async fn retrying<T, F, Fut>(
+async fn retrying<T, F, Fut>(
     timeout: Duration,
     metrics: &Metrics,
     op: &'static str,

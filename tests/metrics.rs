@@ -187,6 +187,95 @@ fn a_host_counts_requests_failures_calls_state_and_swaps() {
     assert_eq!([registrations("new"), registrations("update")], [1.0, 1.0]);
 }
 
+/// The gateway calls whatever service a client names: past
+/// `--metrics-max-targets` names the calls count as `_other`, and a hot swap
+/// (a new version of the service) does not make room for more.
+#[test]
+fn the_bound_on_call_targets_holds_across_hot_swaps() {
+    const MAX_TARGETS: usize = 4;
+    let dir = TempDir::new("metrics-targets");
+    let plugin_file = dir.path().join("gateway.wasm");
+    std::fs::copy(plugin("gateway"), &plugin_file).unwrap();
+    let registry = Proc::registry(&[]);
+    let host = Proc::host(
+        &plugin_file,
+        &registry,
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--metrics-max-targets",
+            &MAX_TARGETS.to_string(),
+        ],
+    );
+    let addr = metrics_addr(&host);
+    let gateway = std::fs::read(plugin("gateway")).unwrap();
+    let swaps_done = || {
+        Metrics::of(addr).get(
+            "sparrow_host_swaps_total",
+            &[("service", "gateway"), ("result", "done")],
+        )
+    };
+    for version in 0..3 {
+        if version > 0 {
+            // The same gateway, byte-different: a version of its own.
+            let next = dir.path().join(format!("gateway-{version}.wasm"));
+            std::fs::write(&next, with_custom_section(&gateway, &version.to_string())).unwrap();
+            install_atomically(&next, &plugin_file);
+            assert!(
+                poll_until(SETTLE, || swaps_done() == Some(f64::from(version))),
+                "{}",
+                host.log()
+            );
+        }
+        for n in 0..2 * MAX_TARGETS {
+            let reply = get(&host.url(&format!("/v{version}-{n}/")));
+            assert_eq!(reply.status, 503, "{}", reply.text());
+        }
+    }
+
+    let m = Metrics::of(addr);
+    let mut targets: Vec<&str> =
+        m.0.samples
+            .iter()
+            .filter(|s| s.metric == "sparrow_host_outbound_calls_total")
+            .filter(|s| s.labels.get("service") == Some("gateway"))
+            .filter_map(|s| s.labels.get("target"))
+            .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    assert_eq!(targets.len(), MAX_TARGETS + 1, "{targets:?}");
+    assert!(targets.contains(&"_other"), "{targets:?}");
+    // Every call is counted, by name or as `_other`.
+    let calls: f64 = targets
+        .iter()
+        .map(|target| {
+            m.value(
+                "sparrow_host_outbound_calls_total",
+                &[
+                    ("service", "gateway"),
+                    ("target", target),
+                    ("outcome", "no_instance"),
+                ],
+            )
+        })
+        .sum();
+    assert_eq!(calls, (3 * 2 * MAX_TARGETS) as f64);
+}
+
+/// `component` with a custom section named `sparrow-test` holding `data`
+/// appended: a component that runs the same, in other bytes.
+fn with_custom_section(component: &[u8], data: &str) -> Vec<u8> {
+    let name = "sparrow-test";
+    let mut payload = vec![u8::try_from(name.len()).unwrap()];
+    payload.extend_from_slice(name.as_bytes());
+    payload.extend_from_slice(data.as_bytes());
+    let mut bytes = component.to_vec();
+    bytes.push(0);
+    bytes.push(u8::try_from(payload.len()).expect("a one-byte LEB128 size"));
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
 #[test]
 fn without_metrics_addr_nothing_is_served_and_metrics_is_the_plugins_path() {
     let registry = Proc::registry(&[]);

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,7 +26,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use protocol::accept::{self, ServeSettings};
 use protocol::body::text_response;
-use protocol::locks::{read, write};
+use protocol::locks::{lock, read, write};
 use protocol::metrics::{
     DurationHistogram, METRICS_PATH, register, register_seconds, scrape_response,
 };
@@ -134,6 +134,10 @@ struct CallLabels {
 
 type HistogramFamily = Family<ServiceLabel, DurationHistogram, fn() -> DurationHistogram>;
 
+/// The call targets of one service counted so far, each with one counter
+/// per outcome.
+type Targets = RwLock<HashMap<String, [Counter; 5]>>;
+
 /// Every metric family of the host.
 #[derive(Debug)]
 pub struct HostMetrics {
@@ -150,6 +154,10 @@ pub struct HostMetrics {
     appends: Family<ServiceLabels, Counter>,
     /// Distinct call targets counted by name, per service.
     max_targets: usize,
+    /// The targets of each service by name. Kept here rather than with a
+    /// plugin version's counters: the family outlives the versions, and a
+    /// bound counted per version would let every swap add as many labels.
+    targets: Mutex<HashMap<String, Arc<Targets>>>,
 }
 
 impl HostMetrics {
@@ -212,8 +220,17 @@ impl HostMetrics {
                 "files.append calls of the plugin, by result: written, or failed (nothing or not all written)",
             ),
             max_targets,
+            targets: Mutex::default(),
             registry,
         }
+    }
+
+    /// The call targets `service` counted, shared by its versions.
+    fn targets_of(&self, service: &str) -> Arc<Targets> {
+        lock(&self.targets)
+            .entry(service.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// The answer to `GET /metrics`.
@@ -241,7 +258,7 @@ struct Resolved {
     state_ops: [Counter; 3],
     appends: [Counter; 2],
     /// Per target service, one counter per outcome.
-    calls: RwLock<HashMap<String, [Counter; 5]>>,
+    calls: Arc<Targets>,
 }
 
 impl ServiceMetrics {
@@ -291,7 +308,7 @@ impl ServiceMetrics {
                 Detail::Result,
                 &["written", "failed"],
             )),
-            calls: RwLock::default(),
+            calls: families.targets_of(service),
             service: service.to_owned(),
             families: families.clone(),
         })))
@@ -502,6 +519,33 @@ mod tests {
         assert_eq!(count("b").as_deref(), Some("1"));
         assert_eq!(count(OTHER_TARGET).as_deref(), Some("2"));
         assert_eq!(count("c"), None);
+    }
+
+    #[test]
+    fn the_bound_on_call_targets_holds_across_versions_of_a_service() {
+        let metrics = Arc::new(HostMetrics::new(2));
+        for version in 0..3 {
+            let gateway = ServiceMetrics::new(Some(&metrics), "gateway");
+            for n in 0..3 {
+                gateway.call(&format!("v{version}-{n}"), CallOutcome::NoInstance);
+            }
+        }
+        // Another service has a bound of its own.
+        ServiceMetrics::new(Some(&metrics), "visit").call("log", CallOutcome::Answered);
+        let text = scrape(&metrics);
+        let targets = |service: &str| {
+            let prefix =
+                format!("sparrow_host_outbound_calls_total{{service=\"{service}\",target=\"");
+            let mut targets: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix(&prefix)?.split('"').next())
+                .collect();
+            targets.sort_unstable();
+            targets.dedup();
+            targets
+        };
+        assert_eq!(targets("gateway"), [OTHER_TARGET, "v0-0", "v0-1"], "{text}");
+        assert_eq!(targets("visit"), ["log"], "{text}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! the same hop; services of a multi-service host reach, and are reached
 //! by, other processes through the registry.
 
+use std::path::Path;
 use std::time::Duration;
 
 use harness::{
@@ -341,22 +342,25 @@ fn services_of_a_multi_service_host_reach_and_are_reached_through_the_registry()
     assert!(lines.lines().all(|l| l.contains(" visit: ")), "{lines}");
 }
 
+/// The log of a host started on `services`, from the file `config`, which
+/// must refuse them.
+fn refused(config: &Path, services: &[ServiceSpec]) -> String {
+    std::fs::write(config, harness::config_text(services)).unwrap();
+    let mut host = harness::Launch::new("host", harness::binary("host"))
+        .arg("--config")
+        .arg(config)
+        .spawn()
+        .unwrap();
+    let status = host.wait_exit(SETTLE).expect("a bad config ends the host");
+    assert!(!status.success());
+    host.log()
+}
+
 #[test]
 fn a_bad_config_is_refused_naming_the_file_the_service_and_the_key() {
     let dir = TempDir::new("multi-bad");
     let config = dir.path().join("bad.toml");
-    // The log of a host started on `services`, which must refuse them.
-    let refused = |services: &[ServiceSpec]| {
-        std::fs::write(&config, harness::config_text(services)).unwrap();
-        let mut host = harness::Launch::new("host", harness::binary("host"))
-            .arg("--config")
-            .arg(&config)
-            .spawn()
-            .unwrap();
-        let status = host.wait_exit(SETTLE).expect("a bad config ends the host");
-        assert!(!status.success());
-        host.log()
-    };
+    let refused = |services: &[ServiceSpec]| refused(&config, services);
 
     let log = refused(&[ServiceSpec::new(&plugin("visit")).option("request-timeout", "0s")]);
     assert!(log.contains("bad.toml"), "{log}");
@@ -372,6 +376,38 @@ fn a_bad_config_is_refused_naming_the_file_the_service_and_the_key() {
         log.contains("bad.toml: service 2") && log.contains("is named 'visit'"),
         "{log}"
     );
+}
+
+/// Two services that would register one address are refused at start,
+/// before either registers, whether the address is advertised by both or
+/// advertised by one and listened on by the other: calls in process find a
+/// service by its registered address.
+#[test]
+fn two_services_that_register_one_address_are_refused() {
+    let dir = TempDir::new("multi-same-addr");
+    let config = dir.path().join("bad.toml");
+    let shared = ServiceSpec::new(&plugin("log")).addr;
+
+    let log = ServiceSpec::new(&plugin("log")).option("advertise", &shared);
+    let visit = ServiceSpec::new(&plugin("visit")).option("advertise", &shared);
+    let text = refused(&config, &[log, visit]);
+    let line = format!(
+        "bad.toml: service 2 ({}): advertise {shared} is the address service 1 ({}) registers too",
+        plugin("visit").display(),
+        plugin("log").display()
+    );
+    assert!(text.contains(&line), "{text}");
+
+    let visit = ServiceSpec::new(&plugin("visit"));
+    let log = ServiceSpec::new(&plugin("log")).option("advertise", &visit.addr);
+    let text = refused(&config, &[log, visit.clone()]);
+    let line = format!(
+        "bad.toml: service 2 ({}): addr {} is the address service 1 ({}) registers too",
+        plugin("visit").display(),
+        visit.addr,
+        plugin("log").display()
+    );
+    assert!(text.contains(&line), "{text}");
 }
 
 /// Standard `wasi:http` components take part in calls within one process

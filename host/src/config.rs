@@ -12,7 +12,7 @@
 use anyhow::{Context as _, bail};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 
 use crate::cli::Cli;
@@ -103,6 +103,9 @@ fn parse(text: &str, host_wide: &[OsString]) -> anyhow::Result<Vec<Cli>> {
         bail!("'service' must be a list of [[service]] tables");
     };
     let mut addrs = HashSet::new();
+    // Calls in process find a service by the address it registers: two on
+    // one address would take each other's calls.
+    let mut registered = HashMap::new();
     let mut services = Vec::with_capacity(list.len());
     for (n, entry) in list.iter().enumerate() {
         let label = label(n, entry);
@@ -110,15 +113,35 @@ fn parse(text: &str, host_wide: &[OsString]) -> anyhow::Result<Vec<Cli>> {
             bail!("{label}: not a table");
         };
         let cli = service(entry, host_wide).with_context(|| label.clone())?;
-        if !addrs.insert(cli.listen_addr()) {
+        // Port 0: each gets a port of its own when it binds.
+        if cli.listen_addr().port() != 0 && !addrs.insert(cli.listen_addr()) {
             bail!(
                 "{label}: addr {} is another service's too",
                 cli.listen_addr()
             );
         }
+        if let Some((key, addr)) = registered_addr(&cli) {
+            if let Some(other) = registered.get(&addr) {
+                bail!("{label}: {key} {addr} is the address {other} registers too");
+            }
+            registered.insert(addr, label);
+        }
         services.push(cli);
     }
     Ok(services)
+}
+
+/// The address `cli` will register, as it is known before it listens, and
+/// the key that gives it: `advertise` as written, else `addr`, unless its
+/// port is 0 (a port picked when it binds, unlike any other's).
+fn registered_addr(cli: &Cli) -> Option<(&'static str, String)> {
+    match &cli.advertise {
+        Some(advertised) => Some(("advertise", advertised.trim().to_owned())),
+        None => {
+            let addr = cli.listen_addr();
+            (addr.port() != 0).then(|| ("addr", addr.to_string()))
+        }
+    }
 }
 
 /// `service 2 (plugins/visit.wasm)`: how errors name a table.
@@ -271,6 +294,50 @@ mod tests {
         );
         assert!(error("x = 1").contains("unknown top-level key 'x'"));
         assert!(error("[[service]").contains("not valid TOML"));
+    }
+
+    #[test]
+    fn two_services_that_would_register_one_address_are_refused() {
+        let service = |plugin: &str, addr: &str, advertise: Option<&str>| {
+            let mut text = format!("[[service]]\nplugin = \"{plugin}\"\naddr = \"{addr}\"\n");
+            if let Some(advertise) = advertise {
+                text.push_str(&format!("advertise = \"{advertise}\"\n"));
+            }
+            text
+        };
+        let both_advertised = error(&format!(
+            "{}{}",
+            service("log.wasm", "127.0.0.1:1", Some("127.0.0.1:5")),
+            service("visit.wasm", "127.0.0.1:2", Some("127.0.0.1:5"))
+        ));
+        assert_eq!(
+            both_advertised,
+            "service 2 (visit.wasm): advertise 127.0.0.1:5 is the address service 1 (log.wasm) registers too"
+        );
+        let advertised_and_listened = error(&format!(
+            "{}{}",
+            service("log.wasm", "127.0.0.1:1", Some("127.0.0.1:2")),
+            service("visit.wasm", "127.0.0.1:2", None)
+        ));
+        assert_eq!(
+            advertised_and_listened,
+            "service 2 (visit.wasm): addr 127.0.0.1:2 is the address service 1 (log.wasm) registers too"
+        );
+        // Ports picked when binding never collide.
+        let picked = format!(
+            "{}{}",
+            service("log.wasm", "127.0.0.1:0", None),
+            service("visit.wasm", "127.0.0.1:0", None)
+        );
+        assert_eq!(parse(&picked, &args(&[])).unwrap().len(), 2);
+        // What a service listens on is not registered when it advertises
+        // another address.
+        let crossed = format!(
+            "{}{}",
+            service("log.wasm", "127.0.0.1:1", Some("127.0.0.1:2")),
+            service("visit.wasm", "127.0.0.1:2", Some("127.0.0.1:1"))
+        );
+        assert_eq!(parse(&crossed, &args(&[])).unwrap().len(), 2);
     }
 
     #[test]

@@ -307,22 +307,23 @@ fn an_endless_loop_ends_at_the_request_timeout_and_others_are_served_meanwhile()
     );
 }
 
-/// Plugins spinning on every runtime thread (two here, on two cores) do
-/// not make the host deaf: at each epoch tick they yield to the runtime,
+/// Plugins spinning on every runtime thread (four here, two for each of
+/// the two threads, whichever takes which) do not make the host deaf: at each epoch tick they yield to the runtime,
 /// which takes new connections and requests before running them on. A
-/// probe waits about one tick (10 ms); the bound is eight. The runtime's
-/// own rhythm (I/O polled every 61 tasks run) had probes wait up to 0.6 s,
-/// 150-300 ms in the median.
+/// probe waits about one tick (10 ms) on an idle machine, some more when
+/// other tests share the cores. The runtime's own rhythm (I/O polled every
+/// 61 tasks run) had probes wait up to 0.6 s, and one in ten 0.45 s or
+/// more: the bound is on that tenth, far from both.
 #[test]
 fn spinning_plugins_leave_the_host_answering_others() {
-    let (_registry, host) = echo_host(&["--request-timeout", "4s"]);
-    let spinning: Vec<_> = (0..2)
+    let (_registry, host) = echo_host(&["--request-timeout", "6s"]);
+    let spinning: Vec<_> = (0..4)
         .map(|_| {
             let url = host.url("/loop");
             std::thread::spawn(move || get(&url))
         })
         .collect();
-    // Both are running once the host uses both cores.
+    // They are running once the host uses both cores.
     let mut last = host.cpu_time().unwrap();
     assert!(poll_until(Duration::from_secs(10), || {
         std::thread::sleep(Duration::from_millis(100));
@@ -330,7 +331,7 @@ fn spinning_plugins_leave_the_host_answering_others() {
         let used = now - std::mem::replace(&mut last, now);
         used > Duration::from_millis(150)
     }));
-    let mut waits: Vec<Duration> = (0..15)
+    let mut waits: Vec<Duration> = (0..20)
         .map(|_| {
             let sent = Instant::now();
             assert_eq!(post(&host.url("/probe"), b"ok").status, 200);
@@ -341,9 +342,9 @@ fn spinning_plugins_leave_the_host_answering_others() {
         assert_eq!(spinner.join().unwrap().status, 504);
     }
     waits.sort();
-    let median = waits[waits.len() / 2];
+    let tenth_longest = waits[waits.len() * 9 / 10];
     assert!(
-        median < Duration::from_millis(80),
+        tenth_longest < Duration::from_millis(300),
         "probes waited {waits:?} while plugins spun"
     );
 }

@@ -323,13 +323,14 @@ fn spinning_plugins_leave_the_host_answering_others() {
             std::thread::spawn(move || get(&url))
         })
         .collect();
-    // They are running once the host uses both cores.
+    // They are running once the host takes most of a core, whatever else
+    // runs beside this test.
     let mut last = host.cpu_time().unwrap();
     assert!(poll_until(Duration::from_secs(10), || {
         std::thread::sleep(Duration::from_millis(100));
         let now = host.cpu_time().unwrap();
         let used = now - std::mem::replace(&mut last, now);
-        used > Duration::from_millis(150)
+        used > Duration::from_millis(60)
     }));
     let mut waits: Vec<Duration> = (0..20)
         .map(|_| {

@@ -137,6 +137,33 @@ fn a_registration_the_registry_refuses_ends_the_start_with_its_reason() {
     assert!(started.elapsed() < Duration::from_secs(30), "{line}");
 }
 
+/// A client that shuts down its sending side once its request is out
+/// still gets the whole answer, every time.
+#[test]
+fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    use std::io::{Read, Write};
+    let (_registry, host) = echo_host(&[]);
+    for n in 0..40 {
+        let mut stream = std::net::TcpStream::connect(host.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let body = format!("half {n}");
+        let request = format!(
+            "POST /half HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with(&body),
+            "request {n}: {answer:?}"
+        );
+    }
+}
+
 /// Starts a host that must refuse to start, and returns its last log line.
 fn refused_start(args: &[&str]) -> String {
     let mut host = Launch::new("host", binary("host"))

@@ -165,6 +165,11 @@ pub async fn serve<F, S>(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout)
+            // A client may shut down its side once the request is sent
+            // (HTTP/1.0 style): it still waits for the answer. Without
+            // this hyper took the end of input for the client leaving and
+            // dropped the answer, about one time in four.
+            .half_close(true)
             .serve_connection(TokioIo::new(stream), service_for(peer));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

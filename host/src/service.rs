@@ -335,8 +335,9 @@ impl Host {
             local,
         } = self;
         let settings = ServeSettings {
-            // A request in flight may run for the whole request timeout.
-            drain: cli.request_timeout + Duration::from_secs(1),
+            // A request in flight may still wait for a slot, then run for
+            // the whole request timeout.
+            drain: cli.queue_timeout + cli.request_timeout + Duration::from_secs(1),
             ..cli.serve.clone()
         };
         // Scrapes are answered until the very end, the drain included.

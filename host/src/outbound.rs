@@ -19,9 +19,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use protocol::http::{HttpClient, SendError};
 use protocol::record::ServiceRecord;
 
-/// How many instances one call tries when connections are refused.
-const MAX_ATTEMPTS: usize = 3;
-
 /// Headers that describe one connection, not the message: a proxy must not
 /// forward them (RFC 9110, section 7.6.1).
 const HOP_BY_HOP: [&str; 9] = [
@@ -128,14 +125,12 @@ impl Outbound {
 
     /// Sends `call` to a random instance of `service`. A refused connection
     /// means the request was never sent, so it is safe to try another
-    /// instance whatever the method; anything else is final.
+    /// instance whatever the method, and every known one is tried before
+    /// the call fails (within the call timeout); anything else is final.
     async fn call_remote(&self, service: &str, call: &Call) -> Result<Answer, CallFailure> {
         let mut tried: Vec<String> = Vec::new();
         let mut last_error = String::new();
-        while tried.len() < MAX_ATTEMPTS {
-            let Some(addr) = self.cache.pick_excluding(service, &tried) else {
-                break;
-            };
+        while let Some(addr) = self.cache.pick_excluding(service, &tried) {
             match self.send(&addr, call).await {
                 Ok(answer) => return Ok(answer),
                 Err(SendError::Refused(e)) => {

@@ -336,6 +336,30 @@ fn a_call_tries_every_known_instance_until_one_answers() {
     }
 }
 
+/// A host stopped long enough to be evicted registers again as soon as it
+/// resumes, not a whole `--heartbeat-timeout` later: the heartbeats the
+/// registry gave up on while it stood still are answered on resuming, and
+/// would otherwise look like a registry that still knows it.
+#[test]
+fn a_host_resumed_after_its_eviction_registers_again_at_once() {
+    let registry = Proc::registry(&[]);
+    let host = Proc::host(
+        &stub("plain-echo"),
+        &registry,
+        &["--name", "paused", "--heartbeat-timeout", "30s"],
+    );
+    let addr = host.addr().to_string();
+    let listed = || registered(&registry, "paused").contains(&addr);
+    host.signal(Signal::SIGSTOP).unwrap();
+    assert!(poll_until(SETTLE, || !listed()), "{}", registry.log());
+    host.signal(Signal::SIGCONT).unwrap();
+    assert!(
+        poll_until(Duration::from_secs(15), listed),
+        "not registered again half a heartbeat timeout after resuming:\n{}",
+        host.log()
+    );
+}
+
 fn register_fake(registry: &Proc, name: &str, addr: &str) {
     let record = format!(r#"{{"Name":"{name}","Addr":"{addr}","RequiredServices":[]}}"#);
     assert_eq!(

@@ -82,15 +82,27 @@ impl Discovery {
     /// Registers again whenever no heartbeat came for `timeout`, until the
     /// task is dropped. A registry that restarted has an empty table and
     /// will never check on us again; this is how we get back into it.
+    ///
+    /// Also at once after the process was stopped for a while (SIGSTOP, a
+    /// stalled VM), which shows as this task waking late: the registry may
+    /// have evicted us meanwhile, and the heartbeats it gave up on, still
+    /// queued, are answered on resuming and would hide the silence for a
+    /// whole `timeout` more.
     pub async fn keep_registered(&self, timeout: Duration) {
-        let check_every = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        // Often enough to tell a stop of a second from the schedule.
+        let check_every = (timeout / 4).clamp(Duration::from_millis(50), STALL / 4);
         loop {
+            let asleep = Instant::now();
             tokio::time::sleep(check_every).await;
+            let late = asleep.elapsed().saturating_sub(check_every);
             let silence = self.silence();
-            if silence < timeout {
+            if late > STALL {
+                tracing::warn!("this process stood still for {late:?}; registering again");
+            } else if silence < timeout {
                 continue;
+            } else {
+                tracing::warn!("no heartbeat for {silence:?}; registering again");
             }
-            tracing::warn!("no heartbeat for {silence:?}; registering again");
             // Retry for as long as it takes: the registry may be down for a
             // while, and nothing else will put us back.
             if let Err(e) = self.register(Duration::MAX).await {
@@ -254,6 +266,11 @@ impl Discovery {
 }
 
 /// The part of a registration answer this instance may use.
+/// How long the process must have stood still for [`Discovery::keep_registered`]
+/// to register again at once: registering costs one request, so a short
+/// stall that did not need it costs little.
+const STALL: Duration = Duration::from_secs(1);
+
 /// Whether a registry refused the registration for good (a 4xx answer
 /// other than 408 and 429): the record or the token is wrong, and trying
 /// again for `--registry-wait` would only hide why.

@@ -318,7 +318,6 @@ fn a_forwarding_loop_is_stopped_with_508() {
     assert_eq!(reply.status, 508, "{}", reply.text());
 }
 
-/// Registers a fake instance of `name` at `addr` directly with the registry.
 /// However many known instances refuse, a call goes on to the next one
 /// until one answers (the call timeout bounds it all): ten dead instances
 /// of a service and one live one, and every call is answered.
@@ -360,6 +359,7 @@ fn a_host_resumed_after_its_eviction_registers_again_at_once() {
     );
 }
 
+/// Registers a fake instance of `name` at `addr` directly with the registry.
 fn register_fake(registry: &Proc, name: &str, addr: &str) {
     let record = format!(r#"{{"Name":"{name}","Addr":"{addr}","RequiredServices":[]}}"#);
     assert_eq!(

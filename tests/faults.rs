@@ -359,6 +359,43 @@ fn a_host_resumed_after_its_eviction_registers_again_at_once() {
     );
 }
 
+/// Instances stopped with SIGTERM while a gateway calls their service fail
+/// none of its calls, another instance being there: each deregisters, goes
+/// on taking requests for `--stop-grace` while its callers hear it leave,
+/// then drains. Before, it closed its kept-alive connections at once, and
+/// calls already sent on them failed.
+#[test]
+fn instances_stopped_under_load_fail_no_call_when_another_serves() {
+    let registry = Proc::registry(NO_HEARTBEAT);
+    let echo = || Proc::host(&stub("plain-echo"), &registry, &["--name", "x"]);
+    let _stays = echo();
+    let gateway = Proc::host(&plugin("gateway"), &registry, &[]);
+    let url = gateway.url("/x/");
+    assert!(poll_until(SETTLE, || get(&url).status == 200));
+    let load = harness::load::Load::start(&url, 16);
+    for _ in 0..3 {
+        let mut goes = echo();
+        let addr = goes.addr().to_string();
+        // The gateway calls it...
+        assert!(poll_until(SETTLE, || gateway
+            .log()
+            .contains(&format!("instance added name=x addr={addr}"))));
+        assert!(load.wait_for_more(500, SETTLE));
+        // ...when it stops.
+        let status = goes.terminate(SETTLE).unwrap();
+        assert!(status.success(), "{status}");
+        assert!(load.wait_for_more(500, SETTLE));
+    }
+    let (ok, failures) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {} calls failed, e.g. {:?}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+}
+
 /// Registers a fake instance of `name` at `addr` directly with the registry.
 fn register_fake(registry: &Proc, name: &str, addr: &str) {
     let record = format!(r#"{{"Name":"{name}","Addr":"{addr}","RequiredServices":[]}}"#);

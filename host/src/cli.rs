@@ -9,7 +9,7 @@ use protocol::accept::ServeSettings;
 
 use crate::kv::StateLimits;
 use crate::plugin::CompileCache;
-use protocol::duration::{self, DAY, HOUR, MILLISECOND, SECOND};
+use protocol::duration::{self, DAY, HOUR, MILLISECOND, MINUTE, SECOND};
 
 /// Runs Sparrow services: serves HTTP on `--addr`, registers with the
 /// registry, and hands every request to a WebAssembly component (the plugin)
@@ -173,6 +173,13 @@ pub struct Cli {
     /// once); 0s to 1d.
     #[arg(long, default_value = "30s", value_parser = duration::within(Duration::ZERO, DAY))]
     pub registry_wait: Duration,
+
+    /// At SIGTERM/SIGINT, how long a service goes on taking connections and
+    /// requests after it deregistered, before it drains: callers that
+    /// picked it before they heard it leave still reach it instead of
+    /// finding a closed connection; 0s to 1m
+    #[arg(long, default_value = "1s", value_parser = duration::within(Duration::ZERO, MINUTE))]
+    pub stop_grace: Duration,
 
     /// Serve Prometheus metrics on `GET /metrics` at this address
     /// (HOST:PORT; port 0 picks a free port, logged as `metrics on ADDR`).

@@ -281,7 +281,13 @@ impl Host {
     /// until [`Drained::stop`].
     async fn run_until_drained(self, control: Control) -> anyhow::Result<Drained> {
         let stopped = control.stopped();
-        let (cli, app, tasks) = self.spawn_tasks(control);
+        // The server takes connections until told to close, which is
+        // `--stop-grace` after the deregistration.
+        let (close, closed) = tokio::sync::oneshot::channel::<()>();
+        let closed = async {
+            let _ = closed.await;
+        };
+        let (cli, app, tasks) = self.spawn_tasks(control, closed);
         // Registration runs while the server already answers: the registry
         // may send a heartbeat or a notification the moment it has the
         // record.
@@ -312,7 +318,11 @@ impl Host {
         if let Some(watchdog) = watchdog {
             watchdog.abort();
             app.discovery.deregister().await;
+            // The registry tells the callers at once; a caller that picked
+            // this instance just before still finds it serving.
+            tokio::time::sleep(cli.stop_grace).await;
         }
+        let _ = close.send(());
         let metrics_server = tasks
             .drain()
             .await
@@ -324,8 +334,13 @@ impl Host {
     }
 
     /// Starts serving (the service, its metrics) and watching the plugin
-    /// file, until `control` says stop.
-    fn spawn_tasks(self, control: Control) -> (Cli, Arc<App>, Tasks) {
+    /// file: the server until `closed`, the watcher until `control` says
+    /// stop.
+    fn spawn_tasks(
+        self,
+        control: Control,
+        closed: impl Future<Output = ()> + Send + 'static,
+    ) -> (Cli, Arc<App>, Tasks) {
         let Host {
             cli,
             app,
@@ -349,12 +364,7 @@ impl Host {
                 std::future::pending(),
             ))
         });
-        let server = tokio::spawn(server::serve(
-            listener,
-            app.clone(),
-            control.stopped(),
-            settings,
-        ));
+        let server = tokio::spawn(server::serve(listener, app.clone(), closed, settings));
         app.set_serving(true);
         let swapper = Swapper {
             app: app.clone(),

@@ -275,6 +275,28 @@ fn bad_start_up_input_exits_with_one_line_naming_the_problem() {
     let line = run(args);
     assert!(line.contains("cannot listen on"), "{line}");
 
+    // An --allow-outbound entry in another spelling would match nothing.
+    for entry in [
+        "http://127.0.0.1:9",
+        "127.0.0.1",
+        "127.0.0.1:9/",
+        " 127.0.0.1:9",
+    ] {
+        let mut args = plugin_args(&echo);
+        args.extend(["--allow-outbound".into(), entry.into()]);
+        let mut host = Launch::new("host", binary("host"))
+            .args(&args)
+            .spawn()
+            .unwrap();
+        let status = host.wait_exit(EXIT_TIMEOUT).expect("host exits");
+        assert!(!status.success(), "--allow-outbound {entry:?} was taken");
+        let log = host.log();
+        assert!(
+            log.contains("--allow-outbound") && log.contains("is not HOST:PORT"),
+            "{entry:?}: {log}"
+        );
+    }
+
     let mut args = plugin_args(&echo);
     args.extend(["--memory-limit".into(), "lots".into()]);
     let mut host = Launch::new("host", binary("host"))

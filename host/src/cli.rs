@@ -71,7 +71,7 @@ pub struct Cli {
     /// Addresses (`HOST:PORT`, comma-separated) a standard `wasi:http`
     /// component may send requests to besides the services it requires;
     /// by default none, and any other destination is refused.
-    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT", value_parser = outbound_addr)]
     pub allow_outbound: Vec<String>,
 
     /// The longest chain of calls between services (counted in
@@ -234,6 +234,18 @@ impl Cli {
                 .collect()
         })
     }
+}
+
+/// A clap value parser for an `--allow-outbound` entry: `HOST:PORT` as a
+/// URL names it, the one spelling a registered address has too. Entries
+/// are matched as written, so another spelling (`http://...`, a path, no
+/// port) would never match and silently allow nothing.
+fn outbound_addr(text: &str) -> Result<String, String> {
+    protocol::record::check_addr(text)
+        .map(|()| text.to_owned())
+        .map_err(|_| {
+            format!("'{text}' is not HOST:PORT (an IPv4 address, [IPv6] or a DNS name, and a port)")
+        })
 }
 
 /// A clap value parser for a size in `min..=max` bytes.

@@ -190,7 +190,7 @@ fn check_name(name: &str) -> Result<(), RecordError> {
 /// Anything else is refused: a second spelling of an address would register
 /// a second instance, and some spellings (`0127.0.0.1`, `0x7f000001`) are
 /// read as other addresses by the system's resolver.
-fn check_addr(addr: &str) -> Result<(), RecordError> {
+pub fn check_addr(addr: &str) -> Result<(), RecordError> {
     let bad_addr = || RecordError::BadAddr(addr.to_owned());
     let (host, port) = match addr.strip_prefix('[') {
         Some(rest) => {

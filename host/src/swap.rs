@@ -50,7 +50,7 @@ impl Overrides {
             (Some(name), _) => name.clone(),
             (None, true) => description.name.clone(),
             (None, false) => anyhow::bail!(
-                "a wasi:http/proxy component cannot say its service name: give --name (and --requires for the services it calls)"
+                "a wasi:http/proxy component cannot say its service name: give --name (`name = \"...\"` in a --config file), and --requires (`requires`) for the services it calls"
             ),
         };
         let requires = self

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use harness::load::Load;
 use harness::{
-    Launch, Proc, TempDir, binary, get, install_atomically, plugin, poll_until, send, stub,
+    Launch, Proc, ServiceSpec, TempDir, binary, get, install_atomically, plugin, poll_until, send,
+    stub,
 };
 
 const SWAP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -216,6 +217,157 @@ fn a_trap_or_a_spin_costs_one_request() {
     assert_eq!(reply.text(), "Hello, after!\n");
     let log = host.log();
     assert!(log.contains("asked to trap"), "{log}");
+}
+
+/// Writes `request` on a fresh connection to `host`, keeps the connection
+/// open, and reads what comes back until the host ends it (cleanly or
+/// not): the bytes, and how long it took.
+fn raw_exchange(host: &str, request: &[u8]) -> (Vec<u8>, Duration) {
+    let mut stream = TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    // A connection the host aborts may end with a reset rather than an end
+    // of file: either way, what came is the answer.
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    (answer, started.elapsed())
+}
+
+/// Whether a raw HTTP/1.1 answer is whole: a chunked body with its last
+/// chunk, or as many bytes as its `Content-Length` says.
+fn whole(answer: &[u8]) -> bool {
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    let body = &answer[end + 4..];
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|len| len.trim().parse::<usize>().ok());
+    length == Some(body.len())
+}
+
+/// A streamed body still going at `--request-timeout` is cut short: the
+/// client sees a transfer that did not end (no last chunk), never a
+/// shorter body passed off as whole; a Sparrow caller reading it, in
+/// process or over HTTP, gets a failure rather than a short success.
+#[test]
+fn a_body_cut_at_the_request_timeout_never_ends_as_if_whole() {
+    let registry = Proc::registry(&[]);
+    // Ten seconds of body, cut at one.
+    let path = "/stream?chunks=100&size=10&pause=100";
+    let host = Proc::host(
+        &stub("http-faults"),
+        &registry,
+        &["--name", "alone", "--request-timeout", "1s"],
+    );
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let (answer, took) = raw_exchange(&host.addr().to_string(), request.as_bytes());
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!whole(&answer), "the cut body ended as if whole:\n{text}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert!(
+        host.wait_for_log(
+            "component failed while sending its body",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        host.log()
+    );
+
+    // Through a gateway: one in the stub's process (the call in process),
+    // one of its own (the call over HTTP).
+    let dir = TempDir::new("proxy-cut");
+    let faults = ServiceSpec::new(&stub("http-faults"))
+        .option("name", "faults")
+        .option("request-timeout", "1s");
+    let local_gateway = ServiceSpec::new(&plugin("gateway"));
+    let _multi = Proc::multi_host(
+        &dir.join("services.toml"),
+        &[faults, local_gateway.clone()],
+        &registry,
+        &[],
+    );
+    let remote_gateway = Proc::host(&plugin("gateway"), &registry, &[]);
+    for (via, gateway) in [
+        ("in process", local_gateway.url("")),
+        ("over HTTP", remote_gateway.url("")),
+    ] {
+        // Once the gateway knows the service.
+        let greeting = format!("{gateway}/faults/hello/x");
+        assert!(poll_until(SWAP_TIMEOUT, || get(&greeting).status == 200));
+        let reply = send("GET", &format!("{gateway}/faults{path}"), &[], b"").unwrap();
+        assert!(
+            reply.status == 502 || reply.status == 500,
+            "{via}: {} {} bytes: {}",
+            reply.status,
+            reply.body.len(),
+            reply.text()
+        );
+    }
+}
+
+/// `--body-timeout` holds for a standard component as for any plugin: a
+/// client that stops sending its body fails its own request at the
+/// timeout, and the instance it held frees its slot then, not at the
+/// request timeout.
+#[test]
+fn a_stalled_body_frees_its_slot_at_the_body_timeout() {
+    let registry = Proc::registry(&[]);
+    let host = Proc::host(
+        &stub("http-faults"),
+        &registry,
+        &[
+            "--name",
+            "faults",
+            "--body-timeout",
+            "1s",
+            "--request-timeout",
+            "15s",
+            "--max-instances",
+            "1",
+            "--queue-timeout",
+            "10s",
+        ],
+    );
+    let addr = host.addr().to_string();
+    let stalled = std::thread::spawn(move || {
+        // Ten bytes of the hundred promised, then nothing more.
+        let request = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789";
+        raw_exchange(&addr, request)
+    });
+    // The stalled request takes the only slot first.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let reply = get(&host.url("/hello/next"));
+    let waited = started.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        waited < Duration::from_secs(5),
+        "the next request waited {waited:?} for the slot"
+    );
+    let (answer, took) = stalled.join().unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    // 408 when the host could still answer; else an answer cut short.
+    assert!(
+        text.starts_with("HTTP/1.1 408") || (text.starts_with("HTTP/1.1 200") && !whole(&answer)),
+        "{text}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}: {text}");
 }
 
 #[test]

@@ -26,7 +26,7 @@ use crate::discovery::Discovery;
 use crate::durability::Flusher;
 use crate::outbound::{end_to_end, header_map};
 use crate::plugin::bindings::{self, Header};
-use crate::plugin::proxy::{HttpCall, limited_body};
+use crate::plugin::proxy::{BodyDeadline, HttpCall, limited_body, timed_body};
 use crate::plugin::{Failure, Plugin, PluginEngine, ServiceEnv, Shared};
 use crate::trace::{self, Hop};
 use wasmtime_wasi_http::WasiBody;
@@ -216,10 +216,12 @@ impl RequestBody {
         }
     }
 
-    /// The body as a standard component reads it, cut off past `max`.
-    fn streaming(self, max: usize) -> WasiBody {
+    /// The body as a standard component reads it, cut off past `max`, and,
+    /// arriving, once it is not all there by `deadline` (the component's
+    /// read fails, as a body read whole is refused with 408).
+    fn streaming(self, max: usize, deadline: &BodyDeadline) -> WasiBody {
         match self {
-            RequestBody::Arriving(body) => limited_body(body, max),
+            RequestBody::Arriving(body) => timed_body(limited_body(body, max), deadline),
             RequestBody::Whole(body) => limited_body(Full::new(body), max),
         }
     }
@@ -241,7 +243,8 @@ async fn counted(
         .access_log
         .then(|| (parts.method.clone(), parts.uri.clone()));
     let response = if active.plugin.takes_http() {
-        to_component(app, &active, parts, body, client, hop).await
+        let deadline = BodyDeadline::new(started, app.bodies.timeout);
+        to_component(app, &active, parts, body, deadline, client, hop).await
     } else {
         let answer = match body.read(app.bodies).await {
             Ok(body) => to_plugin(app, &active, &parts, body, client, hop).await,
@@ -300,12 +303,14 @@ async fn durable(app: &App, service: &str) -> Result<(), Response<Full<Bytes>>> 
 }
 
 /// A request for a standard component, with the host's headers, as it
-/// streams in; the answer streams out as the component writes it.
+/// streams in (by `deadline`); the answer streams out as the component
+/// writes it.
 async fn to_component(
     app: &App,
     active: &Active,
     mut parts: http::request::Parts,
     body: RequestBody,
+    deadline: BodyDeadline,
     client: &str,
     hop: Hop,
 ) -> Response<AnswerBody> {
@@ -323,7 +328,7 @@ async fn to_component(
     host_headers(&mut parts.headers, client, &app.local_addr, &hop);
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let call = HttpCall {
-        request: Request::from_parts(parts, body.streaming(app.bodies.max)),
+        request: Request::from_parts(parts, body.streaming(app.bodies.max, &deadline)),
         trace: hop,
     };
     let service = &*active.env.name;
@@ -333,6 +338,14 @@ async fn to_component(
         .await
     {
         Ok(response) => response,
+        // The client's body came too slowly for the component, whatever
+        // the component then did: the client hears that, as it would from
+        // a plugin whose body is read whole.
+        Err(failure) if deadline.missed() => {
+            let why = protocol::body::BodyError::Timeout(app.bodies.timeout);
+            tracing::warn!(service, %method, %uri, "{why}; the component failed: {failure}");
+            return text_response(why.status(), why.to_string()).map(Either::Left);
+        }
         Err(failure) => {
             let mut seen = Request::new(());
             *seen.method_mut() = method;

@@ -6,24 +6,31 @@
 //! instance slot come from `sandbox` and `engine`), and the same failure
 //! answers: a trap before the response is 500, the request timeout 504.
 //! Bodies stream both ways: the request body is read by the component as it
-//! arrives (bounded by `--max-body`), and the response body goes to the
-//! client as the component writes it, while the instance keeps running in a
-//! task of its own, holding its slot until it returns or its deadline.
+//! arrives (bounded by `--max-body`, and failing once it has not all arrived
+//! within `--body-timeout`), and the response body goes to the client as the
+//! component writes it, while the instance keeps running in a task of its
+//! own, holding its slot until it returns or its deadline. A body the
+//! component has not finished when its instance ends (a trap, the deadline)
+//! ends with an error, never as if whole: the client's connection is cut
+//! without the last chunk, and a Sparrow caller reading it fails.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 use wasmtime::Store;
-use wasmtime::component::Resource;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::body::{HostOutgoingBody, HyperOutgoingBody, StreamContext};
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpView};
 
@@ -66,6 +73,82 @@ where
             }
         })
         .boxed_unsync()
+}
+
+/// When a request body must have all arrived: `--body-timeout` after the
+/// request started, as for a body read whole. Shared with the body, which
+/// marks it missed when it fails for it.
+#[derive(Debug, Clone)]
+pub struct BodyDeadline {
+    at: tokio::time::Instant,
+    missed: Arc<AtomicBool>,
+}
+
+impl BodyDeadline {
+    pub fn new(started: Instant, timeout: Duration) -> Self {
+        BodyDeadline {
+            at: tokio::time::Instant::from_std(started + timeout),
+            missed: Arc::default(),
+        }
+    }
+
+    /// Whether the body failed because it had not all arrived in time.
+    pub fn missed(&self) -> bool {
+        self.missed.load(Ordering::Acquire)
+    }
+}
+
+/// `body`, failing with `connection-read-timeout` once it has not all
+/// arrived by `deadline`.
+pub fn timed_body(body: WasiBody, deadline: &BodyDeadline) -> WasiBody {
+    Timed {
+        body,
+        timer: Box::pin(tokio::time::sleep_until(deadline.at)),
+        missed: deadline.missed.clone(),
+    }
+    .boxed_unsync()
+}
+
+/// A body with a deadline for its last byte (see [`timed_body`]).
+struct Timed {
+    body: WasiBody,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    missed: Arc<AtomicBool>,
+}
+
+impl Body for Timed {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        if self.missed.load(Ordering::Acquire) {
+            return Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)));
+        }
+        // As `tokio::time::timeout` reads a whole body: what has arrived is
+        // taken first, and only a body still waited for past the deadline
+        // fails. The timer, polled while the client is silent, wakes the
+        // reader at the deadline: a component blocked on its read learns
+        // then, not when the request times out.
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.missed.store(true, Ordering::Release);
+        Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 impl ProxyPlugin {
@@ -167,20 +250,51 @@ impl Instance {
             Ok(Err(error)) => Err(classify(error)),
             Err(_elapsed) => Err(Failure::Timeout),
         };
-        if let Err(failure) = &ended
-            && self
-                .answered
-                .compare_exchange(PENDING, FAILED, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
-            let service = &*self.store.data().env.name;
-            tracing::error!(
-                service,
-                "component failed while sending its body: {failure}"
-            );
+        // Before the store, and with it the writing end of the body, is
+        // dropped: that alone would end the body as if whole.
+        let unfinished = abort_unfinished(&mut self.store.data_mut().table);
+        let service = &*self.store.data().env.name;
+        match &ended {
+            Err(failure)
+                if self
+                    .answered
+                    .compare_exchange(PENDING, FAILED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err() =>
+            {
+                tracing::error!(
+                    service,
+                    "component failed while sending its body: {failure}"
+                );
+            }
+            Ok(()) if unfinished > 0 => {
+                tracing::warn!(
+                    service,
+                    "component returned without finishing a body it wrote; cut short"
+                );
+            }
+            _ => {}
         }
         ended
     }
+}
+
+/// Aborts every outgoing body in `table` (the response's, a request's) that
+/// the component has not finished, so that its reader gets an error once
+/// it has read what was written: the body ends then, rather than as if
+/// whole when the store is dropped. A finished or dropped body has left the
+/// table already. Returns how many were aborted.
+fn abort_unfinished(table: &mut ResourceTable) -> usize {
+    let mut aborted = 0;
+    for entry in table.iter_mut() {
+        if let Some(body) = entry.downcast_mut::<HostOutgoingBody>() {
+            // `abort` takes the body by value; what is left in its place
+            // goes with the store.
+            let (empty, _) = HostOutgoingBody::new(StreamContext::Response, None, 1, 1);
+            std::mem::replace(body, empty).abort();
+            aborted += 1;
+        }
+    }
+    aborted
 }
 
 /// The response as soon as the component set it, or why there is none:
@@ -220,5 +334,75 @@ async fn ended_without_answer(
         Err(join) => Err(Failure::Setup(format!(
             "the instance's task failed: {join}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body that gives `first`, then waits for ever: a client that
+    /// stopped sending.
+    struct Stalls(Option<Bytes>);
+
+    impl Body for Stalls {
+        type Data = Bytes;
+        type Error = HttpError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+            match self.0.take() {
+                Some(first) => Poll::Ready(Some(Ok(Frame::data(first)))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_still_awaited_at_its_deadline_fails_then() {
+        let deadline = BodyDeadline::new(Instant::now(), Duration::from_millis(100));
+        let stalls = Stalls(Some(Bytes::from_static(b"0123456789"))).boxed_unsync();
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            timed_body(stalls, &deadline).collect(),
+        )
+        .await
+        .expect("the deadline ends the read");
+        assert!(
+            matches!(read, Err(HttpError::ConnectionReadTimeout)),
+            "{read:?}"
+        );
+        assert!(deadline.missed());
+    }
+
+    #[tokio::test]
+    async fn a_body_that_arrived_in_time_is_read_whole_even_late() {
+        let deadline = BodyDeadline::new(Instant::now(), Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let body = limited_body(http_body_util::Full::new(Bytes::from_static(b"all")), 10);
+        let read = timed_body(body, &deadline).collect().await.unwrap();
+        assert_eq!(read.to_bytes(), "all");
+        assert!(!deadline.missed());
+    }
+
+    #[tokio::test]
+    async fn a_body_left_unfinished_ends_with_an_error_not_as_if_whole() {
+        let unfinished = || {
+            let mut table = ResourceTable::new();
+            let (host, body) = HostOutgoingBody::new(StreamContext::Response, None, 1, 1);
+            table.push(host).unwrap();
+            (table, body)
+        };
+        // Dropped with its store alone, it ends as if whole...
+        let (table, body) = unfinished();
+        drop(table);
+        assert!(body.collect().await.is_ok());
+        // ...aborted first, with an error.
+        let (mut table, body) = unfinished();
+        assert_eq!(abort_unfinished(&mut table), 1);
+        drop(table);
+        assert!(body.collect().await.is_err());
     }
 }

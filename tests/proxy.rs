@@ -432,6 +432,46 @@ fn outgoing_requests_reach_required_services_and_nothing_else() {
     assert_eq!(reply.text(), "v1");
 }
 
+/// `--call-timeout` bounds a call to an `--allow-outbound` address whole:
+/// an answer whose body stalls fails the component's read at the call
+/// timeout, not at the request timeout.
+#[test]
+fn a_stalled_answer_body_fails_at_the_call_timeout() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    // Answers every request with 3 of the 1000 bytes it announces, then
+    // holds the connection, until the test ends.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut stream in server.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc");
+            held.push(stream);
+        }
+    });
+    let registry = Proc::registry(&[]);
+    let caller = Proc::host(
+        &hello(),
+        &registry,
+        &[
+            "--name",
+            "caller",
+            "--allow-outbound",
+            &addr.to_string(),
+            "--call-timeout",
+            "1s",
+            "--request-timeout",
+            "20s",
+        ],
+    );
+    let sent = Instant::now();
+    let reply = get(&caller.url(&format!("/call/{addr}/slow")));
+    let took = sent.elapsed();
+    assert_ne!(reply.status, 200, "{}", reply.text());
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+}
+
 #[test]
 fn a_call_chain_that_loops_is_stopped() {
     let registry = Proc::registry(&[]);

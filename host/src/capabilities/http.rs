@@ -23,6 +23,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use crate::metrics::CallOutcome;
 use crate::outbound::{Call, CallFailure, end_to_end};
 use crate::plugin::context::ServiceEnv;
+use crate::plugin::proxy::{BodyDeadline, timed_body};
 use crate::trace::Hop;
 
 /// The hooks of one request's store: who calls, and in which trace.
@@ -166,6 +167,9 @@ async fn direct(
         .map_err(|_| HttpError::HttpRequestUriInvalid)?;
     *request.headers_mut() = headers;
     request.headers_mut().remove(http::header::CONTENT_LENGTH);
+    // The call timeout bounds the whole call, the answer's body included,
+    // which the component reads as it arrives.
+    let deadline = BodyDeadline::new(std::time::Instant::now(), env.outgoing.timeout);
     let sent =
         tokio::time::timeout(env.outgoing.timeout, env.outgoing.client.request(request)).await;
     let outcome = match &sent {
@@ -186,8 +190,9 @@ async fn direct(
     };
     let (mut parts, body) = response.into_parts();
     parts.headers = end_to_end(std::mem::take(&mut parts.headers));
+    let body = body.map_err(HttpError::Hyper).boxed_unsync();
     Ok(http::Response::from_parts(
         parts,
-        body.map_err(HttpError::Hyper).boxed_unsync(),
+        timed_body(body, &deadline),
     ))
 }

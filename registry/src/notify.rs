@@ -248,7 +248,12 @@ impl Notifier {
                     dropped
                 }
             };
-            dropped.iter().for_each(|n| latest.done(n));
+            // Coalesced away: a newer change of the same instance replaced
+            // each of them in the queue.
+            for notification in &dropped {
+                latest.done(notification);
+                self.shared.metrics.notification_superseded();
+            }
         }
     }
 }

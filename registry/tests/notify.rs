@@ -105,6 +105,36 @@ async fn a_notification_outdated_by_a_newer_change_is_not_delivered() {
     assert_eq!(notifications(&registry, "superseded").await, 1);
 }
 
+/// Every notification is accounted for in the metrics: delivered, failed
+/// after every attempt, or superseded, those a full queue coalesced away
+/// included.
+#[tokio::test]
+async fn every_notification_is_counted_however_it_ends() {
+    let registry = RegistryProcess::start(&[
+        "--notify-queue",
+        "2",
+        "--notify-timeout",
+        "200ms",
+        "--heartbeat-interval",
+        "1h",
+    ]);
+    // A dependent that never answers: its queue fills up at once.
+    let silent = FakeService::start(Behaviour::Hang).await;
+    registry.register(&silent.record("visit", &["log"])).await;
+    let log = FakeService::start(Behaviour::Healthy).await;
+    for _ in 0..10 {
+        registry.register(&log.record("log", &[])).await;
+    }
+    eventually("all ten notifications are counted", || async {
+        let mut counted = 0;
+        for result in ["delivered", "failed", "superseded"] {
+            counted += notifications(&registry, result).await;
+        }
+        counted == 10
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_record_at_the_registrys_own_address_is_refused() {
     let registry = RegistryProcess::start(NO_HEARTBEAT);

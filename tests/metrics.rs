@@ -276,6 +276,54 @@ fn with_custom_section(component: &[u8], data: &str) -> Vec<u8> {
     bytes
 }
 
+/// A request whose client leaves before the answer (here with a reset)
+/// still runs, and is counted and access-logged like any other: nothing of
+/// it may vanish from what the host shows, and a remote callee whose
+/// caller gave up runs on to its own timeout as one in process does.
+#[test]
+fn a_request_its_client_left_is_still_counted_and_logged() {
+    use std::io::Write;
+    let registry = Proc::registry(&[]);
+    let host = Proc::host(
+        &stub("echo"),
+        &registry,
+        &["--metrics-addr", "127.0.0.1:0", "--access-log"],
+    );
+    let addr = metrics_addr(&host);
+    let answered = || {
+        Metrics::of(addr).value(
+            "sparrow_host_requests_total",
+            &[("service", "echo"), ("class", "2xx")],
+        )
+    };
+    assert_eq!(answered(), 0.0);
+    let mut stream = std::net::TcpStream::connect(host.addr()).unwrap();
+    stream
+        .write_all(b"GET /sleep?ms=1000 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    // The instance is running once its slot is taken...
+    assert!(poll_until(Duration::from_secs(10), || {
+        Metrics::of(addr).value("sparrow_host_instances_in_use", &[("service", "echo")]) == 1.0
+    }));
+    // ...when the client leaves.
+    let reset = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &reset).unwrap();
+    drop(stream);
+    assert!(
+        poll_until(Duration::from_secs(10), || answered() == 1.0),
+        "{}",
+        host.log()
+    );
+    assert!(
+        host.log().contains("uri=/sleep?ms=1000 status=200"),
+        "{}",
+        host.log()
+    );
+}
+
 #[test]
 fn without_metrics_addr_nothing_is_served_and_metrics_is_the_plugins_path() {
     let registry = Proc::registry(&[]);

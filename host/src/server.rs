@@ -242,6 +242,12 @@ async fn counted(
     let seen = app
         .access_log
         .then(|| (parts.method.clone(), parts.uri.clone()));
+    let mut record = Record {
+        active: &active,
+        started,
+        seen,
+        status: None,
+    };
     let response = if active.plugin.takes_http() {
         let deadline = BodyDeadline::new(started, app.bodies.timeout);
         to_component(app, &active, parts, body, deadline, client, hop).await
@@ -252,14 +258,43 @@ async fn counted(
         };
         answer.map(Either::Left)
     };
-    let took = started.elapsed();
-    active.env.metrics.request(response.status(), took);
-    if let Some((method, uri)) = seen {
-        let status = response.status().as_u16();
-        let service = &*active.env.name;
-        tracing::info!(service, %method, %uri, status, ?took, "answered");
-    }
+    record.status = Some(response.status());
     response
+}
+
+/// Counts and access-logs a request once it is over: answered, or given up
+/// by its client (the connection closed first; hyper then drops the
+/// request, the instance with it, and nothing after its `.await` runs).
+/// A request given up counts as 499, nginx's "client closed request".
+struct Record<'a> {
+    active: &'a Active,
+    started: Instant,
+    /// With `--access-log`: the line's method and URI.
+    seen: Option<(http::Method, http::Uri)>,
+    /// The answer's status, once there is one.
+    status: Option<StatusCode>,
+}
+
+/// What a request whose client left before the answer is counted as.
+const CLIENT_CLOSED: u16 = 499;
+
+impl Drop for Record<'_> {
+    fn drop(&mut self) {
+        let took = self.started.elapsed();
+        let (status, what) = match self.status {
+            Some(status) => (status, "answered"),
+            None => (
+                StatusCode::from_u16(CLIENT_CLOSED).expect("a valid status code"),
+                "given up by the client",
+            ),
+        };
+        self.active.env.metrics.request(status, took);
+        if let Some((method, uri)) = &self.seen {
+            let status = status.as_u16();
+            let service = &*self.active.env.name;
+            tracing::info!(service, %method, %uri, status, ?took, "{what}");
+        }
+    }
 }
 
 /// A request for a `sparrow:service` plugin: the body is read whole first.

@@ -269,6 +269,7 @@ fn a_new_project_builds_outside_and_routes_the_same_both_ways(lang: &str, name: 
     for (method, path, status) in [
         ("GET", "/", 404),
         ("GET", "/nope", 404),
+        ("GET", "/hello/", 404),
         ("POST", "/hello/bob", 405),
     ] {
         let direct = send(method, &service.url(path), &[], b"").unwrap();

@@ -28,7 +28,7 @@ impl Guest for Service {
             ("GET", ["hello", who]) if !who.is_empty() => {
                 Response::text(200, format!("Hello, {who}! This is {NAME}.\n"))
             }
-            (_, ["hello", _]) => {
+            (_, ["hello", who]) if !who.is_empty() => {
                 let mut response = Response::text(405, "only GET\n");
                 response.headers.push(Header {
                     name: "allow".into(),

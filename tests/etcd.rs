@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harness::etcd::{EtcdCluster, host_of, leader_of, registry_replica};
 use harness::load::Load;
-use harness::{Proc, Signal, TempDir, get, plugin, poll_until, registered, send, stub};
+use harness::{Proc, Signal, TempDir, counter, get, plugin, poll_until, registered, send, stub};
 use http_body_util::{BodyExt, Full};
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -181,13 +181,12 @@ fn a_leader_paused_past_its_lease_evicts_nothing_when_it_resumes() {
             )
         })
         .collect();
-    let heartbeats_ok = |replica: &Proc| -> u64 {
+    let heartbeats_ok = |replica: &Proc| {
         let metrics = get(&replica.url("/metrics")).text();
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("sparrow_registry_heartbeats_total{result=\"ok\"} "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
+        counter(
+            &metrics,
+            r#"sparrow_registry_heartbeats_total{result="ok"}"#,
+        )
     };
     // Each round pauses the leader of the time; a deposed leader's
     // eviction races with its learning that it lost, so one round alone

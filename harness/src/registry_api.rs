@@ -32,6 +32,21 @@ pub fn registered(registry: &Proc, service: &str) -> Vec<String> {
     addrs(&get(&registry.url("/services")).json()[service])
 }
 
+/// The value of the counter `series` (its name and labels as the text
+/// format writes them, `name{label="value"}`) in the metrics text
+/// `metrics`: 0 when it has no sample yet.
+pub fn counter(metrics: &str, series: &str) -> u64 {
+    let prefix = format!("{series} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |n| {
+            n.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{series}: {n:?} is no count: {e}"))
+        })
+}
+
 /// Whether `registry` lists an instance at `addr`, of any service (blocking;
 /// a registry that does not answer lists nothing).
 pub fn lists(registry: &Proc, addr: &str) -> bool {

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{Behaviour, FakeService, NO_HEARTBEAT, RegistryProcess, eventually};
+use harness::{Behaviour, FakeService, NO_HEARTBEAT, RegistryProcess, counter, eventually};
 use http::{Method, StatusCode};
 use serde_json::json;
 
@@ -58,11 +58,8 @@ async fn a_dependent_that_never_answers_delays_nobody() {
 /// `sparrow_registry_notifications_total{result=...}` of `registry`.
 async fn notifications(registry: &RegistryProcess, result: &str) -> u64 {
     let (_, metrics) = registry.request(Method::GET, "/metrics", "").await;
-    let prefix = format!("sparrow_registry_notifications_total{{result=\"{result}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    let series = format!("sparrow_registry_notifications_total{{result=\"{result}\"}}");
+    counter(&metrics, &series)
 }
 
 /// A notification still being retried at an address whose dependent died

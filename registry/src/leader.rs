@@ -73,13 +73,13 @@ impl Fence {
 
 pub struct Leadership {
     client: Client,
-    key: String,
     /// Who holds the key: `ADDR pid PID`, for people reading etcd.
     me: String,
     ttl: Duration,
     /// Deadline of each etcd request.
     timeout: Duration,
-    /// The lease while this replica leads, which fences its evictions.
+    /// The key competed for, and the lease while this replica leads,
+    /// which fences its evictions.
     fence: Fence,
     metrics: Arc<Metrics>,
 }
@@ -96,7 +96,6 @@ impl Leadership {
     ) -> Self {
         Leadership {
             client,
-            key: fence.key.clone(),
             me,
             ttl,
             timeout,
@@ -125,7 +124,7 @@ impl Leadership {
                     self.metrics.backend_leader(BACKEND, true);
                     tracing::info!(
                         me = self.me,
-                        key = self.key,
+                        key = self.fence.key,
                         "leading: running the heartbeat sweeps"
                     );
                     let sweeps = AbortOnDrop(lead());
@@ -149,7 +148,7 @@ impl Leadership {
     async fn campaign(&self) -> Result<Option<i64>, String> {
         let mut client = self.client.clone();
         let held = self
-            .bounded("range", client.get(self.key.clone(), None))
+            .bounded("range", client.get(self.fence.key.clone(), None))
             .await?;
         if !held.kvs().is_empty() {
             return Ok(None);
@@ -160,12 +159,12 @@ impl Leadership {
             .id();
         let take = Txn::new()
             .when([Compare::create_revision(
-                self.key.clone(),
+                self.fence.key.clone(),
                 CompareOp::Equal,
                 0,
             )])
             .and_then([TxnOp::put(
-                self.key.clone(),
+                self.fence.key.clone(),
                 self.me.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             )]);

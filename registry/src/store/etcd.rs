@@ -106,7 +106,20 @@ pub struct EtcdStore {
 
 /// Any etcd failure, as the one line a 503 carries.
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string().replace(['\r', '\n'], " "))
+    StoreError::Unavailable(one_line(e))
+}
+
+fn one_line(e: impl std::fmt::Display) -> String {
+    e.to_string().replace(['\r', '\n'], " ")
+}
+
+/// Why a request failed: etcd's error, or none when it did not answer
+/// within `timeout`.
+fn failed(error: Option<etcd_client::Error>, timeout: Duration) -> String {
+    match error {
+        Some(e) => one_line(e),
+        None => format!("no answer within {timeout:?}"),
+    }
 }
 
 /// One etcd request, bounded by `timeout`, for the store and the leader
@@ -119,11 +132,9 @@ pub async fn bounded<T>(
     op: &'static str,
     request: impl Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, String> {
-    match timed(timeout, metrics, op, request).await {
-        Ok(answer) => Ok(answer),
-        Err(Some(e)) => Err(e.to_string().replace(['\r', '\n'], " ")),
-        Err(None) => Err(format!("no answer within {timeout:?}")),
-    }
+    timed(timeout, metrics, op, request)
+        .await
+        .map_err(|error| failed(error, timeout))
 }
 
 /// gRPC's `UNAVAILABLE` (a wire constant): the member the request went to
@@ -158,12 +169,12 @@ where
         let error = match timed(left, metrics, op, request()).await {
             Ok(answer) => return Ok(answer),
             Err(Some(error)) => error,
-            Err(None) => return Err(format!("no answer within {timeout:?}")),
+            Err(None) => return Err(failed(None, timeout)),
         };
         let unavailable = matches!(&error, etcd_client::Error::GRpcStatus(status)
             if i32::from(status.code()) == GRPC_UNAVAILABLE);
         if !unavailable || Instant::now() + pause >= deadline {
-            return Err(error.to_string().replace(['\r', '\n'], " "));
+            return Err(failed(Some(error), timeout));
         }
         tracing::debug!(op, error = %error, "etcd unavailable; asking again in {pause:?}");
         tokio::time::sleep(pause).await;

@@ -99,10 +99,11 @@ impl Latest {
         let change = self.next;
         self.next += 1;
         let key = (record.name.clone(), record.addr.clone());
-        let entry = self.changes.entry(key.clone()).or_insert((change, 0));
-        *entry = (change, entry.1 + dependents);
-        if entry.1 == 0 {
+        let pending = self.changes.get(&key).map_or(0, |&(_, n)| n) + dependents;
+        if pending == 0 {
             self.changes.remove(&key);
+        } else {
+            self.changes.insert(key, (change, pending));
         }
         change
     }

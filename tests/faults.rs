@@ -316,6 +316,19 @@ fn a_forwarding_loop_is_stopped_with_508() {
     )
     .unwrap();
     assert_eq!(reply.status, 508, "{}", reply.text());
+
+    // A chain of calls at the hosts' limit (`x-sparrow-hops`, counted by
+    // the hosts where `Via` is the proxies') is a loop too, not a bad
+    // request.
+    let reply = send(
+        "GET",
+        &g.gateway.url("/echo/version"),
+        &[("x-sparrow-hops", "10")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(reply.status, 508, "{}", reply.text());
+    assert!(reply.text().contains("loop detected"), "{}", reply.text());
 }
 
 /// However many known instances refuse, a call goes on to the next one

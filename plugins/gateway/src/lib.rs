@@ -74,6 +74,11 @@ impl Guest for Gateway {
             Err(CallError::Timeout) => {
                 Response::text(504, format!("service '{service}' did not answer in time"))
             }
+            // The host's hop limit: a loop through services, as a `Via`
+            // loop is one through proxies (the WIT names the prefix).
+            Err(CallError::InvalidRequest(why)) if why.starts_with("loop detected") => {
+                Response::text(508, format!("cannot forward to '{service}': {why}"))
+            }
             Err(CallError::InvalidRequest(why)) => {
                 Response::text(400, format!("cannot forward to '{service}': {why}"))
             }

@@ -3,6 +3,7 @@
 //! must have produced (not just their names).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use prometheus_parse::{LineInfo, Scrape, Value};
@@ -66,6 +67,14 @@ impl Metrics {
     }
 }
 
+/// A host of `plugin` serving its metrics on a port of its own, and where.
+fn host_with_metrics(plugin: &Path, registry: &Proc, extra: &[&str]) -> (Proc, SocketAddr) {
+    let args = [&["--metrics-addr", "127.0.0.1:0"][..], extra].concat();
+    let host = Proc::host(plugin, registry, &args);
+    let addr = metrics_addr(&host);
+    (host, addr)
+}
+
 /// The metrics address a host logged.
 fn metrics_addr(host: &Proc) -> SocketAddr {
     harness::listening::parse_metrics(&host.log())
@@ -80,19 +89,11 @@ fn a_host_counts_requests_failures_calls_state_and_swaps() {
     // instance.
     std::fs::copy(stub("echo-calls-echo"), &plugin_file).unwrap();
     let registry = Proc::registry(&[]);
-    let host = Proc::host(
+    let (host, addr) = host_with_metrics(
         &plugin_file,
         &registry,
-        &[
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--request-timeout",
-            "1s",
-            "--max-body",
-            "1KiB",
-        ],
+        &["--request-timeout", "1s", "--max-body", "1KiB"],
     );
-    let addr = metrics_addr(&host);
     let echo = |labels: &[(&'static str, &'static str)]| {
         let mut all = vec![("service", "echo")];
         all.extend_from_slice(labels);
@@ -197,17 +198,11 @@ fn the_bound_on_call_targets_holds_across_hot_swaps() {
     let plugin_file = dir.path().join("gateway.wasm");
     std::fs::copy(plugin("gateway"), &plugin_file).unwrap();
     let registry = Proc::registry(&[]);
-    let host = Proc::host(
+    let (host, addr) = host_with_metrics(
         &plugin_file,
         &registry,
-        &[
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--metrics-max-targets",
-            &MAX_TARGETS.to_string(),
-        ],
+        &["--metrics-max-targets", &MAX_TARGETS.to_string()],
     );
-    let addr = metrics_addr(&host);
     let gateway = std::fs::read(plugin("gateway")).unwrap();
     let swaps_done = || {
         Metrics::of(addr).get(
@@ -284,12 +279,7 @@ fn with_custom_section(component: &[u8], data: &str) -> Vec<u8> {
 fn a_request_its_client_left_is_still_counted_and_logged() {
     use std::io::Write;
     let registry = Proc::registry(&[]);
-    let host = Proc::host(
-        &stub("echo"),
-        &registry,
-        &["--metrics-addr", "127.0.0.1:0", "--access-log"],
-    );
-    let addr = metrics_addr(&host);
+    let (host, addr) = host_with_metrics(&stub("echo"), &registry, &["--access-log"]);
     let answered = || {
         Metrics::of(addr).value(
             "sparrow_host_requests_total",

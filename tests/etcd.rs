@@ -278,6 +278,58 @@ fn etcd_restored_empty_is_read_again_and_the_services_register_again() {
     assert!(failures.is_empty(), "{}", fail_with(&failures, ok));
 }
 
+/// A replica paused while etcd is restored empty may resume only once the
+/// new etcd's revision has passed the one it applied: the revision alone
+/// no longer tells of the loss, the table's marker key does. It reads the
+/// table again instead of keeping records etcd no longer has.
+#[test]
+fn a_replica_away_while_etcd_was_restored_empty_reads_it_again() {
+    let mut etcd = EtcdCluster::start(3);
+    let replicas: Vec<Proc> = (0..2)
+        .map(|_| registry_replica(&etcd, &free_addr(), &[]))
+        .collect();
+    let refs: Vec<&Proc> = replicas.iter().collect();
+    // Heartbeats to the probes' address are answered: no sweep evicts them.
+    let host = host_of(&stub("plain-echo"), &refs, &["--name", "echo"]);
+    let register = |replica: &Proc, name: &str| {
+        let probe = format!(
+            r#"{{"Name":"{name}","Addr":"{}","RequiredServices":[]}}"#,
+            host.addr()
+        );
+        send("POST", &replica.url("/services"), &[], probe.as_bytes())
+            .is_ok_and(|reply| reply.status == 200)
+    };
+    for n in 0..5 {
+        assert!(register(&replicas[0], &format!("old{n}")));
+    }
+    assert!(poll_until(SETTLE, || registered(&replicas[1], "old4")
+        .len()
+        == 1));
+
+    replicas[0].signal(Signal::SIGSTOP).unwrap();
+    etcd.wipe();
+    // The other replica sees the loss by the revision and reads again...
+    assert!(poll_until(SETTLE, || registered(&replicas[1], "old0").is_empty()));
+    // ...and takes writes again, which carry the new etcd past the
+    // revision the paused one applied.
+    assert!(poll_until(SETTLE, || register(&replicas[1], "new0")));
+    for n in 1..40 {
+        assert!(register(&replicas[1], &format!("new{n}")));
+    }
+    replicas[0].signal(Signal::SIGCONT).unwrap();
+    assert!(
+        poll_until(SETTLE, || registered(&replicas[0], "old0").is_empty()
+            && registered(&replicas[0], "new0").len() == 1),
+        "{}",
+        replicas[0].log()
+    );
+    assert!(
+        replicas[0].log().contains("marker"),
+        "{}",
+        replicas[0].log()
+    );
+}
+
 #[test]
 fn etcd_member_losses_leave_traffic_alone_and_writes_come_back_with_quorum() {
     let mut etcd = EtcdCluster::start(3);

@@ -23,12 +23,15 @@
 //!   and watches again from the revision after the last one it applied, so
 //!   no change is missed. If etcd compacted that revision away, the replica
 //!   reads the whole table again and tells dependents of the differences.
-//! - If etcd's revision is below the last one the replica applied, etcd
-//!   lost its data (restored from an old backup, or a new cluster at the
-//!   same addresses): the replica reads the table again, as at its start,
-//!   and tells dependents nothing, as a restarted in-memory registry does.
-//!   The instances etcd forgot get no heartbeat and register again after
-//!   their `--heartbeat-timeout`; meanwhile their callers keep them.
+//! - If etcd lost its data (restored from an old backup, or a new cluster
+//!   at the same addresses), the replica reads the table again, as at its
+//!   start, and tells dependents nothing, as a restarted in-memory registry
+//!   does. The instances etcd forgot get no heartbeat and register again
+//!   after their `--heartbeat-timeout`; meanwhile their callers keep them.
+//!   Two signs tell of the loss whenever a watch starts: etcd's revision is
+//!   below the last one applied here (an old backup), or the table's marker
+//!   key is gone or was made anew (`PREFIX/table`, created with the table:
+//!   an empty cluster whose revision already passed the old one).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +82,12 @@ impl Keys {
         format!("{}/services/{name}/{addr}", self.prefix)
     }
 
+    /// The table's marker: created once, with the table, and never changed;
+    /// its create revision names the table's lifetime in etcd.
+    fn marker(&self) -> String {
+        format!("{}/table", self.prefix)
+    }
+
     /// The key the leading replica holds (`leader.rs`).
     pub fn leader(&self) -> String {
         format!("{}/leader", self.prefix)
@@ -90,6 +99,17 @@ impl Keys {
         let rest = key.strip_prefix(&self.services())?;
         rest.split_once('/')
     }
+}
+
+/// Where the local copy stands against etcd, from one watch to the next.
+struct Position {
+    /// The last revision applied to the copy; none until it is read.
+    applied: Option<i64>,
+    /// The create revision of the table's marker when the copy was read.
+    marker: i64,
+    /// No read filled the copy yet, or etcd lost what it was read from: the
+    /// next read tells dependents nothing.
+    first_read: bool,
 }
 
 pub struct EtcdStore {
@@ -277,14 +297,14 @@ impl EtcdStore {
 
     /// Keeps the local copy current, for as long as the task runs.
     pub async fn follow(self: Arc<Self>) {
-        // The last revision applied to the copy; none before the first read.
-        let mut revision = None;
-        let mut first_read = true;
+        let mut pos = Position {
+            applied: None,
+            marker: 0,
+            first_read: true,
+        };
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let result = self
-                .follow_once(&mut revision, &mut first_read, &mut backoff)
-                .await;
+            let result = self.follow_once(&mut pos, &mut backoff).await;
             self.watching.store(false, Ordering::SeqCst);
             match result {
                 Ok(()) => tracing::warn!("etcd ended the watch; watching again"),
@@ -295,16 +315,48 @@ impl EtcdStore {
         }
     }
 
+    /// The create revision of the table's marker, made first if etcd holds
+    /// none (a new table, or one etcd lost).
+    async fn ensure_marker(&self) -> Result<i64, StoreError> {
+        let key = self.keys.marker();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), "sparrow registry table", None)])
+            .or_else([TxnOp::get(key, None)]);
+        let answer = self.write(txn).await?;
+        if answer.succeeded() {
+            return Ok(answer.header().map_or(0, |h| h.revision()));
+        }
+        answer
+            .op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Get(got) => got.kvs().first().map(KeyValue::create_revision),
+                _ => None,
+            })
+            .ok_or_else(|| StoreError::Unavailable("the table's marker vanished; retry".into()))
+    }
+
+    /// Whether etcd still holds the table the copy was read from: its
+    /// marker, as created then.
+    async fn marker_kept(&self, pos: &Position) -> Result<bool, StoreError> {
+        let mut client = self.client();
+        let read = self
+            .call("range", client.get(self.keys.marker(), None))
+            .await?;
+        Ok(read.kvs().first().map(KeyValue::create_revision) == Some(pos.marker))
+    }
+
     async fn follow_once(
         &self,
-        revision: &mut Option<i64>,
-        first_read: &mut bool,
+        pos: &mut Position,
         backoff: &mut Duration,
     ) -> Result<(), StoreError> {
         let services = self.keys.services();
-        let start = match *revision {
+        let start = match pos.applied {
             Some(applied) => applied + 1,
             None => {
+                pos.marker = self.ensure_marker().await?;
                 let mut client = self.client();
                 let read = self
                     .call(
@@ -320,9 +372,9 @@ impl EtcdStore {
                     .collect();
                 // A first read only fills the copy; a read after a gap the
                 // watch could not cover tells dependents what changed.
-                self.table.reset(records, !*first_read);
-                *first_read = false;
-                *revision = Some(at);
+                self.table.reset(records, !pos.first_read);
+                pos.first_read = false;
+                pos.applied = Some(at);
                 tracing::info!(
                     revision = at,
                     instances = self.table.len(),
@@ -338,16 +390,24 @@ impl EtcdStore {
             .await?;
         while let Some(answer) = stream.message().await.map_err(unavailable)? {
             if answer.created() {
+                // Checked once the watch is there: a loss after it breaks
+                // the watch, and is checked at the next.
                 let now = answer.header().map_or(0, |h| h.revision());
-                if now < start - 1 {
+                let lost = if now < start - 1 {
+                    Some("etcd's revision is below the last one applied here")
+                } else if !self.marker_kept(pos).await? {
+                    Some("the table's marker key is gone or was made anew")
+                } else {
+                    None
+                };
+                if let Some(sign) = lost {
                     tracing::warn!(
                         applied = start - 1,
                         etcd = now,
-                        "etcd's revision is below the last one applied here: \
-                         etcd lost its data; reading the table again"
+                        "{sign}: etcd lost its data; reading the table again"
                     );
-                    *revision = None;
-                    *first_read = true;
+                    pos.applied = None;
+                    pos.first_read = true;
                     return Err(StoreError::Unavailable("etcd lost its data".into()));
                 }
                 self.watching.store(true, Ordering::SeqCst);
@@ -357,7 +417,7 @@ impl EtcdStore {
             if answer.canceled() {
                 if answer.compact_revision() > 0 {
                     // What we missed is gone from etcd's history.
-                    *revision = None;
+                    pos.applied = None;
                 }
                 return Err(StoreError::Unavailable(format!(
                     "watch canceled: {}",
@@ -380,7 +440,7 @@ impl EtcdStore {
                         }
                     }
                 }
-                *revision = Some(kv.mod_revision());
+                pos.applied = Some(kv.mod_revision());
             }
         }
         Ok(())

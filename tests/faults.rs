@@ -372,6 +372,64 @@ fn a_host_resumed_after_its_eviction_registers_again_at_once() {
     );
 }
 
+/// A server closes a kept-alive connection after it was idle for its
+/// `--header-timeout` (10 s by default); a client that takes that
+/// connection from its pool at the same moment sends its request into the
+/// close and gets no answer. Clients give idle connections up sooner (4 s),
+/// so they never meet that race with a peer's default. The fake callee here
+/// closes, instead of answering, a request on a connection idle for 4.5 s.
+#[test]
+fn no_call_goes_out_on_a_connection_idle_for_as_long_as_a_server_keeps_one() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let log_addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                let mut answered: Option<Instant> = None;
+                loop {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    if answered.is_some_and(|at| at.elapsed() >= Duration::from_millis(4500)) {
+                        return;
+                    }
+                    writer
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                    answered = Some(Instant::now());
+                }
+            });
+        }
+    });
+    let registry = Proc::registry(NO_HEARTBEAT);
+    register_fake(&registry, "log", &log_addr);
+    let visit = Proc::host(&plugin("visit"), &registry, &[]);
+    let reply = get(&visit.url("/"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // The fault: the connection to the log service idles for as long as the
+    // fake keeps one.
+    std::thread::sleep(Duration::from_secs(5));
+    let reply = get(&visit.url("/"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
 /// Instances stopped with SIGTERM while a gateway calls their service fail
 /// none of its calls, another instance being there: each deregisters, goes
 /// on taking requests for `--stop-grace` while its callers hear it leave,

@@ -23,9 +23,12 @@ pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// `*` registration lists all of them, so this is well above a request body.
 pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
-/// Idle pooled connections are dropped after this; heartbeats every 30 s keep
-/// the connections to live services in use.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle pooled connections are dropped after this: before the other side
+/// closes them (`--header-timeout`, 10 s by default), so that no request is
+/// sent on a connection the server has just closed. It holds across a pause
+/// of this process too (SIGSTOP, a stalled VM): a connection idle for
+/// longer is never taken from the pool, whether or not its close was seen.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {

@@ -372,25 +372,28 @@ fn a_host_resumed_after_its_eviction_registers_again_at_once() {
     );
 }
 
-/// A server closes a kept-alive connection after it was idle for its
-/// `--header-timeout` (10 s by default); a client that takes that
-/// connection from its pool at the same moment sends its request into the
-/// close and gets no answer. Clients give idle connections up sooner (4 s),
-/// so they never meet that race with a peer's default. The fake callee here
-/// closes, instead of answering, a request on a connection idle for 4.5 s.
-#[test]
-fn no_call_goes_out_on_a_connection_idle_for_as_long_as_a_server_keeps_one() {
+/// A loopback HTTP/1.1 server standing for a peer that misbehaves in time:
+/// each request's head and body go to `answer`, with how long its
+/// connection was idle since its last answer (`None` on a new connection);
+/// `answer` returns the whole answer to write, or `None` to close the
+/// connection instead. Its address.
+fn fake_http<F>(answer: F) -> String
+where
+    F: Fn(&str, &[u8], Option<Duration>) -> Option<String> + Send + Sync + 'static,
+{
     use std::io::{BufRead, BufReader, Write};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let log_addr = listener.local_addr().unwrap().to_string();
+    let addr = listener.local_addr().unwrap().to_string();
+    let answer = Arc::new(answer);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
+            let answer = answer.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut writer = stream;
                 let mut answered: Option<Instant> = None;
                 loop {
-                    let mut length = 0;
+                    let (mut head, mut length) = (String::new(), 0);
                     loop {
                         let mut line = String::new();
                         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -404,19 +407,46 @@ fn no_call_goes_out_on_a_connection_idle_for_as_long_as_a_server_keeps_one() {
                         if line == "\r\n" {
                             break;
                         }
+                        head.push_str(&line);
                     }
                     let mut body = vec![0; length];
-                    reader.read_exact(&mut body).unwrap();
-                    if answered.is_some_and(|at| at.elapsed() >= Duration::from_millis(4500)) {
+                    if reader.read_exact(&mut body).is_err() {
                         return;
                     }
-                    writer
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                        .unwrap();
+                    let idle = answered.map(|at| at.elapsed());
+                    let Some(text) = answer(&head, &body, idle) else {
+                        return;
+                    };
+                    if writer.write_all(text.as_bytes()).is_err() {
+                        return;
+                    }
                     answered = Some(Instant::now());
                 }
             });
         }
+    });
+    addr
+}
+
+/// A whole HTTP/1.1 answer: 200 with `body`.
+fn ok_answer(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A server closes a kept-alive connection after it was idle for its
+/// `--header-timeout` (10 s by default); a client that takes that
+/// connection from its pool at the same moment sends its request into the
+/// close and gets no answer. Clients give idle connections up sooner (4 s),
+/// so they never meet that race with a peer's default. The fake callee here
+/// closes, instead of answering, a request on a connection idle for 4.5 s.
+#[test]
+fn no_call_goes_out_on_a_connection_idle_for_as_long_as_a_server_keeps_one() {
+    let log_addr = fake_http(|_, _, idle| {
+        idle.is_none_or(|idle| idle < Duration::from_millis(4500))
+            .then(|| ok_answer(""))
     });
     let registry = Proc::registry(NO_HEARTBEAT);
     register_fake(&registry, "log", &log_addr);
@@ -428,6 +458,90 @@ fn no_call_goes_out_on_a_connection_idle_for_as_long_as_a_server_keeps_one() {
     std::thread::sleep(Duration::from_secs(5));
     let reply = get(&visit.url("/"));
     assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+/// A service takes requests before its registration answer arrives, and
+/// callers may hear of it from the registry by then (with etcd, the watch
+/// can be faster than the answer): a call it makes meanwhile waits for the
+/// answer and goes to the instance it names, instead of failing for want
+/// of one. The fake registry here answers the registration after 1.5 s.
+#[test]
+fn a_call_made_before_the_registration_answer_waits_for_it() {
+    let registry = Proc::registry(NO_HEARTBEAT);
+    let dir = TempDir::new("early-call");
+    let log = log_host(&registry, &dir);
+    let answer = format!(
+        r#"{{"log":[{{"Name":"log","Addr":"{}","RequiredServices":[]}}]}}"#,
+        log.addr()
+    );
+    let slow_registry = fake_http(move |head, _, _| {
+        if head.starts_with("POST /services ") {
+            std::thread::sleep(Duration::from_millis(1500));
+            Some(ok_answer(&answer))
+        } else {
+            Some(ok_answer("{}"))
+        }
+    });
+    let visit = Launch::host(
+        binary("host"),
+        &plugin("visit"),
+        "127.0.0.1:0",
+        &format!("http://{slow_registry}"),
+    )
+    .start()
+    .unwrap();
+    let reply = get(&visit.url("/"));
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), visit.log());
+}
+
+/// An instance that hangs (stopped) and that the registry no longer lists,
+/// its callers having missed its leaving (the registry restarted
+/// meanwhile), costs them a call timeout or two, not one per call for as
+/// long as it hangs: a call it fails makes its caller ask the registry.
+#[test]
+fn a_hung_instance_the_registry_no_longer_lists_leaves_its_callers() {
+    let addr = free_addr().unwrap().to_string();
+    let mut registry = Proc::registry_at(&addr, &[]);
+    let fast = ["--heartbeat-timeout", "2s"];
+    let echo = || {
+        Proc::host(
+            &stub("plain-echo"),
+            &registry,
+            &[&fast[..], &["--name", "x"]].concat(),
+        )
+    };
+    let gateway = Proc::host(
+        &plugin("gateway"),
+        &registry,
+        &[&fast[..], &["--call-timeout", "1s"]].concat(),
+    );
+    let (hangs, serves) = (echo(), echo());
+    for instance in [&hangs, &serves] {
+        let added = format!("instance added name=x addr={}", instance.addr());
+        assert!(poll_until(SETTLE, || gateway.log().contains(&added)));
+    }
+    hangs.signal(Signal::SIGSTOP).unwrap();
+    registry.kill9();
+    let registry = Proc::registry_at(&addr, &[]);
+    // The others register again; the stopped one cannot.
+    let serving = [serves.addr().to_string()];
+    assert!(poll_until(SETTLE, || registered(&registry, "x") == serving
+        && registered(&registry, "gateway").len() == 1));
+    let url = gateway.url("/x/");
+    let mut timed_out = 0;
+    for _ in 0..30 {
+        let reply = get(&url);
+        match reply.status {
+            504 => timed_out += 1,
+            status => assert_eq!(status, 200, "{}", reply.text()),
+        }
+        assert!(
+            timed_out <= 2,
+            "{timed_out} calls timed out:\n{}",
+            gateway.log()
+        );
+    }
+    hangs.signal(Signal::SIGCONT).unwrap();
 }
 
 /// Instances stopped with SIGTERM while a gateway calls their service fail

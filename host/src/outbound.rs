@@ -6,8 +6,16 @@
 //! behaves the same. [`Outbound::call`] is the only way out: a service this
 //! process runs itself is called in process (`local`), any other through
 //! the instance cache over HTTP.
+//!
+//! An instance that times out or breaks a call is asked about: if the
+//! registry no longer lists it, it leaves the cache. The registry may have
+//! dropped it while its `DELETE` could not reach this process (a registry
+//! restarted meanwhile, this process paused): a hung instance refuses no
+//! connection, so nothing else would ever take it out, and every call
+//! picking it would wait for the call timeout.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::discovery::cache::InstanceCache;
@@ -17,7 +25,10 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use protocol::http::{HttpClient, SendError};
+use protocol::locks::lock;
 use protocol::record::ServiceRecord;
+use protocol::registry_client::RegistryClient;
+use tokio::time::{Instant, timeout_at};
 
 /// Headers that describe one connection, not the message: a proxy must not
 /// forward them (RFC 9110, section 7.6.1).
@@ -73,6 +84,10 @@ pub struct Outbound {
     /// The calling service's registered address, once it is bound: the
     /// client address a service of this process sees for its calls.
     origin: Arc<OnceLock<String>>,
+    /// The registry replicas, asked about instances that failed a call.
+    registry: Arc<OnceLock<Vec<RegistryClient>>>,
+    /// (service, address) of the instances being asked about.
+    asking: Arc<Mutex<HashSet<(String, String)>>>,
     timeout: Duration,
     max_body: usize,
 }
@@ -89,6 +104,8 @@ impl Outbound {
             cache,
             local,
             origin: Arc::new(OnceLock::new()),
+            registry: Arc::new(OnceLock::new()),
+            asking: Arc::default(),
             timeout,
             max_body,
         }
@@ -97,6 +114,11 @@ impl Outbound {
     /// The address the calling service is registered at.
     pub fn set_origin(&self, addr: &str) {
         let _ = self.origin.set(addr.to_owned());
+    }
+
+    /// The registry replicas to ask about an instance that failed a call.
+    pub fn set_registry(&self, clients: Vec<RegistryClient>) {
+        let _ = self.registry.set(clients);
     }
 
     /// Sends `call` to `service`: to this process's own instance of it when
@@ -112,26 +134,38 @@ impl Outbound {
             .local
             .find(service)
             .filter(|app| app.local_addr() != from);
-        let sent = async {
-            match local {
-                Some(app) => local::call(app, call, from, self.max_body).await,
-                None => self.call_remote(service, &call).await,
-            }
-        };
-        tokio::time::timeout(self.timeout, sent)
-            .await
-            .unwrap_or(Err(CallFailure::Timeout))
+        let deadline = Instant::now() + self.timeout;
+        match local {
+            Some(app) => timeout_at(deadline, local::call(app, call, from, self.max_body))
+                .await
+                .unwrap_or(Err(CallFailure::Timeout)),
+            None => self.call_remote(service, &call, deadline).await,
+        }
     }
 
     /// Sends `call` to a random instance of `service`. A refused connection
     /// means the request was never sent, so it is safe to try another
     /// instance whatever the method, and every known one is tried before
-    /// the call fails (within the call timeout); anything else is final.
-    async fn call_remote(&self, service: &str, call: &Call) -> Result<Answer, CallFailure> {
+    /// the call fails (by `deadline`); anything else is final.
+    async fn call_remote(
+        &self,
+        service: &str,
+        call: &Call,
+        deadline: Instant,
+    ) -> Result<Answer, CallFailure> {
+        if self.cache.pick(service).is_none() {
+            // Before the registration answer, what the cache lacks may be
+            // on its way; after it, this returns at once.
+            let _ = timeout_at(deadline, self.cache.filled()).await;
+        }
         let mut tried: Vec<String> = Vec::new();
         let mut last_error = String::new();
         while let Some(addr) = self.cache.pick_excluding(service, &tried) {
-            match self.send(&addr, call).await {
+            let Ok(sent) = timeout_at(deadline, self.send(&addr, call)).await else {
+                self.ask_about(service, &addr);
+                return Err(CallFailure::Timeout);
+            };
+            match sent {
                 Ok(answer) => return Ok(answer),
                 Err(SendError::Refused(e)) => {
                     // Nothing listens there: forget the instance until the
@@ -143,6 +177,7 @@ impl Outbound {
                     tried.push(addr);
                 }
                 Err(SendError::Broken(e)) => {
+                    self.ask_about(service, &addr);
                     return Err(CallFailure::Unreachable(format!("{addr}: {e}")));
                 }
             }
@@ -152,6 +187,35 @@ impl Outbound {
         } else {
             Err(CallFailure::Unreachable(last_error))
         }
+    }
+
+    /// Asks the registry, in the background, whether it still lists the
+    /// instance of `service` at `addr` that just failed a call, and forgets
+    /// the instance if not. One question per instance at a time; no answer
+    /// (no replica reachable) keeps it.
+    fn ask_about(&self, service: &str, addr: &str) {
+        let Some(replicas) = self.registry.get().cloned() else {
+            return;
+        };
+        let key = (service.to_owned(), addr.to_owned());
+        if !lock(&self.asking).insert(key.clone()) {
+            return;
+        }
+        let (cache, asking) = (self.cache.clone(), self.asking.clone());
+        tokio::spawn(async move {
+            let (service, addr) = &key;
+            for replica in &replicas {
+                let Ok(listed) = replica.addresses(service).await else {
+                    continue;
+                };
+                if !listed.contains(addr) {
+                    tracing::warn!(service, %addr, registry = replica.base_url(), "instance failed a call and the registry no longer lists it; dropped from the cache");
+                    cache.remove(&ServiceRecord::new(service, addr.clone(), Vec::new()));
+                }
+                break;
+            }
+            lock(&asking).remove(&key);
+        });
     }
 
     async fn send(&self, addr: &str, call: &Call) -> Result<Answer, SendError> {

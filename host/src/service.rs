@@ -224,6 +224,7 @@ impl Host {
         };
         let (record, active) = identity(&cli, &listener, &shared, plugin)?;
         shared.outbound.set_origin(&record.addr);
+        shared.outbound.set_registry(clients.clone());
         tracing::info!(
             service = %record.name,
             plugin = %cli.plugin_path().display(),

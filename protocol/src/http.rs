@@ -142,7 +142,7 @@ pub async fn send(
 }
 
 /// A request with `body` as JSON, when there is one, and the token, if any.
-fn request(
+pub(crate) fn request(
     method: Method,
     url: &str,
     body: Bytes,

@@ -1,12 +1,15 @@
 //! Registering and deregistering with one registry: what a service does at
-//! start, on a swap that changes its description, and at its end.
+//! start, on a swap that changes its description, and at its end; and
+//! asking which instances of a service it lists, when a call to one failed.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode, Uri};
 
-use crate::http::{ClientError, HttpClient, http_client, send_record};
+use crate::http::{
+    ClientError, HttpClient, MAX_ANSWER, http_client, request, send_record, send_request,
+};
 use crate::record::{Instances, ServiceRecord, parse_instances};
 use crate::token::Token;
 
@@ -69,6 +72,26 @@ impl RegistryClient {
         self.send(Method::DELETE, record).await.map(drop)
     }
 
+    /// The addresses of the instances of `name` the registry lists (`GET
+    /// /services/{name}`; none when it answers 404).
+    pub async fn addresses(&self, name: &str) -> Result<Vec<String>, ClientError> {
+        let url = format!("{}/{}", self.services_url, percent_encode(name));
+        let asked = request(Method::GET, &url, Bytes::new(), &self.token)?;
+        let (status, answer) = send_request(&self.http, asked, self.timeout, MAX_ANSWER).await?;
+        match status {
+            StatusCode::NOT_FOUND => Ok(Vec::new()),
+            StatusCode::OK => {
+                let listed: Vec<serde_json::Value> = serde_json::from_slice(&answer)
+                    .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+                Ok(listed
+                    .iter()
+                    .filter_map(|record| record.get("Addr")?.as_str().map(str::to_owned))
+                    .collect())
+            }
+            _ => Err(ClientError::from_answer(status, &answer)),
+        }
+    }
+
     async fn send(&self, method: Method, record: &ServiceRecord) -> Result<Bytes, ClientError> {
         let (status, answer) = send_record(
             &self.http,
@@ -86,9 +109,29 @@ impl RegistryClient {
     }
 }
 
+/// `text` as one path segment: every byte but RFC 3986's unreserved ones
+/// percent-encoded.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_is_one_path_segment() {
+        assert_eq!(percent_encode("log"), "log");
+        assert_eq!(percent_encode("a/b?c d"), "a%2Fb%3Fc%20d");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+    }
 
     const T: Duration = Duration::from_secs(1);
 

@@ -4,24 +4,42 @@
 //! load balancing).
 //!
 //! A registration answer only adds: an instance leaves the cache by a
-//! `DELETE` notification or by refusing a connection, never because an
+//! `DELETE` notification, by refusing a connection, or by failing a call
+//! when the registry no longer lists it (`Outbound`), never because an
 //! answer lacks it. A registry restarted with an empty table (or a replica
 //! behind the others) answers with less than the truth, and the callers
 //! would otherwise lose instances that are alive and answer 503 until every
 //! service registered again.
+//!
+//! Until the first registration answer the cache knows nothing, yet the
+//! service already takes requests (callers may hear of it from the registry
+//! before it reads its answer): a call then waits for that answer
+//! ([`InstanceCache::filled`]) rather than failing for want of an instance.
 
 use std::sync::RwLock;
 
 use rand::seq::IndexedRandom;
+use tokio::sync::watch;
 
 use protocol::locks::{read, write};
 use protocol::record::{Instances, ServiceRecord};
 
 /// Shared by reference (put it in an `Arc`); the lock is only held for map
 /// operations, never across an await.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InstanceCache {
     instances: RwLock<Instances>,
+    /// Whether a registration answer was merged yet.
+    filled: watch::Sender<bool>,
+}
+
+impl Default for InstanceCache {
+    fn default() -> Self {
+        InstanceCache {
+            instances: RwLock::default(),
+            filled: watch::Sender::new(false),
+        }
+    }
 }
 
 impl InstanceCache {
@@ -29,9 +47,20 @@ impl InstanceCache {
         Self::default()
     }
 
+    /// Returns once a registration answer was merged.
+    pub async fn filled(&self) {
+        // The sender lives as long as `self`: the wait cannot fail.
+        let _ = self.filled.subscribe().wait_for(|filled| *filled).await;
+    }
+
     /// Adds every instance of a registration answer (see the module doc:
     /// nothing is removed).
     pub fn merge(&self, instances: Instances) {
+        self.merge_instances(instances);
+        self.filled.send_replace(true);
+    }
+
+    fn merge_instances(&self, instances: Instances) {
         let mut known = write(&self.instances);
         for (name, records) in instances {
             let list = known.entry(name).or_default();

@@ -155,9 +155,8 @@ fn max_body_bounds_what_a_proxy_component_is_sent() {
 
 /// A chunked body, so that no `Content-Length` tells the host it is too
 /// big: the component is cut off where it passes `--max-body`, and fails.
-/// The client gets that failure as a status when the host still can give
-/// one, else a connection that ends and a line in the host's log; never a
-/// silent close.
+/// The client gets 413 when the host still can answer, else a connection
+/// that ends and a line in the host's log; never a silent close.
 #[test]
 fn a_streamed_body_over_max_body_fails_visibly() {
     let (_registry, host) = hello_with_a_1kib_bound();
@@ -179,10 +178,10 @@ fn a_streamed_body_over_max_body_fails_visibly() {
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
         let answer = String::from_utf8_lossy(&answer);
-        // 500 when the host could still answer the failure; else the
-        // connection ends, after the head or before it was written, and
-        // the host says why.
-        if !answer.starts_with("HTTP/1.1 500") {
+        // 413 when the host could still answer (the client's body, not
+        // the component, failed); else the connection ends, after the head
+        // or before it was written, and the host says why.
+        if !answer.starts_with("HTTP/1.1 413") {
             cut_short += 1;
             let logged = || {
                 host.log()
@@ -217,6 +216,52 @@ fn a_trap_or_a_spin_costs_one_request() {
     assert_eq!(reply.text(), "Hello, after!\n");
     let log = host.log();
     assert!(log.contains("asked to trap"), "{log}");
+}
+
+/// Requests RFC 9112 has a server refuse (an HTTP/1.1 request without a
+/// valid Host, a target that is no path) and bodies that are no valid HTTP
+/// get 400 before, or whatever, the component does: they are the client's
+/// failures, never counted as the component's. An HTTP/1.0 request without
+/// Host is served: the component gets the host's address as authority.
+#[test]
+fn malformed_requests_are_the_clients_400_not_the_components_failure() {
+    let registry = Proc::registry(&[]);
+    let host = Proc::host(
+        &hello(),
+        &registry,
+        &["--name", "hello", "--metrics-addr", "127.0.0.1:0"],
+    );
+    let addr = host.addr().to_string();
+    let status = |request: &str| {
+        let (answer, _) = raw_exchange(&addr, request.as_bytes());
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        (text.get(9..12).unwrap_or_default().to_owned(), text)
+    };
+    let (code, text) = status("GET /hello/old HTTP/1.0\r\n\r\n");
+    assert_eq!(code, "200", "{text}");
+    assert!(text.ends_with("Hello, old!\n"), "{text}");
+    for bad in [
+        "GET /hello/a HTTP/1.1\r\nconnection: close\r\n\r\n",
+        "GET /hello/a HTTP/1.1\r\nhost: a b\r\nconnection: close\r\n\r\n",
+        "GET /hello/a HTTP/1.1\r\nhost: h\r\nhost: h\r\nconnection: close\r\n\r\n",
+        "GET 127.0.0.1:9 HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n",
+        "CONNECT 127.0.0.1:9 HTTP/1.1\r\nhost: 127.0.0.1:9\r\nconnection: close\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\nZZ\r\nabc\r\n",
+    ] {
+        let (code, text) = status(bad);
+        assert_eq!(code, "400", "{bad:?}:\n{text}");
+    }
+    let metrics = get(&format!(
+        "http://{}/metrics",
+        harness::listening::parse_metrics(&host.log()).unwrap()
+    ))
+    .text();
+    let failures = metrics
+        .lines()
+        .filter(|line| line.starts_with("sparrow_host_plugin_failures_total{"));
+    for line in failures {
+        assert!(line.ends_with(" 0"), "{line}");
+    }
 }
 
 /// Writes `request` on a fresh connection to `host`, keeps the connection

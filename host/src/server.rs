@@ -26,7 +26,7 @@ use crate::discovery::Discovery;
 use crate::durability::Flusher;
 use crate::outbound::{end_to_end, header_map};
 use crate::plugin::bindings::{self, Header};
-use crate::plugin::proxy::{BodyDeadline, HttpCall, limited_body, timed_body};
+use crate::plugin::proxy::{BodyDeadline, BodyFault, HttpCall, limited_body, timed_body};
 use crate::plugin::{Failure, Plugin, PluginEngine, ServiceEnv, Shared};
 use crate::trace::{self, Hop};
 use wasmtime_wasi_http::WasiBody;
@@ -248,7 +248,9 @@ async fn counted(
         seen,
         status: None,
     };
-    let response = if active.plugin.takes_http() {
+    let response = if let Some(why) = malformed(&parts) {
+        text_response(StatusCode::BAD_REQUEST, why).map(Either::Left)
+    } else if active.plugin.takes_http() {
         let deadline = BodyDeadline::new(started, app.bodies.timeout);
         to_component(app, &active, parts, body, deadline, client, hop).await
     } else {
@@ -260,6 +262,38 @@ async fn counted(
     };
     record.status = Some(response.status());
     response
+}
+
+/// Why a request is refused before any plugin sees it, if it is: what RFC
+/// 9112 (3.2) asks a server to answer 400, and targets only a proxy takes
+/// (`CONNECT`'s `host:port`, `OPTIONS *`), which a plugin would see as `/`
+/// or could not read at all.
+fn malformed(parts: &http::request::Parts) -> Option<&'static str> {
+    if parts.method == Method::CONNECT {
+        return Some("CONNECT is not served: this is not a proxy");
+    }
+    if !parts.uri.path().starts_with('/')
+        || parts.uri.authority().is_some() && parts.uri.scheme().is_none()
+    {
+        return Some("the request target must be a path (origin-form), like /a?b");
+    }
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if parts.version == http::Version::HTTP_11 => {
+            Some("an HTTP/1.1 request needs a Host header")
+        }
+        (Some(_), Some(_)) => Some("more than one Host header"),
+        (Some(host), None)
+            if host
+                .to_str()
+                .ok()
+                .and_then(|h| h.parse::<http::uri::Authority>().ok())
+                .is_none_or(|h| h.as_str().is_empty()) =>
+        {
+            Some("the Host header is not a valid host[:port]")
+        }
+        _ => None,
+    }
 }
 
 /// Counts and access-logs a request once it is over: answered, or given up
@@ -361,10 +395,19 @@ async fn to_component(
         return text_response(why.status(), why.to_string()).map(Either::Left);
     }
     host_headers(&mut parts.headers, client, &app.local_addr, &hop);
+    // wasi:http gives a component the request's authority: an HTTP/1.0
+    // client may send none, and this host is what it addressed.
+    if parts.uri.authority().is_none()
+        && !parts.headers.contains_key(http::header::HOST)
+        && let Ok(local) = http::HeaderValue::from_str(&app.local_addr)
+    {
+        parts.headers.insert(http::header::HOST, local);
+    }
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let call = HttpCall {
         request: Request::from_parts(parts, body.streaming(app.bodies.max, &deadline)),
         trace: hop,
+        body: deadline.clone(),
     };
     let service = &*active.env.name;
     let response = match active
@@ -373,11 +416,17 @@ async fn to_component(
         .await
     {
         Ok(response) => response,
-        // The client's body came too slowly for the component, whatever
-        // the component then did: the client hears that, as it would from
-        // a plugin whose body is read whole.
-        Err(failure) if deadline.missed() => {
-            let why = protocol::body::BodyError::Timeout(app.bodies.timeout);
+        // The client's body came too slowly for the component, too big or
+        // broken, whatever the component then did: the client hears that,
+        // as it would from a plugin whose body is read whole.
+        Err(failure) if let Some(fault) = deadline.fault() => {
+            let why = match fault {
+                BodyFault::Late => BodyError::Timeout(app.bodies.timeout),
+                BodyFault::TooLarge => BodyError::TooLarge(app.bodies.max),
+                BodyFault::Broken => {
+                    BodyError::Read("the request body is not valid HTTP, or was cut".into())
+                }
+            };
             tracing::warn!(service, %method, %uri, "{why}; the component failed: {failure}");
             return text_response(why.status(), why.to_string()).map(Either::Left);
         }

@@ -74,7 +74,13 @@ impl Plugin {
             ));
         };
         let metrics = env.metrics.clone();
-        counted(&metrics, proxy.run(engine, env, call).await)
+        let body = call.body.clone();
+        let answer = proxy.run(engine, env, call).await;
+        // A failure the client's body caused is not the component's.
+        if answer.is_err() && body.fault().is_some() {
+            return answer;
+        }
+        counted(&metrics, answer)
     }
 
     async fn run(

@@ -16,7 +16,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,9 @@ pub const WORLD: &str = "wasi:http/proxy@0.2";
 pub struct HttpCall {
     pub request: http::Request<WasiBody>,
     pub trace: Hop,
+    /// What became of the request's body: a failure it caused is the
+    /// client's, not the component's.
+    pub body: BodyDeadline,
 }
 
 /// A linked standard component.
@@ -77,34 +80,52 @@ where
 
 /// When a request body must have all arrived: `--body-timeout` after the
 /// request started, as for a body read whole. Shared with the body, which
-/// marks it missed when it fails for it.
+/// notes how it failed, if it did (see [`BodyFault`]).
 #[derive(Debug, Clone)]
 pub struct BodyDeadline {
     at: tokio::time::Instant,
-    missed: Arc<AtomicBool>,
+    fault: Arc<AtomicU8>,
+}
+
+/// How a client's request body failed as a standard component read it:
+/// the client's doing, which its answer says (408, 413, 400), and no
+/// failure of the component's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFault {
+    /// Not all there by the deadline.
+    Late = 1,
+    /// Past `--max-body`.
+    TooLarge = 2,
+    /// Not valid HTTP framing, or the connection broke mid-body.
+    Broken = 3,
 }
 
 impl BodyDeadline {
     pub fn new(started: Instant, timeout: Duration) -> Self {
         BodyDeadline {
             at: tokio::time::Instant::from_std(started + timeout),
-            missed: Arc::default(),
+            fault: Arc::default(),
         }
     }
 
-    /// Whether the body failed because it had not all arrived in time.
-    pub fn missed(&self) -> bool {
-        self.missed.load(Ordering::Acquire)
+    /// How the body failed, if it did.
+    pub fn fault(&self) -> Option<BodyFault> {
+        match self.fault.load(Ordering::Acquire) {
+            1 => Some(BodyFault::Late),
+            2 => Some(BodyFault::TooLarge),
+            3 => Some(BodyFault::Broken),
+            _ => None,
+        }
     }
 }
 
 /// `body`, failing with `connection-read-timeout` once it has not all
-/// arrived by `deadline`.
+/// arrived by `deadline`, which also learns how else it failed.
 pub fn timed_body(body: WasiBody, deadline: &BodyDeadline) -> WasiBody {
     Timed {
         body,
         timer: Box::pin(tokio::time::sleep_until(deadline.at)),
-        missed: deadline.missed.clone(),
+        fault: deadline.fault.clone(),
     }
     .boxed_unsync()
 }
@@ -113,7 +134,7 @@ pub fn timed_body(body: WasiBody, deadline: &BodyDeadline) -> WasiBody {
 struct Timed {
     body: WasiBody,
     timer: Pin<Box<tokio::time::Sleep>>,
-    missed: Arc<AtomicBool>,
+    fault: Arc<AtomicU8>,
 }
 
 impl Body for Timed {
@@ -124,7 +145,7 @@ impl Body for Timed {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        if self.missed.load(Ordering::Acquire) {
+        if self.fault.load(Ordering::Acquire) == BodyFault::Late as u8 {
             return Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)));
         }
         // As `tokio::time::timeout` reads a whole body: what has arrived is
@@ -133,12 +154,19 @@ impl Body for Timed {
         // reader at the deadline: a component blocked on its read learns
         // then, not when the request times out.
         if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            if let Some(Err(error)) = &frame {
+                let fault = match error {
+                    HttpError::HttpRequestBodySize(_) => BodyFault::TooLarge,
+                    _ => BodyFault::Broken,
+                };
+                self.fault.store(fault as u8, Ordering::Release);
+            }
             return Poll::Ready(frame);
         }
         if self.timer.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        self.missed.store(true, Ordering::Release);
+        self.fault.store(BodyFault::Late as u8, Ordering::Release);
         Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)))
     }
 
@@ -160,7 +188,7 @@ impl ProxyPlugin {
         env: Arc<ServiceEnv>,
         call: HttpCall,
     ) -> Result<http::Response<HyperOutgoingBody>, Failure> {
-        let HttpCall { request, trace } = call;
+        let HttpCall { request, trace, .. } = call;
         let slot = engine.slot().await?;
         let in_use = env.metrics.in_use();
         let deadline = tokio::time::Instant::now() + engine.settings.request_timeout;
@@ -374,7 +402,7 @@ mod tests {
             matches!(read, Err(HttpError::ConnectionReadTimeout)),
             "{read:?}"
         );
-        assert!(deadline.missed());
+        assert_eq!(deadline.fault(), Some(BodyFault::Late));
     }
 
     #[tokio::test]
@@ -384,7 +412,7 @@ mod tests {
         let body = limited_body(http_body_util::Full::new(Bytes::from_static(b"all")), 10);
         let read = timed_body(body, &deadline).collect().await.unwrap();
         assert_eq!(read.to_bytes(), "all");
-        assert!(!deadline.missed());
+        assert_eq!(deadline.fault(), None);
     }
 
     #[tokio::test]

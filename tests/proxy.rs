@@ -153,6 +153,42 @@ fn max_body_bounds_what_a_proxy_component_is_sent() {
     assert_eq!(reply.status, 413, "{}", reply.text());
 }
 
+/// A body declared a little over `--max-body` (at most 1 MiB over) is read
+/// and discarded before the 413, as for a plugin that reads its body whole:
+/// a client that sends it whole reads its answer, and the connection goes
+/// on to the next request.
+#[test]
+fn a_body_a_little_too_large_is_discarded_and_the_connection_goes_on() {
+    let (_registry, host) = hello_with_a_1kib_bound();
+    let mut stream = TcpStream::connect(host.addr()).unwrap();
+    let body = vec![b'a'; 512 * 1024];
+    write!(
+        stream,
+        "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body).unwrap();
+    stream
+        .write_all(b"GET /hello/next HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answers = Vec::new();
+    let _ = stream.read_to_end(&mut answers);
+    let answers = String::from_utf8_lossy(&answers);
+    let statuses: Vec<&str> = answers
+        .lines()
+        .filter(|line| line.starts_with("HTTP/1.1 "))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["HTTP/1.1 413 Payload Too Large", "HTTP/1.1 200 OK"],
+        "{answers}"
+    );
+}
+
 /// A chunked body, so that no `Content-Length` tells the host it is too
 /// big: the component is cut off where it passes `--max-body`, and fails.
 /// The client gets 413 when the host still can answer, else a connection

@@ -388,11 +388,16 @@ async fn to_component(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    // A body known to be too big is refused before any instance runs; one
-    // of unknown length is cut off where it passes the bound.
+    // A body known to be too big is refused before any instance runs, as
+    // for a plugin that reads its body whole (one little over is read and
+    // discarded first, so that a client sending it whole reads the 413);
+    // one of unknown length is cut off where it passes the bound.
     if declared.is_some_and(|len| len > app.bodies.max as u64) {
-        let why = protocol::body::BodyError::TooLarge(app.bodies.max);
-        return text_response(why.status(), why.to_string()).map(Either::Left);
+        let refused = body.read(app.bodies).await.err().unwrap_or_else(|| {
+            let why = BodyError::TooLarge(app.bodies.max);
+            text_response(why.status(), why.to_string())
+        });
+        return refused.map(Either::Left);
     }
     host_headers(&mut parts.headers, client, &app.local_addr, &hop);
     // wasi:http gives a component the request's authority: an HTTP/1.0

@@ -2,19 +2,32 @@
 //! itself, and what the registry tells dependents about it.
 //!
 //! On the wire it is the Go struct of the original, `{"Name": .., "Addr": ..,
-//! "RequiredServices": [..]}`. Go decodes field names case-insensitively, so we
-//! accept the usual other spellings on input and always write the Go ones.
+//! "RequiredServices": [..]}`. We always write the Go field names, and read
+//! them as Go's `encoding/json` does: in any case, unknown fields ignored.
 
 use std::collections::BTreeMap;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{MapAccess, Visitor};
+use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// A `RequiredServices` entry meaning "every service" (a gateway needs it).
 pub const EVERY_SERVICE: &str = "*";
+
+/// The longest service name, in bytes: as long as the longest DNS name. A
+/// name is a key of the table, a path segment and part of every answer that
+/// lists its instances; unbounded, a few registrations could make answers
+/// larger than a host reads.
+pub const MAX_NAME: usize = 253;
+
+/// The most `RequiredServices` entries a record may hold (`*` stands for
+/// every service, so no service needs to list more).
+pub const MAX_REQUIRED: usize = 256;
+
+/// The most bytes the `RequiredServices` entries of a record may hold
+/// together.
+pub const MAX_REQUIRED_BYTES: usize = 16 * 1024;
 
 /// The registration answer: each required service name mapped to its
 /// current instances.
@@ -35,25 +48,6 @@ pub struct ServiceRecord {
     pub required_services: Vec<String>,
 }
 
-/// What a record is read as, once it is known to be an object.
-#[derive(Deserialize)]
-struct WireRecord {
-    #[serde(rename = "Name", alias = "name", alias = "NAME")]
-    name: String,
-    #[serde(rename = "Addr", alias = "addr", alias = "ADDR")]
-    addr: String,
-    #[serde(
-        rename = "RequiredServices",
-        alias = "requiredServices",
-        alias = "required_services",
-        alias = "requiredservices",
-        alias = "REQUIREDSERVICES",
-        default,
-        deserialize_with = "null_as_empty"
-    )]
-    required_services: Vec<String>,
-}
-
 impl<'de> Deserialize<'de> for ServiceRecord {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(RecordVisitor)
@@ -62,6 +56,11 @@ impl<'de> Deserialize<'de> for ServiceRecord {
 
 /// Takes a map only: anything else is refused with what a record is.
 struct RecordVisitor;
+
+/// The fields of a record as written, in Go's spelling.
+const NAME: &str = "Name";
+const ADDR: &str = "Addr";
+const REQUIRED: &str = "RequiredServices";
 
 impl<'de> Visitor<'de> for RecordVisitor {
     type Value = ServiceRecord;
@@ -72,14 +71,59 @@ impl<'de> Visitor<'de> for RecordVisitor {
         )
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ServiceRecord, A::Error> {
-        let wire = WireRecord::deserialize(MapAccessDeserializer::new(map))?;
+    /// Reads the fields as Go's `encoding/json` does: a key names a field
+    /// whatever its case, a field given twice takes the last value, and
+    /// other keys are skipped. `RequiredServices: null` is no list, as
+    /// in Go.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ServiceRecord, A::Error> {
+        let (mut name, mut addr, mut required) = (None, None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            if go_field_is(&key, NAME) {
+                name = Some(map.next_value::<String>()?);
+            } else if go_field_is(&key, ADDR) {
+                addr = Some(map.next_value::<String>()?);
+            } else if go_field_is(&key, REQUIRED) {
+                required = map.next_value::<Option<Vec<String>>>()?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
         Ok(ServiceRecord {
-            name: wire.name,
-            addr: wire.addr,
-            required_services: wire.required_services,
+            name: name.ok_or_else(|| A::Error::missing_field(NAME))?,
+            addr: addr.ok_or_else(|| A::Error::missing_field(ADDR))?,
+            required_services: required.unwrap_or_default(),
         })
     }
+}
+
+/// Whether the JSON key `key` names the Go field `field`: Go's
+/// `encoding/json` prefers an exact match and else takes a case-insensitive
+/// one, with its own folding (ASCII letters in either case; any other
+/// character folded to the upper case of its lower case, so `ſ` is `S`, as
+/// `bytes.EqualFold` does). A record's fields differ once folded, so the
+/// preference never matters here.
+fn go_field_is(key: &str, field: &str) -> bool {
+    key == field || fold(key).eq(fold(field))
+}
+
+/// `key` folded as Go folds field names (see [`go_field_is`]).
+fn fold(key: &str) -> impl Iterator<Item = char> + '_ {
+    // Go maps one character to one (simple case mapping); a character
+    // whose full mapping is several (`ß` to `SS`) keeps its own.
+    fn single(mut chars: impl Iterator<Item = char>, or: char) -> char {
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => c,
+            _ => or,
+        }
+    }
+    key.chars().map(|c| {
+        if c.is_ascii() {
+            c.to_ascii_uppercase()
+        } else {
+            let lower = single(c.to_lowercase(), c);
+            single(lower.to_uppercase(), lower)
+        }
+    })
 }
 
 /// Why a record cannot be registered.
@@ -91,6 +135,8 @@ pub enum RecordError {
     BadName(String),
     #[error("Name {0:?} is reserved")]
     ReservedName(String),
+    #[error("Name is {0} bytes long, more than {MAX_NAME}")]
+    LongName(usize),
     #[error(
         "Addr {0:?} is not HOST:PORT (HOST an IPv4 address like 127.0.0.1, [IPv6] or a DNS name)"
     )]
@@ -103,10 +149,26 @@ pub enum RecordError {
         "Addr {given:?} spells its IPv6 address another way than {canonical:?} (RFC 5952: lower case, zeros compressed)"
     )]
     NotCanonical { given: String, canonical: String },
+    /// An IPv4 address written as IPv6 (`[::ffff:127.0.0.1]`): the same
+    /// instance as its IPv4 spelling.
+    #[error("Addr {given:?} is the IPv4-mapped IPv6 spelling of {ipv4:?}: write it {ipv4:?}")]
+    Ipv4Mapped { given: String, ipv4: String },
+    /// A DNS name with upper-case letters: DNS names are case-insensitive,
+    /// so it names the same instance as its lower-case spelling.
+    #[error("Addr {given:?} has upper-case letters in its DNS name: write it {lower:?}")]
+    UpperCase { given: String, lower: String },
     #[error("Addr {0:?} is an unspecified address, which other services cannot connect to")]
     Unspecified(String),
     #[error("RequiredServices entry {0:?} is not a service name")]
     BadRequired(String),
+    #[error(
+        "RequiredServices has {0} entries, more than {MAX_REQUIRED} (\"*\" means every service)"
+    )]
+    ManyRequired(usize),
+    #[error(
+        "RequiredServices holds {0} bytes of names, more than {MAX_REQUIRED_BYTES} (\"*\" means every service)"
+    )]
+    LongRequired(usize),
 }
 
 impl ServiceRecord {
@@ -118,17 +180,26 @@ impl ServiceRecord {
         }
     }
 
-    /// Checks what the registry relies on: a name usable in a URL path and an
-    /// address that `http://{addr}/...` can reach.
+    /// Checks what the registry relies on: a name usable in a URL path, an
+    /// address that `http://{addr}/...` can reach, and bounded sizes (so
+    /// that every answer listing records stays within what hosts read).
     pub fn validate(&self) -> Result<(), RecordError> {
         check_name(&self.name)?;
         if self.name == EVERY_SERVICE {
             return Err(RecordError::ReservedName(self.name.clone()));
         }
         check_addr(&self.addr)?;
-        for required in &self.required_services {
-            if required != EVERY_SERVICE && check_name(required).is_err() {
-                return Err(RecordError::BadRequired(required.clone()));
+        let required = &self.required_services;
+        if required.len() > MAX_REQUIRED {
+            return Err(RecordError::ManyRequired(required.len()));
+        }
+        let bytes = required.iter().map(String::len).sum();
+        if bytes > MAX_REQUIRED_BYTES {
+            return Err(RecordError::LongRequired(bytes));
+        }
+        for entry in required {
+            if entry != EVERY_SERVICE && check_name(entry).is_err() {
+                return Err(RecordError::BadRequired(entry.clone()));
             }
         }
         Ok(())
@@ -166,13 +237,12 @@ pub fn parse_instances(bytes: &[u8]) -> Result<Instances, serde_json::Error> {
         .collect())
 }
 
-fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<String>>::deserialize(deserializer)?.unwrap_or_default())
-}
-
 fn check_name(name: &str) -> Result<(), RecordError> {
     if name.is_empty() {
         return Err(RecordError::EmptyName);
+    }
+    if name.len() > MAX_NAME {
+        return Err(RecordError::LongName(name.len()));
     }
     if name
         .chars()
@@ -185,11 +255,14 @@ fn check_name(name: &str) -> Result<(), RecordError> {
 
 /// Checks that `addr` is `HOST:PORT` in the one spelling of its instance:
 /// a port of 1-5 digits without sign or leading zero, 1-65535, and a host
-/// that is a canonical IPv4 address, a canonical `[IPv6]` without zone, or
-/// a DNS name.
+/// that is a canonical IPv4 address, a canonical `[IPv6]` without zone that
+/// is no IPv4-mapped address, or a DNS name in lower case.
 /// Anything else is refused: a second spelling of an address would register
 /// a second instance, and some spellings (`0127.0.0.1`, `0x7f000001`) are
-/// read as other addresses by the system's resolver.
+/// read as other addresses by the system's resolver. The refusal of another
+/// spelling of an address names its one spelling. What cannot be told
+/// without DNS is not caught: `localhost:80` and `127.0.0.1:80` stay two
+/// instances.
 pub fn check_addr(addr: &str) -> Result<(), RecordError> {
     let bad_addr = || RecordError::BadAddr(addr.to_owned());
     let (host, port) = match addr.strip_prefix('[') {
@@ -213,6 +286,13 @@ pub fn check_addr(addr: &str) -> Result<(), RecordError> {
         // In its canonical spelling (RFC 5952, as Rust writes it): `[::1]`,
         // not `[0:0::1]` or `[::0001]`.
         Host::V6(text) => match text.parse::<Ipv6Addr>() {
+            // Sockets connect to it as to the IPv4 address itself.
+            Ok(ip) if ip.to_ipv4_mapped().is_some() => {
+                return Err(RecordError::Ipv4Mapped {
+                    given: addr.to_owned(),
+                    ipv4: format!("{}:{port}", ip.to_canonical()),
+                });
+            }
             Ok(ip) if ip.to_string() == text => ip.is_unspecified(),
             Ok(ip) => {
                 return Err(RecordError::NotCanonical {
@@ -226,6 +306,13 @@ pub fn check_addr(addr: &str) -> Result<(), RecordError> {
             .parse::<Ipv4Addr>()
             .map_err(|_| bad_addr())?
             .is_unspecified(),
+        // DNS names are case-insensitive: `LocalHost` is `localhost`.
+        Host::Other(host) if is_dns_name(host) && host.bytes().any(|b| b.is_ascii_uppercase()) => {
+            return Err(RecordError::UpperCase {
+                given: addr.to_owned(),
+                lower: format!("{}:{port}", host.to_ascii_lowercase()),
+            });
+        }
         Host::Other(host) if is_dns_name(host) => false,
         Host::Other(_) => return Err(bad_addr()),
     };
@@ -355,7 +442,6 @@ mod tests {
             "10.0.0.5:65535",
             "[::1]:80",
             "[2001:db8::1]:8080",
-            "[::ffff:127.0.0.1]:80",
             "h:1",
             "localhost:20000",
             "log-1.svc.example:80",
@@ -434,6 +520,108 @@ mod tests {
                 record("a", bad).validate()
             );
         }
+    }
+
+    #[test]
+    fn an_ipv4_address_spelled_as_ipv6_or_a_name_in_upper_case_is_refused() {
+        for (given, one) in [
+            ("[::ffff:127.0.0.9]:32904", "127.0.0.9:32904"),
+            ("[::ffff:7f00:9]:32904", "127.0.0.9:32904"),
+            ("[::FFFF:127.0.0.9]:32904", "127.0.0.9:32904"),
+            ("[::ffff:0.0.0.0]:80", "0.0.0.0:80"),
+        ] {
+            let refused = record("a", given).validate().unwrap_err();
+            assert_eq!(
+                refused,
+                RecordError::Ipv4Mapped {
+                    given: given.into(),
+                    ipv4: one.into()
+                }
+            );
+            assert!(refused.to_string().contains(one), "{refused}");
+        }
+        for (given, one) in [
+            ("LocalHost:32904", "localhost:32904"),
+            ("LOCALHOST:32904", "localhost:32904"),
+            ("Log-1.Svc.example:80", "log-1.svc.example:80"),
+            ("x0X1:1", "x0x1:1"),
+        ] {
+            let refused = record("a", given).validate().unwrap_err();
+            assert_eq!(
+                refused,
+                RecordError::UpperCase {
+                    given: given.into(),
+                    lower: one.into()
+                }
+            );
+            assert!(refused.to_string().contains(one), "{refused}");
+        }
+        // Not a DNS name in any case: refused as before, not as upper case.
+        assert!(matches!(
+            record("a", "0X7F.0x0.0x0.0x1:80").validate(),
+            Err(RecordError::BadAddr(_))
+        ));
+    }
+
+    #[test]
+    fn field_names_are_read_in_any_case_as_go_does() {
+        let wanted = ServiceRecord::new("ci", "127.0.0.9:32902", vec!["x".into()]);
+        for json in [
+            r#"{"Name":"ci","Addr":"127.0.0.9:32902","RequiredSERVICES":["x"]}"#,
+            r#"{"nAmE":"ci","aDDR":"127.0.0.9:32902","requiredservices":["x"]}"#,
+            r#"{"NAME":"ci","ADDR":"127.0.0.9:32902","REQUIREDSERVICES":["x"]}"#,
+            // Go folds `ſ` (U+017F) to `S`, and reads escaped keys.
+            r#"{"Name":"ci","Addr":"127.0.0.9:32902","Requiredſervices":["x"]}"#,
+            r#"{"N\u0061me":"ci","Addr":"127.0.0.9:32902","RequiredServices":["x"]}"#,
+            // A field given twice takes the last value; others are skipped.
+            r#"{"name":"no","Name":"ci","Addr":"127.0.0.9:32902","RequiredServices":["x"],"Extra":{"a":[1]}}"#,
+        ] {
+            let read: ServiceRecord = serde_json::from_str(json).unwrap();
+            assert_eq!(read, wanted, "{json}");
+        }
+        // No folding past Go's: `ß` is not `ss`, a `_` is no gap.
+        for json in [
+            r#"{"Name":"ci","Addr":"127.0.0.9:32902","RequiredServiceß":["x"]}"#,
+            r#"{"Name":"ci","Addr":"127.0.0.9:32902","Required_Services":["x"]}"#,
+        ] {
+            let read: ServiceRecord = serde_json::from_str(json).unwrap();
+            assert!(read.required_services.is_empty(), "{json}");
+        }
+        let missing = serde_json::from_str::<ServiceRecord>(r#"{"Addr":"h:1"}"#).unwrap_err();
+        assert!(missing.to_string().contains("`Name`"), "{missing}");
+    }
+
+    #[test]
+    fn a_record_holds_bounded_names_and_lists() {
+        let name = |n: usize| "n".repeat(n);
+        assert_eq!(record(&name(MAX_NAME), "h:1").validate(), Ok(()));
+        let long = record(&name(MAX_NAME + 1), "h:1").validate().unwrap_err();
+        assert_eq!(long, RecordError::LongName(MAX_NAME + 1));
+        assert!(long.to_string().contains("253"), "{long}");
+        // Counted in bytes, not characters.
+        let wide = "é".repeat(MAX_NAME / 2 + 1);
+        assert!(matches!(
+            record(&wide, "h:1").validate(),
+            Err(RecordError::LongName(_))
+        ));
+        let long_entry = ServiceRecord::new("a", "h:1", vec![name(MAX_NAME + 1)]);
+        assert!(matches!(
+            long_entry.validate(),
+            Err(RecordError::BadRequired(_))
+        ));
+
+        let listing = |count: usize, len: usize| {
+            ServiceRecord::new("a", "h:1", (0..count).map(|_| name(len)).collect())
+        };
+        assert_eq!(listing(MAX_REQUIRED, 64).validate(), Ok(()));
+        let many = listing(MAX_REQUIRED + 1, 1).validate().unwrap_err();
+        assert_eq!(many, RecordError::ManyRequired(MAX_REQUIRED + 1));
+        assert!(many.to_string().contains("256"), "{many}");
+        let per = MAX_REQUIRED_BYTES / 100;
+        assert_eq!(listing(100, per).validate(), Ok(()));
+        let total = listing(100, per + 1).validate().unwrap_err();
+        assert_eq!(total, RecordError::LongRequired(100 * (per + 1)));
+        assert!(total.to_string().contains("16384"), "{total}");
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! - `GET /metrics` answers the metrics (`metrics`), `GET /` and
 //!   `GET /overview` the live page and its data (`page`).
 //!
+//! `HEAD` is answered wherever `GET` is (RFC 9110): the same handler, whose
+//! body hyper leaves out, keeping its `Content-Length`. `CONNECT` asks for
+//! a tunnel, which no path of a registry offers: 501.
+//!
 //! A registry is no service: a record whose `Addr` is this registry's is
 //! refused, and so is a registry's notification (a `POST /services` too on
 //! the wire, told apart by its mark), which would otherwise be taken for a
@@ -38,6 +42,9 @@ use protocol::token::{Token, unauthorized};
 /// Marks a read served from a copy that may be behind (see the module doc).
 const STALE_HEADER: &str = "x-sparrow-stale";
 
+/// The `Allow` of a path that is only read.
+const GET: &str = "GET, HEAD";
+
 pub(crate) struct Api<S> {
     pub(crate) store: Arc<S>,
     /// Required on writes when set.
@@ -60,6 +67,18 @@ impl<S: Store> Api<S> {
     ) -> Result<HttpResponse, Infallible> {
         let (parts, body) = request.into_parts();
         let method = parts.method;
+        if method == Method::CONNECT {
+            // Its target is an authority, not a path: no route to name, and
+            // no resource to list the methods of in a 405's `Allow`. 501 is
+            // the answer to a method supported for no resource at all.
+            return Ok(text_response(
+                StatusCode::NOT_IMPLEMENTED,
+                format!(
+                    "CONNECT {} is not supported: a registry is no proxy and opens no tunnel",
+                    parts.uri
+                ),
+            ));
+        }
         let response = match parts.uri.path() {
             "/services"
                 if matches!(method, Method::POST | Method::DELETE)
@@ -81,32 +100,32 @@ impl<S: Store> Api<S> {
             "/services" => match method {
                 Method::POST => self.register(body).await,
                 Method::DELETE => self.deregister(body).await,
-                Method::GET => {
+                Method::GET | Method::HEAD => {
                     self.read(|| json_response(StatusCode::OK, &self.store.table().view()))
                 }
-                _ => not_allowed("GET, POST, DELETE"),
+                _ => not_allowed("GET, HEAD, POST, DELETE"),
             },
             protocol::metrics::METRICS_PATH => match method {
-                Method::GET => self.metrics.scrape(),
-                _ => not_allowed("GET"),
+                Method::GET | Method::HEAD => self.metrics.scrape(),
+                _ => not_allowed(GET),
             },
             page::PAGE_PATH => match method {
-                Method::GET => page::page(),
-                _ => not_allowed("GET"),
+                Method::GET | Method::HEAD => page::page(),
+                _ => not_allowed(GET),
             },
             page::OVERVIEW_PATH => match method {
-                Method::GET => {
+                Method::GET | Method::HEAD => {
                     self.read(|| page::overview(self.store.table(), self.heartbeat_interval))
                 }
-                _ => not_allowed("GET"),
+                _ => not_allowed(GET),
             },
             path => match path.strip_prefix("/services/") {
                 Some(segment) if !segment.is_empty() && !segment.contains('/') => match method {
-                    Method::GET => match percent_decode(segment) {
+                    Method::GET | Method::HEAD => match percent_decode(segment) {
                         Ok(name) => self.read(|| self.view_service(&name)),
                         Err(why) => text_response(StatusCode::BAD_REQUEST, why),
                     },
-                    _ => not_allowed("GET"),
+                    _ => not_allowed(GET),
                 },
                 _ => text_response(StatusCode::NOT_FOUND, format!("no route for {path}")),
             },
@@ -147,7 +166,7 @@ impl<S: Store> Api<S> {
             }
             Err(e) => {
                 tracing::warn!(name, addr, error = %e, "registration failed");
-                text_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                text_response(e.status(), e.to_string())
             }
         }
     }
@@ -170,7 +189,7 @@ impl<S: Store> Api<S> {
             ),
             Err(e) => {
                 tracing::warn!(name = record.name, addr = record.addr, error = %e, "deregistration failed");
-                return text_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+                return text_response(e.status(), e.to_string());
             }
         }
         Response::new(Full::default())

@@ -39,6 +39,13 @@ pub struct Config {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub notify_queue: u32,
 
+    /// Instances the table holds at most: registering one more answers 507
+    /// (registering a known instance again still works). Whatever this
+    /// says, the records take 15 MiB at most, so that every registration
+    /// answer fits in the 16 MiB a host reads; 1 to 1000000
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_instances: u32,
+
     /// Keep the table in etcd (comma-separated `http://HOST:PORT` of its
     /// members), shared by every registry given the same etcd and prefix;
     /// without it the table lives in this process's memory
@@ -76,6 +83,16 @@ pub struct Config {
 struct Flags {
     #[command(flatten)]
     config: Config,
+}
+
+impl Config {
+    /// What the table may hold.
+    pub(crate) fn limits(&self) -> crate::store::Limits {
+        crate::store::Limits {
+            instances: self.max_instances as usize,
+            bytes: crate::store::TABLE_BUDGET,
+        }
+    }
 }
 
 impl Default for Config {
@@ -132,6 +149,7 @@ mod tests {
         assert_eq!(c.heartbeat_concurrency, 64);
         assert_eq!(c.notify_timeout, Duration::from_secs(2));
         assert_eq!(c.notify_queue, 1024);
+        assert_eq!(c.max_instances, 10_000);
         assert!(c.etcd.is_empty());
         assert_eq!(c.etcd_prefix, "/sparrow");
         assert_eq!(c.leader_ttl, Duration::from_secs(3));
@@ -196,6 +214,7 @@ mod tests {
                 ["0", "1000001", "4294967295"],
                 ["1", "1000000"],
             ),
+            ("--max-instances", ["0", "1000001", "-1"], ["1", "1000000"]),
         ] {
             for value in refused {
                 assert!(parse(flag, value).is_err(), "{flag} {value}");

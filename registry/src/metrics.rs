@@ -115,7 +115,7 @@ impl Metrics {
         let notifications: Family<ResultLabel, Counter> = register(
             r,
             "sparrow_registry_notifications",
-            "Notifications to dependents, by result: delivered, failed after every attempt, or superseded (a newer change of the instance was queued)",
+            "Notifications to dependents, by result: delivered, failed after every attempt, or superseded (a newer change of the instance was queued, or the dependent left the table)",
         );
         let notify_failed_attempts = register(
             r,
@@ -364,7 +364,8 @@ mod tests {
             16,
             Arc::clone(&metrics),
         );
-        let store = Arc::new(crate::store::memory::MemoryStore::new(notifier));
+        let limits = crate::Config::default().limits();
+        let store = Arc::new(crate::store::memory::MemoryStore::new(notifier, limits));
         runtime.block_on(async {
             for addr in ["h:1", "h:2"] {
                 store

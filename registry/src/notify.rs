@@ -18,7 +18,9 @@
 //! instance stays, in place. What the dependent ends up knowing is the same
 //! (the latest state of every instance), it just skips intermediate states,
 //! and a queue never holds more than one notification per instance beyond
-//! the bound, so its size is bounded by the table's.
+//! the bound, so its size is bounded by the table's. A dependent that
+//! leaves the table has its queue dropped (`Notifier::forget`): it is told
+//! nothing more.
 //!
 //! For the same reason a notification is dropped, and its retries with it,
 //! once a newer change of its instance has been queued: a dependent hears
@@ -253,6 +255,25 @@ impl Notifier {
             // each of them in the queue.
             for notification in &dropped {
                 latest.done(notification);
+                self.shared.metrics.notification_superseded();
+            }
+        }
+    }
+}
+
+impl Notifier {
+    /// Drops the pending notifications of the dependent at `addr`: it left
+    /// the table (deregistered or evicted), and a dependent that registers
+    /// again learns the current state from its answer. Without this, a
+    /// dead dependent's queue outlived it by its every notification's
+    /// attempts and timeouts, and held memory for each instance that came
+    /// and went meanwhile. A delivery under way ends after its attempts.
+    pub fn forget(&self, addr: &str) {
+        let mut state = lock(&self.shared.state);
+        let State { queues, latest } = &mut *state;
+        if let Some(queue) = queues.get_mut(addr) {
+            for notification in queue.items.drain(..) {
+                latest.done(&notification);
                 self.shared.metrics.notification_superseded();
             }
         }

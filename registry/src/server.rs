@@ -58,7 +58,7 @@ pub async fn serve(
         Arc::clone(&metrics),
     );
     if config.etcd.is_empty() {
-        let store = Arc::new(MemoryStore::new(notifier));
+        let store = Arc::new(MemoryStore::new(notifier, config.limits()));
         metrics.observe_table(store.clone());
         tracing::info!("{}", listening::message(local_addr));
         let heartbeat = tokio::spawn(heartbeat::run(
@@ -80,6 +80,7 @@ pub async fn serve(
         keys.clone(),
         config.etcd_timeout,
         notifier,
+        config.limits(),
         Arc::clone(&metrics),
         fence.clone(),
     )

@@ -132,6 +132,33 @@ async fn every_notification_is_counted_however_it_ends() {
     .await;
 }
 
+/// A dependent that leaves the table (deregistered here, evicted alike)
+/// is told nothing more: what was queued for it is dropped, counted as
+/// superseded, instead of being tried, attempts and timeouts, one change
+/// after another long after it went.
+#[tokio::test]
+async fn a_dependent_that_left_is_notified_no_more() {
+    let registry =
+        RegistryProcess::start(&["--notify-timeout", "200ms", "--heartbeat-interval", "1h"]);
+    let silent = FakeService::start(Behaviour::Hang).await;
+    let dependent = silent.record("visit", &["log"]);
+    registry.register(&dependent).await;
+    let mut logs = Vec::new();
+    for _ in 0..10 {
+        let log = FakeService::start(Behaviour::Healthy).await;
+        registry.register(&log.record("log", &[])).await;
+        logs.push(log);
+    }
+    registry.deregister(&dependent).await;
+    eventually("all ten notifications are counted", || async {
+        notifications(&registry, "failed").await + notifications(&registry, "superseded").await
+            == 10
+    })
+    .await;
+    // The one under way when it left, and perhaps the next.
+    assert!(notifications(&registry, "failed").await <= 2);
+}
+
 #[tokio::test]
 async fn a_record_at_the_registrys_own_address_is_refused() {
     let registry = RegistryProcess::start(NO_HEARTBEAT);

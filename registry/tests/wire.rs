@@ -33,6 +33,38 @@ async fn registration_answers_every_required_service_never_null() {
     );
 }
 
+/// Go's `encoding/json` reads a field name in any case, and so do we: no
+/// spelling is refused, and none silently drops a field.
+#[tokio::test]
+async fn field_names_are_read_in_any_case_as_go_reads_them() {
+    let registry = RegistryProcess::start(NO_HEARTBEAT);
+    for (name, body) in [
+        (
+            "ci",
+            r#"{"Name":"ci","Addr":"127.0.0.9:32902","RequiredSERVICES":["x"]}"#,
+        ),
+        (
+            "ci2",
+            r#"{"nAmE":"ci2","aDdR":"127.0.0.9:32902","rEqUiReDsErViCeS":["x"],"Other":1}"#,
+        ),
+    ] {
+        let (status, answer) = registry.request(Method::POST, "/services", body).await;
+        assert_eq!(
+            (status, answer.as_str()),
+            (StatusCode::OK, r#"{"x":[]}"#),
+            "{body}"
+        );
+        assert_eq!(
+            registry.services().await[name][0]["RequiredServices"],
+            json!(["x"]),
+            "{body}"
+        );
+        let (status, _) = registry.request(Method::DELETE, "/services", body).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(registry.services().await, json!({}));
+}
+
 #[tokio::test]
 async fn registering_again_updates_instead_of_duplicating() {
     let registry = RegistryProcess::start(NO_HEARTBEAT);

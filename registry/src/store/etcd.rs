@@ -32,18 +32,25 @@
 //!   below the last one applied here (an old backup), or the table's marker
 //!   key is gone or was made anew (`PREFIX/table`, created with the table:
 //!   an empty cluster whose revision already passed the old one).
+//! - The table's limits are checked against the copy, and the registration
+//!   is made only if no instance key changed since the revision the copy
+//!   reflects (one compare over the prefix, in the same transaction): so
+//!   replicas registering at once cannot together pass the limits. If one
+//!   did change, the copy catches up from the watch and the check is made
+//!   again, within `--etcd-timeout`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
-    TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, KvClient,
+    PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
 };
 use protocol::record::{EVERY_SERVICE, Instances, ServiceRecord};
+use tokio::sync::watch;
 
-use super::{Registered, RegistrationId, Store, StoreError, Table, Target};
+use super::{Limits, Registered, RegistrationId, Store, StoreError, Table, Target};
 use crate::leader::Fence;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -52,6 +59,11 @@ use crate::notify::Notifier;
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The largest message read from etcd: the whole table, its keys and
+/// values, at start and in a `*` registration's answer, is a few times the
+/// table's byte budget at most (the client's default, 4 MB, is less).
+const MAX_MESSAGE: usize = 64 << 20;
 
 /// The `backend` label of the store's metrics.
 pub const BACKEND: &str = "etcd";
@@ -114,6 +126,9 @@ struct Position {
 
 pub struct EtcdStore {
     client: Client,
+    /// The client's key-value and watch services, reading [`MAX_MESSAGE`].
+    kv: KvClient,
+    watcher: WatchClient,
     keys: Keys,
     table: Table,
     timeout: Duration,
@@ -122,6 +137,9 @@ pub struct EtcdStore {
     metrics: Arc<Metrics>,
     /// Held while this replica leads: its evictions are made under it.
     fence: Fence,
+    /// The revision the copy reflects: every change of an instance key up
+    /// to it is applied.
+    applied: watch::Sender<i64>,
 }
 
 /// Any etcd failure, as the one line a 503 carries.
@@ -229,6 +247,7 @@ impl EtcdStore {
         keys: Keys,
         timeout: Duration,
         notifier: Notifier,
+        limits: Limits,
         metrics: Arc<Metrics>,
         fence: Fence,
     ) -> Result<Self, StoreError> {
@@ -244,13 +263,16 @@ impl EtcdStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("--etcd {}: {e}", endpoints.join(","))))?;
         Ok(EtcdStore {
+            kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE),
+            watcher: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
             client,
             keys,
-            table: Table::new(notifier),
+            table: Table::new(notifier, limits),
             timeout,
             watching: AtomicBool::new(false),
             metrics,
             fence,
+            applied: watch::Sender::new(0),
         })
     }
 
@@ -287,9 +309,9 @@ impl EtcdStore {
     /// `--etcd-timeout`.
     async fn write(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
         retrying(self.timeout, &self.metrics, "txn", || {
-            let mut client = self.client();
+            let mut kv = self.kv.clone();
             let txn = txn.clone();
-            async move { client.txn(txn).await }
+            async move { kv.txn(txn).await }
         })
         .await
         .map_err(StoreError::Unavailable)
@@ -357,11 +379,11 @@ impl EtcdStore {
             Some(applied) => applied + 1,
             None => {
                 pos.marker = self.ensure_marker().await?;
-                let mut client = self.client();
+                let mut kv = self.kv.clone();
                 let read = self
                     .call(
                         "range",
-                        client.get(services.clone(), Some(GetOptions::new().with_prefix())),
+                        kv.get(services.clone(), Some(GetOptions::new().with_prefix())),
                     )
                     .await?;
                 let at = read.header().map_or(0, |h| h.revision());
@@ -375,6 +397,7 @@ impl EtcdStore {
                 self.table.reset(records, !pos.first_read);
                 pos.first_read = false;
                 pos.applied = Some(at);
+                self.applied.send_replace(at);
                 tracing::info!(
                     revision = at,
                     instances = self.table.len(),
@@ -383,10 +406,10 @@ impl EtcdStore {
                 at + 1
             }
         };
-        let mut client = self.client();
+        let mut watcher = self.watcher.clone();
         let options = WatchOptions::new().with_prefix().with_start_revision(start);
         let mut stream = self
-            .call("watch", client.watch(services, Some(options)))
+            .call("watch", watcher.watch(services, Some(options)))
             .await?;
         while let Some(answer) = stream.message().await.map_err(unavailable)? {
             if answer.created() {
@@ -442,6 +465,10 @@ impl EtcdStore {
                 }
                 pos.applied = Some(kv.mod_revision());
             }
+            if let Some(applied) = pos.applied {
+                self.applied
+                    .send_if_modified(|seen| std::mem::replace(seen, applied) != applied);
+            }
         }
         Ok(())
     }
@@ -487,7 +514,32 @@ impl Store for EtcdStore {
                 ops.push(TxnOp::get(self.keys.service(&name), prefix.clone()));
             }
         }
-        let done = self.write(Txn::new().and_then(ops)).await?;
+        let deadline = Instant::now() + self.timeout;
+        let mut applied = self.applied.subscribe();
+        let done = loop {
+            let seen = *applied.borrow_and_update();
+            self.table.admits(&record)?;
+            // Every instance key is as the copy has it (a key deleted since
+            // only leaves more room than the copy counted).
+            let unchanged = Compare::mod_revision(self.keys.services(), CompareOp::Less, seen + 1)
+                .with_prefix();
+            let done = self
+                .write(Txn::new().when([unchanged]).and_then(ops.clone()))
+                .await?;
+            if done.succeeded() {
+                break done;
+            }
+            // A change the copy has not applied yet: once the watch brings
+            // it, check again.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let caught_up = tokio::time::timeout(left, applied.wait_for(|&now| now > seen)).await;
+            if !matches!(caught_up, Ok(Ok(_))) {
+                return Err(StoreError::Unavailable(format!(
+                    "the table kept changing faster than this replica followed it for {:?}; retry",
+                    self.timeout
+                )));
+            }
+        };
         let mut updated = false;
         let mut fetched = Vec::new();
         for response in done.op_responses() {

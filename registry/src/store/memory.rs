@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use protocol::record::ServiceRecord;
 
-use super::{Registered, RegistrationId, Store, StoreError, Table, Target};
+use super::{Limits, Registered, RegistrationId, Store, StoreError, Table, Target};
 use crate::notify::Notifier;
 
 pub struct MemoryStore {
@@ -17,9 +17,9 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    pub fn new(notifier: Notifier) -> Self {
+    pub fn new(notifier: Notifier, limits: Limits) -> Self {
         MemoryStore {
-            table: Table::new(notifier),
+            table: Table::new(notifier, limits),
             next_id: AtomicU64::new(1),
         }
     }
@@ -32,7 +32,7 @@ impl Store for MemoryStore {
 
     async fn register(&self, record: ServiceRecord) -> Result<Registered, StoreError> {
         let id = RegistrationId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let upserted = self.table.upsert(record, id, true);
+        let upserted = self.table.register(record, id)?;
         Ok(Registered {
             answer: upserted.answer.unwrap_or_default(),
             updated: upserted.updated,

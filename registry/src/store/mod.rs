@@ -16,7 +16,7 @@ use std::future::Future;
 
 use protocol::record::{Instances, ServiceRecord};
 
-pub use table::{RegistrationId, Table, Target};
+pub use table::{Full, Limits, RegistrationId, TABLE_BUDGET, Table, Target};
 
 /// The table's home. Writes may fail (etcd unreachable); reads never do,
 /// they come from the local [`Table`].
@@ -63,4 +63,22 @@ pub enum StoreError {
     /// way a retry is safe, every write being idempotent.
     #[error("etcd unavailable: {0}")]
     Unavailable(String),
+    /// The table has no room for the registration: nothing was written.
+    #[error("{0}")]
+    Full(#[from] Full),
+}
+
+impl StoreError {
+    /// The status a write that failed so answers: 503 for an etcd that may
+    /// be back in a moment (the host's client moves to another replica);
+    /// 507 for a full table, "unable to store the representation needed to
+    /// complete the request" (RFC 4918): no replica can store it either,
+    /// but it is the registry's condition, not a bad record, and it ends
+    /// when instances leave, so a host retries it as it retries a 5xx.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            StoreError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Full(_) => http::StatusCode::INSUFFICIENT_STORAGE,
+        }
+    }
 }

@@ -2,6 +2,12 @@
 //! who depends on whom. The in-memory store keeps the truth in one; the etcd
 //! store keeps a copy in one, fed by its watch.
 //!
+//! The table is bounded ([`Limits`]): by `--max-instances`, and by
+//! [`TABLE_BUDGET`] bytes of records as a registration answer writes them,
+//! so that any answer, `*` included, fits in what a host reads of it
+//! ([`MAX_ANSWER`]). A registration past either bound is refused and
+//! stores nothing.
+//!
 //! Every method takes the lock for a few map operations and returns owned
 //! data, so nothing can hold the lock across I/O. A change queues its
 //! notifications while the lock is held (queueing never waits), which is
@@ -15,8 +21,55 @@ use http::Method;
 use serde::Serialize;
 
 use crate::notify::Notifier;
+use protocol::http::MAX_ANSWER;
 use protocol::locks::{read, write};
-use protocol::record::{EVERY_SERVICE, Instances, ServiceRecord};
+use protocol::record::{EVERY_SERVICE, Instances, MAX_REQUIRED, MAX_REQUIRED_BYTES, ServiceRecord};
+
+/// What an answer may hold besides the records of the table: its braces,
+/// and an empty list for each service the registering record requires
+/// that has no instance (each name escaped to twice its length at most,
+/// with its quotes, `:[]` and a comma).
+const ANSWER_HEADROOM: usize = 1 << 20;
+const _: () = assert!(ANSWER_HEADROOM >= 2 + 2 * MAX_REQUIRED_BYTES + 7 * MAX_REQUIRED);
+
+/// The most bytes the table's records may take, each [`cost`]ed as in an
+/// answer listing every service: so that any registration answer fits in
+/// the [`MAX_ANSWER`] bytes a host reads of it.
+pub const TABLE_BUDGET: usize = MAX_ANSWER - ANSWER_HEADROOM;
+
+/// What the table may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Instances (`--max-instances`).
+    pub instances: usize,
+    /// Bytes of records, [`cost`]ed ([`TABLE_BUDGET`]; lower in tests).
+    pub bytes: usize,
+}
+
+/// Why a registration was refused: the table is full.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Full {
+    #[error("the registry's table is full: it holds {0} instances, its --max-instances")]
+    Instances(usize),
+    #[error(
+        "the registry's table is full: its records would take {needed} bytes, more than its \
+         {budget} (registration answers must fit in the {MAX_ANSWER} bytes a host reads)"
+    )]
+    Bytes { needed: usize, budget: usize },
+}
+
+/// What a record takes in an answer listing every service: itself and a
+/// comma, and (as if it were its service's only instance) its service's
+/// name, `:[`, `]` and a comma. Summed over the table, more than the
+/// records and names of any registration answer take.
+pub fn cost(record: &ServiceRecord) -> usize {
+    json_len(record) + json_len(&record.name) + 5
+}
+
+fn json_len(value: &impl Serialize) -> usize {
+    // Strings and lists of strings: writing them cannot fail.
+    serde_json::to_vec(value).map_or(0, |json| json.len())
+}
 
 /// Identifies one registration of an instance. Registering the same
 /// (`Name`, `Addr`) again gives a new id, so that a heartbeat that started
@@ -78,16 +131,23 @@ pub struct InstanceView {
 pub struct Table {
     inner: RwLock<Inner>,
     notifier: Notifier,
+    limits: Limits,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     services: BTreeMap<String, Vec<Entry>>,
+    /// How many entries `services` holds.
+    instances: usize,
+    /// The sum of their costs.
+    bytes: usize,
 }
 
 #[derive(Debug)]
 struct Entry {
     record: ServiceRecord,
+    /// [`cost`] of the record.
+    cost: usize,
     id: RegistrationId,
     health: Health,
     last_heartbeat: Option<SystemTime>,
@@ -95,24 +155,49 @@ struct Entry {
 
 impl Table {
     /// An empty table whose changes are told to dependents through
-    /// `notifier`.
-    pub fn new(notifier: Notifier) -> Self {
+    /// `notifier`, and whose registrations must stay within `limits`.
+    pub fn new(notifier: Notifier, limits: Limits) -> Self {
         Table {
             inner: RwLock::default(),
             notifier,
+            limits,
         }
     }
 
+    /// Registers `record` as registration `id` if the table has room for it
+    /// (see [`Table::admits`]): [`Table::upsert`], with the answer.
+    pub fn register(&self, record: ServiceRecord, id: RegistrationId) -> Result<Upserted, Full> {
+        let mut inner = write(&self.inner);
+        inner.admits(&record, &self.limits)?;
+        Ok(self.upsert_locked(&mut inner, record, id, true))
+    }
+
+    /// Whether the table has room for `record`: as one more instance, or in
+    /// place of its known registration, within the limits.
+    pub fn admits(&self, record: &ServiceRecord) -> Result<(), Full> {
+        read(&self.inner).admits(record, &self.limits)
+    }
+
     /// Adds `record` as registration `id`, or replaces the registration with
-    /// the same (`Name`, `Addr`), and queues the `POST` for its dependents.
-    /// With `answer`, also says what a registration answers: the instances of
-    /// every service the record requires, as of this change.
+    /// the same (`Name`, `Addr`), and queues the `POST` for its dependents,
+    /// whatever the limits (a copy holds what etcd holds). With `answer`,
+    /// also says what a registration answers: the instances of every
+    /// service the record requires, as of this change.
     ///
     /// The notification is queued before the lock is released: two changes
     /// of the same instance are queued in the order they were made, so its
     /// dependents cannot hear them swapped.
     pub fn upsert(&self, record: ServiceRecord, id: RegistrationId, answer: bool) -> Upserted {
-        let mut inner = write(&self.inner);
+        self.upsert_locked(&mut write(&self.inner), record, id, answer)
+    }
+
+    fn upsert_locked(
+        &self,
+        inner: &mut Inner,
+        record: ServiceRecord,
+        id: RegistrationId,
+        answer: bool,
+    ) -> Upserted {
         let updated = inner.put(&record, id);
         let answer = answer.then(|| inner.answer(&record));
         let change = inner.change(record);
@@ -132,6 +217,7 @@ impl Table {
     pub fn remove(&self, name: &str, addr: &str) -> bool {
         let mut inner = write(&self.inner);
         let change = inner.remove(name, |e| e.record.addr == addr);
+        self.left(&inner, change.as_ref());
         self.tell(Method::DELETE, change)
     }
 
@@ -140,6 +226,7 @@ impl Table {
     pub fn evict(&self, target: &Target) -> bool {
         let mut inner = write(&self.inner);
         let change = inner.remove(&target.name, |e| e.id == target.id);
+        self.left(&inner, change.as_ref());
         self.tell(Method::DELETE, change)
     }
 
@@ -160,6 +247,7 @@ impl Table {
             .collect();
         for (name, addr) in gone {
             let change = inner.remove(&name, |e| e.record.addr == addr);
+            self.left(&inner, change.as_ref());
             if notify {
                 self.tell(Method::DELETE, change);
             }
@@ -173,6 +261,20 @@ impl Table {
                 let change = inner.change(record);
                 self.notifier.notify(Method::POST, change);
             }
+        }
+    }
+
+    /// An instance left the table: if nothing at its address depends on
+    /// another service any more, what was queued for that address to hear
+    /// is dropped (see `Notifier::forget`).
+    fn left(&self, inner: &Inner, removed: Option<&Change>) {
+        let Some(Change { record, .. }) = removed else {
+            return;
+        };
+        let depends =
+            |e: &Entry| e.record.addr == record.addr && !e.record.required_services.is_empty();
+        if !record.required_services.is_empty() && !inner.entries().any(depends) {
+            self.notifier.forget(&record.addr);
         }
     }
 
@@ -235,7 +337,7 @@ impl Table {
 
     /// How many instances are registered.
     pub fn len(&self) -> usize {
-        read(&self.inner).entries().count()
+        read(&self.inner).instances
     }
 }
 
@@ -243,10 +345,13 @@ impl Inner {
     /// Adds the instance, or replaces the known one with the same (`Name`,
     /// `Addr`), which starts over as unchecked; whether it was known.
     fn put(&mut self, record: &ServiceRecord, id: RegistrationId) -> bool {
+        let cost = cost(record);
         let list = self.services.entry(record.name.clone()).or_default();
         match list.iter_mut().find(|e| e.record.same_instance(record)) {
             Some(entry) => {
+                self.bytes = self.bytes - entry.cost + cost;
                 entry.record = record.clone();
+                entry.cost = cost;
                 entry.id = id;
                 entry.health = Health::Unchecked;
                 true
@@ -254,13 +359,36 @@ impl Inner {
             None => {
                 list.push(Entry {
                     record: record.clone(),
+                    cost,
                     id,
                     health: Health::Unchecked,
                     last_heartbeat: None,
                 });
+                self.instances += 1;
+                self.bytes += cost;
                 false
             }
         }
+    }
+
+    /// Whether `record` fits within `limits`, in place of its known
+    /// registration if there is one.
+    fn admits(&self, record: &ServiceRecord, limits: &Limits) -> Result<(), Full> {
+        let known = self
+            .services
+            .get(&record.name)
+            .and_then(|list| list.iter().find(|e| e.record.same_instance(record)));
+        if known.is_none() && self.instances >= limits.instances {
+            return Err(Full::Instances(limits.instances));
+        }
+        let needed = self.bytes - known.map_or(0, |e| e.cost) + cost(record);
+        if needed > limits.bytes {
+            return Err(Full::Bytes {
+                needed,
+                budget: limits.bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Whether the table holds exactly `record` under registration `id`.
@@ -281,6 +409,8 @@ impl Inner {
         if list.is_empty() {
             self.services.remove(name);
         }
+        self.instances -= 1;
+        self.bytes -= removed.cost;
         Some(self.change(removed.record))
     }
 
@@ -354,13 +484,21 @@ mod tests {
     }
 
     fn table() -> Table {
-        Table::new(Notifier::new(
+        bounded(Limits {
+            instances: usize::MAX,
+            bytes: TABLE_BUDGET,
+        })
+    }
+
+    fn bounded(limits: Limits) -> Table {
+        let notifier = Notifier::new(
             http_client(),
             Duration::from_millis(10),
             Token::default(),
             16,
             std::sync::Arc::new(crate::metrics::Metrics::new()),
-        ))
+        );
+        Table::new(notifier, limits)
     }
 
     fn id(n: u64) -> RegistrationId {
@@ -447,5 +585,72 @@ mod tests {
         assert_eq!(addrs, ["h:1", "h:3"]);
         assert_eq!(view[0].health, Health::Passing);
         assert_eq!(table.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn registrations_past_the_limits_are_refused_and_store_nothing() {
+        let a = record("a", "h:1", &[]);
+        let table = bounded(Limits {
+            instances: 2,
+            bytes: 2 * cost(&a) + 10,
+        });
+        table.register(a.clone(), id(1)).unwrap();
+        table.register(record("b", "h:1", &[]), id(2)).unwrap();
+        let third = table.register(record("c", "h:1", &[]), id(3)).unwrap_err();
+        assert_eq!(third, Full::Instances(2));
+        assert!(third.to_string().contains("--max-instances"), "{third}");
+        // A known instance takes its own place.
+        assert!(table.register(a.clone(), id(4)).unwrap().updated);
+        // ...unless it grows past the bytes left.
+        let grown = record("a", "h:1", &["a-long-name-of-a-service"]);
+        assert!(matches!(
+            table.register(grown, id(5)),
+            Err(Full::Bytes { .. })
+        ));
+        assert_eq!(table.view()["a"][0].record, a);
+        assert_eq!(table.len(), 2);
+        assert!(table.remove("b", "h:1"));
+        table.register(record("c", "h:1", &[]), id(6)).unwrap();
+        assert_eq!(
+            table.admits(&record("d", "h:1", &[])),
+            Err(Full::Instances(2))
+        );
+    }
+
+    /// The bound is what it is for: a `*` answer over a table filled to
+    /// its budget with the largest records fits in what a host reads.
+    #[tokio::test]
+    async fn a_full_table_still_answers_within_what_a_host_reads() {
+        use protocol::record::{MAX_NAME, MAX_REQUIRED};
+        let table = table();
+        // Quotes are escaped: the most bytes a name can take in JSON.
+        let quotes = |n: usize| "\"".repeat(n);
+        let required: Vec<String> = (0..MAX_REQUIRED_BYTES / MAX_NAME)
+            .map(|i| format!("{i}{}", quotes(MAX_NAME - 3)))
+            .collect();
+        // More than 16 MiB of them, were they all taken.
+        let full = (1..=1000).find(|&n| {
+            let name = format!("{n}{}", quotes(MAX_NAME - 6));
+            let filler = ServiceRecord::new(name, format!("h:{n}"), required.clone());
+            assert_eq!(filler.validate(), Ok(()));
+            table.register(filler, id(n)).is_err()
+        });
+        assert!(full.is_some(), "the table never filled");
+        // Every required service of a record without instances, too.
+        let listing: Vec<String> = (0..MAX_REQUIRED)
+            .map(|i| format!("{i}{}", quotes(MAX_REQUIRED_BYTES / MAX_REQUIRED - 3)))
+            .chain(["*".to_string()])
+            .skip(1)
+            .collect();
+        let gateway = ServiceRecord::new("gateway", "g:1", listing);
+        assert_eq!(gateway.validate(), Ok(()));
+        let answer = table.upsert(gateway, id(0), true).answer.unwrap();
+        let json = serde_json::to_vec(&answer).unwrap();
+        assert!(
+            json.len() > MAX_ANSWER - (2 << 20),
+            "{} bytes: not full",
+            json.len()
+        );
+        assert!(json.len() <= MAX_ANSWER, "{} bytes", json.len());
     }
 }

@@ -1,0 +1,200 @@
+//! What a record may hold and what the table may hold are bounded, so that
+//! every registration answer, `*` included, fits in what a host reads of
+//! it (16 MiB): a record past its bounds answers 400 naming the bound, a
+//! registration past the table's 507; neither stores anything. The table on
+//! etcd too, shared by replicas that register at once.
+
+use harness::etcd::{EtcdCluster, registry_replica};
+use harness::{NO_HEARTBEAT, RegistryProcess, eventually};
+use http::{Method, StatusCode};
+use protocol::http::MAX_ANSWER;
+use protocol::record::{MAX_NAME, MAX_REQUIRED, MAX_REQUIRED_BYTES, parse_instances};
+use serde_json::json;
+
+/// A registration of `body`: its status and its one-line reason.
+async fn post(registry: &RegistryProcess, body: String) -> (StatusCode, String) {
+    registry.request(Method::POST, "/services", body).await
+}
+
+fn one_line(reason: &str) {
+    assert!(reason.ends_with('\n'), "{reason:?}");
+    assert_eq!(reason.lines().count(), 1, "{reason:?}");
+}
+
+#[tokio::test]
+async fn a_record_past_its_bounds_is_refused_naming_the_bound() {
+    let registry = RegistryProcess::start(NO_HEARTBEAT);
+    let addr = "127.0.0.1:1";
+    let long_name = "n".repeat(MAX_NAME + 1);
+    let many: Vec<String> = (0..=MAX_REQUIRED).map(|i| format!("s{i}")).collect();
+    let long_list: Vec<String> = (0..MAX_REQUIRED_BYTES / 200 + 1)
+        .map(|i| format!("{i:0200}"))
+        .collect();
+    for (record, bound) in [
+        (json!({"Name": long_name, "Addr": addr}), "253"),
+        (
+            json!({"Name": "a", "Addr": addr, "RequiredServices": many}),
+            "256",
+        ),
+        (
+            json!({"Name": "a", "Addr": addr, "RequiredServices": long_list}),
+            "16384",
+        ),
+    ] {
+        let (status, reason) = post(&registry, record.to_string()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reason}");
+        assert!(reason.contains(bound), "{bound}: {reason}");
+        one_line(&reason);
+    }
+    assert_eq!(registry.services().await, json!({}));
+
+    let longest = json!({"Name": "n".repeat(MAX_NAME), "Addr": addr});
+    let (status, reason) = post(&registry, longest.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+}
+
+#[tokio::test]
+async fn past_max_instances_a_registration_is_refused_and_stores_nothing() {
+    let registry = RegistryProcess::start(&["--heartbeat-interval", "1h", "--max-instances", "3"]);
+    let record =
+        |port: u16| json!({"Name": "svc", "Addr": format!("127.0.0.1:{port}")}).to_string();
+    for port in 1..=3 {
+        let (status, reason) = post(&registry, record(port)).await;
+        assert_eq!(status, StatusCode::OK, "{reason}");
+    }
+    let (status, reason) = post(&registry, record(4)).await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{reason}");
+    assert!(reason.contains("--max-instances"), "{reason}");
+    one_line(&reason);
+    assert_eq!(registry.addrs_of("svc").await.len(), 3);
+
+    // A known instance registers again; one that left makes room.
+    let (status, reason) = post(&registry, record(3)).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+    let (status, _) = registry
+        .request(Method::DELETE, "/services", record(1))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, reason) = post(&registry, record(4)).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+}
+
+/// The audit's case: records as large as they may be, registered until
+/// the table is full; then a `*` registration still gets an answer a host
+/// reads whole.
+#[tokio::test]
+async fn a_full_table_answers_a_star_registration_within_what_a_host_reads() {
+    fill_then_register_everything(&RegistryProcess::start(NO_HEARTBEAT)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_table_on_etcd_answers_a_star_registration_within_what_a_host_reads() {
+    let (_etcd, replicas) = on_etcd(1, NO_HEARTBEAT).await;
+    fill_then_register_everything(&replicas[0]).await;
+}
+
+/// Replicas registering at once on one etcd cannot together pass the
+/// table's bound: each registration is made only if the table is still the
+/// one its replica checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_registering_at_once_keep_the_bound_together() {
+    let flags = &["--heartbeat-interval", "1h", "--max-instances", "3"];
+    let (_etcd, replicas) = on_etcd(2, flags).await;
+    let client = harness::http::Client::new();
+    let registrations: Vec<_> = (1..=12)
+        .map(|port| {
+            let url = replicas[port % 2].url("/services");
+            let record = json!({"Name": "svc", "Addr": format!("127.0.0.1:{port}")});
+            let client = client.clone();
+            tokio::spawn(async move {
+                let reply = client.send_json(Method::POST, &url, record.to_string());
+                let reply = reply.await.expect("an answer");
+                (StatusCode::from_u16(reply.status).unwrap(), reply.text())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for registration in registrations {
+        answers.push(registration.await.expect("a registration"));
+    }
+    let taken = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!(taken, 3, "{answers:?}");
+    for (status, reason) in &answers {
+        assert!(
+            [StatusCode::OK, StatusCode::INSUFFICIENT_STORAGE].contains(status),
+            "{reason}"
+        );
+    }
+    for replica in &replicas {
+        eventually("each replica lists the 3 instances taken", || async {
+            replica.addrs_of("svc").await.len() == 3
+        })
+        .await;
+    }
+}
+
+/// A one-member etcd and `count` registry replicas on it with `flags`,
+/// started off the runtime (the harness waits for them blocking).
+async fn on_etcd(
+    count: usize,
+    flags: &'static [&'static str],
+) -> (EtcdCluster, Vec<RegistryProcess>) {
+    tokio::task::spawn_blocking(move || {
+        let etcd = EtcdCluster::start(1);
+        let replicas = (0..count)
+            .map(|_| RegistryProcess::of(registry_replica(&etcd, "127.0.0.1:0", flags)))
+            .collect();
+        (etcd, replicas)
+    })
+    .await
+    .expect("etcd and its replicas start")
+}
+
+/// Registers the largest records until `registry` refuses one for a full
+/// table, then, once one left, a record requiring `*`: its answer fits in
+/// what a host reads.
+async fn fill_then_register_everything(registry: &RegistryProcess) {
+    // Quotes are escaped in JSON: the most bytes a name takes in answers.
+    let quotes = |n: usize| "\"".repeat(n);
+    let required: Vec<String> = (0..MAX_REQUIRED_BYTES / MAX_NAME)
+        .map(|i| format!("r{i}{}", quotes(MAX_NAME - 4)))
+        .collect();
+    let filler = |n: usize| {
+        json!({
+            "Name": format!("{n}{}", quotes(MAX_NAME - 6)),
+            "Addr": format!("127.0.0.1:{n}"),
+            "RequiredServices": required,
+        })
+        .to_string()
+    };
+    // More than 16 MiB of them, were they all taken.
+    let enough = MAX_ANSWER / filler(1).len() * 2;
+    let mut full = None;
+    for n in 1..=enough {
+        let (status, reason) = post(registry, filler(n)).await;
+        if status != StatusCode::OK {
+            full = Some((n, status, reason));
+            break;
+        }
+    }
+    let (refused, status, reason) = full.expect("the table never filled");
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{reason}");
+    assert!(reason.contains("full"), "{reason}");
+    one_line(&reason);
+    let listed = |table: &serde_json::Value| table.as_object().map_or(0, |s| s.len());
+    let table = registry.services().await;
+    assert_eq!(listed(&table), refused - 1, "the refused record was stored");
+
+    // Room for one more, as a host that was refused finds after its
+    // retries when an instance leaves.
+    let (status, _) = registry
+        .request(Method::DELETE, "/services", filler(1))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let gateway = json!({"Name": "gateway", "Addr": "127.0.0.1:2", "RequiredServices": ["*"]});
+    let (status, answer) = post(registry, gateway.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer.len() <= MAX_ANSWER, "{} bytes", answer.len());
+    let instances = parse_instances(answer.as_bytes()).expect("a registration answer");
+    assert_eq!(instances.len(), refused - 2);
+}

@@ -368,3 +368,163 @@ fn connections_past_the_served_ones_wait_in_the_backlog() {
         .collect();
     assert_eq!(held.len(), CLIENTS);
 }
+
+/// The one `error:` line `program` (`host` or `registry`) exits with, run
+/// with `args`; fails when it does not exit, or exits 0.
+fn refusal(program: &str, args: &[&str]) -> String {
+    let mut proc = Launch::new(program, binary(program))
+        .args(args)
+        .spawn()
+        .unwrap();
+    let status = proc.wait_exit(SETTLE).expect("a refused start exits");
+    assert!(!status.success(), "{program} {args:?} was accepted");
+    let log = proc.log();
+    let line = log.lines().find(|l| l.starts_with("error:"));
+    line.unwrap_or_else(|| panic!("{program} {args:?}: no error line: {log}"))
+        .to_owned()
+}
+
+#[test]
+fn zero_negative_and_decimal_sizes_are_refused_with_one_line_naming_the_flag() {
+    let echo = stub("echo");
+    let host = |flag: &'static str, value: &'static str| {
+        let plugin = echo.to_str().unwrap();
+        // Were the value taken, the host would end at once, unregistered.
+        let args = [
+            "--plugin",
+            plugin,
+            "--addr",
+            "127.0.0.1:0",
+            "--registry-wait",
+            "0s",
+            flag,
+            value,
+        ];
+        (refusal("host", &args), flag, value)
+    };
+    let registry = |flag: &'static str, value: &'static str| {
+        (
+            refusal("registry", &["--addr", "127.0.0.1:0", flag, value]),
+            flag,
+            value,
+        )
+    };
+    for (line, flag, value) in [
+        host("--max-body", "0"),
+        host("--state-max-key", "0"),
+        host("--state-max-value", "0"),
+        host("--cache-max", "0"),
+        host("--max-body", "-1"),
+        host("--max-instances", "-1"),
+        host("--heartbeat-timeout", "-5s"),
+        host("--max-connections", "-1"),
+        registry("--heartbeat-interval", "-5s"),
+        registry("--max-connections", "-1"),
+    ] {
+        assert!(
+            line.contains(&format!("'{value}' for '{flag}")),
+            "{flag} {value}: {line}"
+        );
+    }
+    for value in ["10MB", "10kb", "10G"] {
+        let (line, ..) = host("--max-body", value);
+        assert!(
+            line.contains("'--max-body") && line.contains("write KiB, MiB, GiB"),
+            "{value}: {line}"
+        );
+    }
+}
+
+#[test]
+fn a_listen_address_is_checked_as_the_flag_it_is_in_both_binaries() {
+    let registry = refusal("registry", &["--addr", "nonsense"]);
+    let plugin = stub("echo");
+    let host = refusal(
+        "host",
+        &["--plugin", plugin.to_str().unwrap(), "--addr", "nonsense"],
+    );
+    for line in [registry, host] {
+        assert!(
+            line.contains("'nonsense' for '--addr") && line.contains("is not IP:PORT"),
+            "{line}"
+        );
+    }
+}
+
+/// With `ulimit -n` so low that a few idle clients would take every
+/// connection a process serves, neither binary starts; the line says which
+/// limit, what it leaves and what is needed.
+#[test]
+fn an_open_file_limit_leaving_too_few_connections_refuses_the_start() {
+    let echo = stub("echo");
+    for (program, args) in [
+        ("registry", vec!["--addr", "127.0.0.1:0"]),
+        (
+            "host",
+            vec![
+                "--plugin",
+                echo.to_str().unwrap(),
+                "--addr",
+                "127.0.0.1:0",
+                "--no-cache",
+            ],
+        ),
+    ] {
+        // Soft and hard limit both: the binaries raise the soft one.
+        let mut proc = Launch::new(program, "/bin/sh")
+            .args(["-c", "ulimit -n 300 && exec \"$0\" \"$@\""])
+            .arg(binary(program))
+            .args(&args)
+            .spawn()
+            .unwrap();
+        let status = proc.wait_exit(SETTLE).expect("a refused start exits");
+        let log = proc.log();
+        assert!(!status.success(), "{program} started: {log}");
+        assert!(
+            log.lines().any(|l| l.starts_with("error:")
+                && l.contains("(ulimit -n) is 300")
+                && l.contains("room for 44 connections")
+                && l.contains("fewer than the 64")
+                && l.contains("ulimit -n 320")),
+            "{program}: {log}"
+        );
+    }
+}
+
+/// A journal written under higher limits loads whole, each record past the
+/// lowered ones named in a warning; they only bound what is added.
+#[test]
+fn a_state_journal_past_lowered_limits_loads_whole_with_a_warning() {
+    let dir = TempDir::new("state-lowered");
+    let journal = dir.path().join("state.jsonl");
+    let mut text: String = (0..20)
+        .map(|n| format!("{{\"key\":\"k{n:02}\",\"value\":\"v\"}}\n"))
+        .collect();
+    text.push_str(&format!(
+        "{{\"key\":\"big\",\"value\":\"{}\"}}\n",
+        "x".repeat(100_000)
+    ));
+    std::fs::write(&journal, &text).unwrap();
+    let state = journal.to_str().unwrap();
+    let (_registry, host) = echo_host(&["--state", state, "--state-max-keys", "5"]);
+    for needle in [
+        "state.jsonl: 21 keys, more than --state-max-keys 5",
+        "the value of key \"big\" of 100000 bytes, more than --state-max-value 65536",
+    ] {
+        assert!(
+            host.log()
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains(needle)),
+            "{needle}: {}",
+            host.log()
+        );
+    }
+    // Every record kept, compacted; a kept key still changes, a new one is
+    // refused.
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap().lines().count(),
+        21
+    );
+    assert_eq!(get(&host.url("/set?key=k01&size=2")).status, 200);
+    assert_eq!(get(&host.url("/count")).status, 500);
+}

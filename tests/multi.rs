@@ -559,3 +559,54 @@ fn a_request_in_flight_at_a_stop_still_calls_a_service_of_its_process() {
     assert!(status.success(), "{}", host.log());
     assert_eq!(count(&host.log(), "stopped"), 2, "{}", host.log());
 }
+
+/// A pool of more instance slots than one process can map (the stacks'
+/// guard pages and the memories' mappings, within `vm.max_map_count`) is
+/// refused at start, naming `max-instances`, the sum and the limit, rather
+/// than failing in wasmtime or, worse, under load.
+#[test]
+fn instance_slots_past_what_a_process_can_map_are_refused_at_start() {
+    let dir = TempDir::new("multi-pool");
+    let config = dir.path().join("pool.toml");
+    let services: Vec<ServiceSpec> = (0..4)
+        .map(|_| ServiceSpec::new(&stub("echo")).option("max-instances", "10000"))
+        .collect();
+    let log = refused(&config, &services);
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("max-instances (summed over the services of this host) needs 40000")
+            && line.contains("vm.max_map_count is")
+            && !line.contains("stack guard page"),
+        "{log}"
+    );
+}
+
+/// A key of one value given a list is refused naming the service and the
+/// key. (A list key also takes one string, as its flag does: the other
+/// tests' `requires = "echo"`.)
+#[test]
+fn a_list_for_a_key_of_one_value_is_refused_naming_the_service_and_the_key() {
+    let dir = TempDir::new("multi-types");
+    let config = dir.path().join("types.toml");
+    let plugin = stub("echo").display().to_string();
+    std::fs::write(
+        &config,
+        format!("[[service]]\nplugin = {plugin:?}\naddr = [\"127.0.0.1:1\"]\n"),
+    )
+    .unwrap();
+    let mut host = harness::Launch::new("host", harness::binary("host"))
+        .arg("--config")
+        .arg(&config)
+        .spawn()
+        .unwrap();
+    let status = host.wait_exit(SETTLE).expect("a bad config ends the host");
+    assert!(!status.success());
+    let line = format!(
+        "error: {}: service 1 ({plugin}): key 'addr': a list is not a value it takes",
+        config.display()
+    );
+    assert!(host.log().contains(&line), "{}", host.log());
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser};
-use protocol::accept::ServeSettings;
+use protocol::accept::{self, ServeSettings};
 
 use crate::kv::StateLimits;
 use crate::plugin::CompileCache;
@@ -18,6 +18,7 @@ use protocol::duration::{self, DAY, HOUR, MILLISECOND, MINUTE, SECOND};
 #[derive(Debug, Parser)]
 #[command(
     version,
+    mut_args = duration::signed_values,
     after_help = "`host compile --plugin FILE` compiles a plugin into the cache ahead of a swap (see `host compile --help`)."
 )]
 pub struct Cli {
@@ -28,7 +29,7 @@ pub struct Cli {
     /// Where to listen (HOST:PORT; port 0 picks a free port); also the
     /// address registered for this instance, unless `--advertise` says
     /// another.
-    #[arg(long, required_unless_present = "config")]
+    #[arg(long, required_unless_present = "config", value_parser = accept::listen_addr)]
     pub addr: Option<SocketAddr>,
 
     /// Run the services this TOML file lists, each in a `[[service]]`
@@ -77,9 +78,17 @@ pub struct Cli {
     /// The longest chain of calls between services (counted in
     /// `x-sparrow-hops`): a call past it fails (`invalid-request` from
     /// `call-service`, `loop-detected` for a standard component), so that
-    /// services calling each other in a circle stop.
+    /// services calling each other in a circle stop; 1 to 1000.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_hops: u32,
+
+    /// How many instances of the services it requires this service keeps
+    /// in its cache, 1 to 1000000: past it a notification of a new one is
+    /// answered 507 and a registration answer's extra ones are left out
+    /// (logged). Notifications come from whoever reaches the host unless
+    /// `--token` is set, and every address would otherwise take memory.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_known_instances: u32,
 
     /// A directory the plugin may read and write, seen by it as `.`; without
     /// it the plugin sees no file at all.
@@ -87,8 +96,8 @@ pub struct Cli {
     pub dir: Option<PathBuf>,
 
     /// How many files of `--dir` the host keeps open for the plugin's
-    /// `files.append` (the most recently used); appending to another closes
-    /// the least recently used.
+    /// `files.append` (the most recently used), 1 to 1024; appending to
+    /// another closes the least recently used.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_open_files: u32,
 
@@ -108,23 +117,26 @@ pub struct Cli {
     pub call_timeout: Duration,
 
     /// The largest request body accepted (413 above it), and the largest
-    /// answer read from another service, e.g. `16MiB`; at most 1GiB.
-    #[arg(long, default_value = "16MiB", value_parser = size_within(0, 1 << 30))]
+    /// answer read from another service, e.g. `16MiB`; 1B to 1GiB.
+    #[arg(long, default_value = "16MiB", value_parser = size_within(1, 1 << 30))]
     pub max_body: usize,
 
-    /// Let one instance serve up to N requests (one at a time) instead of a
-    /// fresh instance per request: faster, but what the plugin keeps in its
-    /// own memory is seen by later requests. An instance that fails is never
-    /// reused.
+    /// Let one instance serve up to N requests (one at a time), 1 to
+    /// 4294967295, instead of a fresh instance per request (1): faster, but
+    /// what the plugin keeps in its own memory is seen by later requests. An
+    /// instance that fails is never reused.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub reuse: u32,
 
-    /// How many instances may run at once; further requests wait for a slot.
+    /// How many instances may run at once, 1 to 10000; further requests wait
+    /// for a slot. The pool of the process holds them (twice as many with
+    /// `--reuse`), summed over its services, within the limit it states at
+    /// start.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_instances: u32,
 
-    /// How many requests may wait for an instance slot at once; more are
-    /// answered 503 with Retry-After at once.
+    /// How many requests may wait for an instance slot at once, 0 to
+    /// 1000000; more are answered 503 with Retry-After at once.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_queue: u32,
 
@@ -138,16 +150,16 @@ pub struct Cli {
     #[arg(long)]
     pub state: Option<PathBuf>,
 
-    /// The most keys the state may hold.
+    /// The most keys the state may hold, 1 to 10000000.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub state_max_keys: u32,
 
-    /// The largest state key, e.g. `1KiB`.
-    #[arg(long, default_value = "1KiB", value_parser = parse_size)]
+    /// The largest state key, e.g. `1KiB`; 1B to 1GiB.
+    #[arg(long, default_value = "1KiB", value_parser = size_within(1, 1 << 30))]
     pub state_max_key: usize,
 
-    /// The largest state value, e.g. `64KiB`.
-    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    /// The largest state value, e.g. `64KiB`; 1B to 1GiB.
+    #[arg(long, default_value = "64KiB", value_parser = size_within(1, 1 << 30))]
     pub state_max_value: usize,
 
     #[command(flatten)]
@@ -185,12 +197,13 @@ pub struct Cli {
     /// (HOST:PORT; port 0 picks a free port, logged as `metrics on ADDR`).
     /// Off by default: then nothing is counted. An address of its own, so
     /// that no path is taken from the plugin.
-    #[arg(long)]
+    #[arg(long, value_parser = accept::listen_addr)]
     pub metrics_addr: Option<SocketAddr>,
 
     /// Calls to at most this many other services are counted by name;
     /// calls to further ones count as `target="_other"` (the gateway calls
-    /// whatever a client names, and each name would be kept for good).
+    /// whatever a client names, and each name would be kept for good); 1 to
+    /// 100000.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub metrics_max_targets: u32,
 
@@ -256,9 +269,24 @@ fn size_within(
     move |text| match parse_size(text)? {
         size if (min..=max).contains(&size) => Ok(size),
         _ => Err(format!(
-            "'{text}' is out of range: from {min} to {max} bytes"
+            "'{text}' is out of range: from {} to {}",
+            show_size(min),
+            show_size(max)
         )),
     }
+}
+
+/// `bytes` in the largest binary unit that writes it whole, as a flag takes
+/// it.
+fn show_size(bytes: usize) -> String {
+    UNITS
+        .iter()
+        .rev()
+        .find(|(_, factor)| bytes.is_multiple_of(*factor) && bytes >= *factor)
+        .map_or_else(
+            || bytes.to_string(),
+            |(unit, factor)| format!("{}{unit}", bytes / factor),
+        )
 }
 
 /// What decides how a plugin is compiled and where the result is kept:
@@ -277,8 +305,9 @@ pub struct CompileSettings {
     pub cache_dir: Option<PathBuf>,
 
     /// The most the compiled-plugin cache may hold; past it the entries used
-    /// least recently are removed, e.g. `1GiB`.
-    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    /// least recently are removed, e.g. `1GiB`; 1B to 1TiB (`--no-cache`
+    /// keeps nothing).
+    #[arg(long, default_value = "1GiB", value_parser = size_within(1, 1 << 40))]
     pub cache_max: usize,
 
     /// Compile the plugin at every start; keep nothing on disk.
@@ -321,39 +350,167 @@ pub struct CompileCli {
     pub compiling: CompileSettings,
 }
 
-/// Parses sizes like `65536`, `512KiB`, `64MiB`, `1GiB` (also `KB`/`MB`/`GB`,
-/// read as binary units).
+/// The units a size may be written in, each with its factor: binary ones
+/// only.
+const UNITS: [(&str, usize); 5] = [
+    ("B", 1),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+    ("TiB", 1 << 40),
+];
+
+/// Parses a size: a whole number of bytes, alone or with a binary unit
+/// (`65536`, `512KiB`, `64MiB`, `1GiB`; any case). A decimal-looking unit
+/// (`KB`, `MB`, `10G`) is refused rather than guessed: `10MB` is 10,000,000
+/// bytes to some and 10 MiB to others, 4.9% apart.
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let split = text
+    let trimmed = text.trim();
+    let split = trimmed
         .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: usize = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size like 64MiB"))?;
-    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let unit = unit.trim();
+    let not_a_size = || {
+        format!(
+            "'{text}' is not a size: a whole number of bytes, or of KiB, MiB, GiB or TiB, like 64MiB"
+        )
+    };
+    let number: usize = digits.parse().map_err(|_| not_a_size())?;
+    let factor = match UNITS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(unit))
+    {
+        Some((_, factor)) => *factor,
+        None if unit.is_empty() => 1,
+        None if is_decimal_unit(unit) => {
+            return Err(format!(
+                "'{text}': decimal units (kB, MB, GB) are not taken; write KiB, MiB, GiB or TiB (1MiB = 1048576 bytes)"
+            ));
+        }
+        None => return Err(not_a_size()),
     };
     number
         .checked_mul(factor)
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
+/// `k`, `KB`, `m`, `Mb`, `G`, `tb`: units that could mean powers of 1000 or
+/// of 1024.
+fn is_decimal_unit(unit: &str) -> bool {
+    let unit = unit.to_ascii_lowercase();
+    let prefix = unit.strip_suffix('b').unwrap_or(&unit);
+    matches!(prefix, "k" | "m" | "g" | "t")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{Cli, parse_size};
 
     #[test]
     fn sizes() {
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
         assert_eq!(parse_size("512kib"), Ok(512 << 10));
         assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("100B"), Ok(100));
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("MiB").is_err());
+        let fraction = parse_size("1.5MiB").unwrap_err();
+        assert!(fraction.contains("a whole number"), "{fraction}");
+    }
+
+    #[test]
+    fn decimal_units_are_refused_naming_the_binary_ones() {
+        for text in ["10MB", "10kb", "10G", "10k", "1TB"] {
+            let error = parse_size(text).unwrap_err();
+            assert!(
+                error.contains(&format!("'{text}'")) && error.contains("write KiB, MiB, GiB"),
+                "{text}: {error}"
+            );
+        }
+    }
+
+    /// The first line of clap's error for `args` after a valid service.
+    fn refusal(args: &[&str]) -> String {
+        use clap::Parser as _;
+        let service = ["host", "--plugin", "p.wasm", "--addr", "127.0.0.1:0"];
+        let all = service.iter().chain(args);
+        let error = Cli::try_parse_from(all).expect_err("refused");
+        error
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_zero_size_is_refused_naming_the_flag() {
+        for flag in [
+            "--max-body",
+            "--state-max-key",
+            "--state-max-value",
+            "--cache-max",
+        ] {
+            let error = refusal(&[flag, "0"]);
+            assert!(
+                error.contains(&format!("'0' for '{flag}")) && error.contains("from 1B to"),
+                "{flag}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_negative_value_is_refused_naming_the_flag() {
+        for (flag, value) in [
+            ("--max-body", "-1"),
+            ("--max-instances", "-1"),
+            ("--request-timeout", "-5s"),
+            ("--max-connections", "-1"),
+            ("--header-timeout", "-5s"),
+        ] {
+            let error = refusal(&[flag, value]);
+            assert!(
+                error.contains(&format!("'{value}' for '{flag}")),
+                "{flag} {value}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_listen_address_that_is_not_ip_and_port_is_refused_naming_the_flag() {
+        use clap::Parser as _;
+        let error = Cli::try_parse_from(["host", "--plugin", "p.wasm", "--addr", "nonsense"])
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("'nonsense' for '--addr") && error.contains("IP:PORT"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_help_states_the_range_of_every_count() {
+        use clap::CommandFactory as _;
+        let help = Cli::command().render_long_help().to_string();
+        for (flag, range) in [
+            ("--max-connections", "1 to 1000000"),
+            ("--backlog", "1 to 65535"),
+            ("--max-instances", "1 to 10000"),
+            ("--max-queue", "0 to 1000000"),
+            ("--max-hops", "1 to 1000"),
+            ("--max-known-instances", "1 to 1000000"),
+            ("--max-open-files", "1 to 1024"),
+            ("--state-max-keys", "1 to 10000000"),
+            ("--state-max-key ", "1B to 1GiB"),
+            ("--state-max-value", "1B to 1GiB"),
+            ("--metrics-max-targets", "1 to 100000"),
+            ("--reuse", "1 to 4294967295"),
+        ] {
+            let text = help.split(flag).nth(1).unwrap_or_default();
+            let own = text.split("\n      --").next().unwrap_or_default();
+            let own = own.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(own.contains(range), "{flag}: {own}");
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::cli::Cli;
 
 /// The flags that belong to one service: the keys a `[[service]]` table
 /// may hold. Everything else is host-wide and stays on the command line.
-const PER_SERVICE: [&str; 22] = [
+const PER_SERVICE: [&str; 23] = [
     "plugin",
     "addr",
     "advertise",
@@ -27,6 +27,7 @@ const PER_SERVICE: [&str; 22] = [
     "requires",
     "allow-outbound",
     "max-hops",
+    "max-known-instances",
     "dir",
     "max-open-files",
     "sync",
@@ -171,7 +172,7 @@ fn service(entry: &toml::Table, host_wide: &[OsString]) -> anyhow::Result<Cli> {
             bail!("unknown key '{key}'");
         }
         let flag = format!("--{key}");
-        let switch = is_switch(key);
+        let (switch, list) = kind(key);
         match value {
             toml::Value::Boolean(_) if !switch => {
                 bail!("key '{key}': true or false is not a value it takes")
@@ -183,11 +184,22 @@ fn service(entry: &toml::Table, host_wide: &[OsString]) -> anyhow::Result<Cli> {
             // the flag's value, which clap then names in its error.
             toml::Value::String(text) => args.push(format!("{flag}={text}").into()),
             toml::Value::Integer(number) => args.push(format!("{flag}={number}").into()),
+            // A list key also takes one string, as its flag does: `requires
+            // = "log"` or `"a,b"`, as `--requires a,b`.
+            toml::Value::Array(_) if !list => {
+                bail!("key '{key}': a list is not a value it takes; give one value, not [...]")
+            }
             toml::Value::Array(items) => {
                 let names: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
                 let Some(names) = names else {
                     bail!("key '{key}': a list of strings is expected");
                 };
+                // Joined with commas below, one would become two items.
+                if let Some(joined) = names.iter().find(|name| name.contains(',')) {
+                    bail!(
+                        "key '{key}': '{joined}' holds a comma; give each as an item of the list"
+                    );
+                }
                 args.push(format!("{flag}={}", names.join(",")).into());
             }
             other => bail!(
@@ -200,12 +212,18 @@ fn service(entry: &toml::Table, host_wide: &[OsString]) -> anyhow::Result<Cli> {
 }
 
 /// Whether the flag `--{key}` is a switch, given or not, rather than one
-/// that takes a value.
-fn is_switch(key: &str) -> bool {
+/// that takes a value; and whether it takes a list (comma-separated on the
+/// command line).
+fn kind(key: &str) -> (bool, bool) {
     Cli::command()
         .get_arguments()
         .find(|arg| arg.get_long() == Some(key))
-        .is_some_and(|arg| !arg.get_action().takes_values())
+        .map_or((false, false), |arg| {
+            (
+                !arg.get_action().takes_values(),
+                arg.get_value_delimiter().is_some(),
+            )
+        })
 }
 
 impl Cli {
@@ -294,6 +312,34 @@ mod tests {
         );
         assert!(error("x = 1").contains("unknown top-level key 'x'"));
         assert!(error("[[service]").contains("not valid TOML"));
+    }
+
+    #[test]
+    fn a_list_for_a_key_of_one_value_is_refused_naming_the_service_and_the_key() {
+        let service = "[[service]]\nplugin = \"v.wasm\"\naddr = \"127.0.0.1:1\"\n";
+        let addr = error("[[service]]\nplugin = \"v.wasm\"\naddr = [\"127.0.0.1:1\"]\n");
+        assert_eq!(
+            addr,
+            "service 1 (v.wasm): key 'addr': a list is not a value it takes; give one value, not [...]"
+        );
+        let name = error(&format!("{service}name = [\"a\", \"b\"]"));
+        assert!(
+            name.contains("service 1 (v.wasm): key 'name': a list"),
+            "{name}"
+        );
+        let comma = error(&format!("{service}requires = [\"a,b\"]"));
+        assert!(
+            comma.contains("key 'requires': 'a,b' holds a comma"),
+            "{comma}"
+        );
+    }
+
+    #[test]
+    fn a_list_key_also_takes_one_string_as_its_flag_does() {
+        let text = "[[service]]\nplugin = \"v.wasm\"\naddr = \"127.0.0.1:1\"\nrequires = \"log\"\nallow-outbound = \"127.0.0.1:2,127.0.0.1:3\"\n";
+        let services = parse(text, &args(&[])).unwrap();
+        assert_eq!(services[0].requires(), Some(vec!["log".into()]));
+        assert_eq!(services[0].allow_outbound, ["127.0.0.1:2", "127.0.0.1:3"]);
     }
 
     #[test]

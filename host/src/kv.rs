@@ -11,6 +11,14 @@
 //!
 //! Keys, values and their number are bounded ([`StateLimits`]): a plugin
 //! cannot make the host's memory or journal grow without end.
+//!
+//! A journal written under higher limits than the host now has is loaded
+//! whole, with a warning naming each record past them: the limits bound
+//! what the plugin adds, not what it kept. Dropping those records would
+//! lose data without asking, and refusing to start would make lowering a
+//! limit an outage until someone edits the journal by hand; loaded, they
+//! stay readable, and every later change is held to the new limits (no new
+//! key past the count, no longer key or value).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -85,6 +93,12 @@ impl KvStore {
     /// and appends every later change to it.
     pub fn open(path: &Path, limits: StateLimits) -> anyhow::Result<Self> {
         let entries = replay(path)?;
+        for excess in past_limits(&entries, &limits) {
+            tracing::warn!(
+                "state file {}: {excess}; loaded all the same, and later changes keep to the limit",
+                path.display()
+            );
+        }
         let journal = Journal::compact(path, &entries)
             .with_context(|| format!("cannot write state file {}", path.display()))?;
         Ok(KvStore {
@@ -250,6 +264,62 @@ fn replay(path: &Path) -> anyhow::Result<HashMap<String, String>> {
     Ok(entries)
 }
 
+/// At most this many records past a limit are named one by one; the rest
+/// are counted, so a journal of many cannot flood the log.
+const NAMED_PAST_LIMITS: usize = 10;
+
+/// What of `entries` is past `limits`, each saying which record and which
+/// limit (by its flag); the records in key order.
+fn past_limits(entries: &HashMap<String, String>, limits: &StateLimits) -> Vec<String> {
+    let mut found = Vec::new();
+    if entries.len() > limits.max_keys {
+        found.push(format!(
+            "{} keys, more than --state-max-keys {}",
+            entries.len(),
+            limits.max_keys
+        ));
+    }
+    let mut keys: Vec<&String> = entries.keys().collect();
+    keys.sort_unstable();
+    let mut records = keys.into_iter().filter_map(|key| {
+        let value = &entries[key];
+        if key.len() > limits.max_key_bytes {
+            Some(format!(
+                "key {} of {} bytes, more than --state-max-key {}",
+                shown(key),
+                key.len(),
+                limits.max_key_bytes
+            ))
+        } else if value.len() > limits.max_value_bytes {
+            Some(format!(
+                "the value of key {} of {} bytes, more than --state-max-value {}",
+                shown(key),
+                value.len(),
+                limits.max_value_bytes
+            ))
+        } else {
+            None
+        }
+    });
+    found.extend(records.by_ref().take(NAMED_PAST_LIMITS));
+    let more = records.count();
+    if more > 0 {
+        found.push(format!(
+            "{more} more records past --state-max-key or --state-max-value"
+        ));
+    }
+    found
+}
+
+/// A key as a log line names it: quoted, and cut short when long.
+fn shown(key: &str) -> String {
+    const LONGEST: usize = 64;
+    match key.char_indices().nth(LONGEST) {
+        Some((cut, _)) => format!("{:?}...", &key[..cut]),
+        None => format!("{key:?}"),
+    }
+}
+
 fn journal_line(key: &str, value: &str) -> String {
     let change = Change {
         key: key.into(),
@@ -262,7 +332,67 @@ fn journal_line(key: &str, value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{COMPACT_AFTER, KvStore, StateLimits};
+    use std::collections::HashMap;
+
+    use super::{COMPACT_AFTER, KvStore, StateLimits, past_limits};
+
+    #[test]
+    fn records_past_lowered_limits_are_named_and_kept() {
+        let dir = std::env::temp_dir().join(format!("sparrow-kv-l-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.jsonl");
+        let _ = std::fs::remove_file(&path);
+        {
+            let before = StateLimits {
+                max_value_bytes: 1 << 20,
+                ..StateLimits::default()
+            };
+            let kv = KvStore::open(&path, before).unwrap();
+            for n in 0..20 {
+                kv.set(format!("k{n:02}"), "v".into()).unwrap();
+            }
+            kv.set("big".into(), "x".repeat(100_000)).unwrap();
+        }
+        let lowered = StateLimits {
+            max_keys: 5,
+            ..StateLimits::default()
+        };
+        let kv = KvStore::open(&path, lowered).unwrap();
+        assert_eq!(kv.get("k19").as_deref(), Some("v"));
+        assert_eq!(kv.get("big").map(|v| v.len()), Some(100_000));
+        // No new key past the count; a kept one still changes.
+        assert!(kv.set("new".into(), "v".into()).is_err());
+        assert!(kv.set("k01".into(), "w".into()).is_ok());
+        drop(kv);
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(lines >= 21, "{lines} lines");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let entries: HashMap<String, String> = (0..20)
+            .map(|n| (format!("k{n:02}"), "v".to_owned()))
+            .chain([("big".to_owned(), "x".repeat(100_000))])
+            .collect();
+        let short_keys = StateLimits {
+            max_key_bytes: 2,
+            ..lowered
+        };
+        let found = past_limits(&entries, &short_keys);
+        assert_eq!(found[0], "21 keys, more than --state-max-keys 5");
+        assert_eq!(
+            found[1],
+            "key \"big\" of 3 bytes, more than --state-max-key 2"
+        );
+        assert_eq!(found.len(), 12, "{found:?}");
+        assert_eq!(
+            found[11],
+            "11 more records past --state-max-key or --state-max-value"
+        );
+        let value = past_limits(&entries, &StateLimits::default());
+        assert_eq!(
+            value,
+            ["the value of key \"big\" of 100000 bytes, more than --state-max-value 65536"]
+        );
+    }
 
     #[test]
     fn increment_counts_and_refuses_text() {

@@ -17,7 +17,10 @@
 //! instances whose heartbeats it could no longer send. So the soft limit is
 //! raised to the hard one at start (as Go's runtime does), and the
 //! connections served at once, over every listener of the process, are
-//! capped to that limit less [`RESERVED_FDS`].
+//! capped to that limit less [`RESERVED_FDS`]. A limit that leaves fewer
+//! than [`MIN_CONNECTIONS`] refuses the start ([`bind`]): with a handful of
+//! connections, as many idle clients would stop every service of the
+//! process, which is worse than not starting.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -40,22 +43,59 @@ use crate::duration::{self, HOUR, MILLISECOND};
 /// files, the listener itself.
 pub const RESERVED_FDS: u64 = 256;
 
+/// The fewest connections the open-file limit must leave room for, over all
+/// listeners of a process. An idle client holds one until
+/// `--header-timeout` (10 s by default), and a process always has a few
+/// held: each caller's connection pool, the registry's notifications and
+/// heartbeats. Below a few dozen, that many idle or slow clients stop every
+/// service of the process; 64 leaves room for those and some, and needs
+/// [`RESERVED_FDS`] + 64 = 320 descriptors in all, below the usual default
+/// soft limit of 1024.
+pub const MIN_CONNECTIONS: u64 = 64;
+
+/// The open-file limit leaves room for too few connections.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the open-file limit (ulimit -n) is {limit}: after the {RESERVED_FDS} descriptors kept for \
+     calls and files it leaves room for {room} connections at once, fewer than the \
+     {MIN_CONNECTIONS} needed so that a few idle clients cannot stop the process; raise it to \
+     {needed} or more (ulimit -n {needed})",
+    needed = RESERVED_FDS + MIN_CONNECTIONS
+)]
+pub struct TooFewDescriptors {
+    pub limit: u64,
+    pub room: u64,
+}
+
 /// The first pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A clap value parser for the address a listener binds (`--addr` of the
+/// registry and the host, `--metrics-addr`): `IP:PORT` or `[IPv6]:PORT`.
+/// A name is not taken: which of its addresses got bound would depend on
+/// the resolver.
+pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!(
+            "'{text}' is not IP:PORT, like 127.0.0.1:20000 or [::1]:20000 (port 0 picks a free port)"
+        )
+    })
+}
 
 /// How connections are served: the command-line flags that the registry
 /// and the host share.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeSettings {
-    /// Connections served at once; more wait in the kernel's backlog until
-    /// one ends.
+    /// Connections served at once, 1 to 1000000; more wait in the kernel's
+    /// backlog until one ends. Over all listeners of the process, at most
+    /// the open-file limit less 256.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
     /// Connections the kernel holds, once `--max-connections` are served,
-    /// until one ends; past them a client's connection attempt is dropped
-    /// and retried after a second. The kernel caps it at
+    /// until one ends, 1 to 65535; past them a client's connection attempt
+    /// is dropped and retried after a second. The kernel caps it at
     /// `net.core.somaxconn`.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub backlog: u32,
@@ -91,7 +131,12 @@ impl Default for ServeSettings {
 /// A listener on `addr` (the first of its addresses that binds) whose
 /// kernel queue holds `backlog` connections; tokio's own `bind` gives 128,
 /// which a burst of clients past `--max-connections` fills at once.
+///
+/// Refused ([`TooFewDescriptors`]) when the open-file limit, raised to its
+/// hard limit first, leaves room for fewer than [`MIN_CONNECTIONS`]: every
+/// server binds before it serves, so this is where a start stops.
 pub async fn bind(addr: impl ToSocketAddrs, backlog: u32) -> std::io::Result<TcpListener> {
+    descriptors().enough().map_err(std::io::Error::other)?;
     let mut refused = None;
     for addr in tokio::net::lookup_host(addr).await? {
         let socket = match addr {
@@ -129,7 +174,7 @@ pub async fn serve<F, S>(
 {
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(settings.max_connections as usize));
-    let descriptors = descriptors(settings.max_connections);
+    let descriptors = descriptors().for_listener(settings.max_connections);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -191,26 +236,56 @@ pub async fn serve<F, S>(
 
 /// The descriptors that the connections of every listener of this process
 /// share: the open-file limit (raised to its hard limit first) less
-/// [`RESERVED_FDS`]. Says so when that is fewer than the `wanted`
-/// connections of a listener.
-fn descriptors(wanted: u32) -> Arc<Semaphore> {
-    static SHARED: OnceLock<(u64, u64, Arc<Semaphore>)> = OnceLock::new();
-    let (limit, room, descriptors) = SHARED.get_or_init(|| {
+/// [`RESERVED_FDS`].
+struct Descriptors {
+    /// The open-file limit; `u64::MAX` when it cannot be read.
+    limit: u64,
+    /// Connections it leaves room for.
+    room: u64,
+    permits: Arc<Semaphore>,
+}
+
+fn descriptors() -> &'static Descriptors {
+    static SHARED: OnceLock<Descriptors> = OnceLock::new();
+    SHARED.get_or_init(|| {
         let limit = raise_open_files_limit().unwrap_or(u64::MAX);
-        let room = limit.saturating_sub(RESERVED_FDS).max(1);
+        let room = limit.saturating_sub(RESERVED_FDS);
         let permits = usize::try_from(room).map_or(Semaphore::MAX_PERMITS, |room| {
             room.min(Semaphore::MAX_PERMITS)
         });
-        (limit, room, Arc::new(Semaphore::new(permits)))
-    });
-    if u64::from(wanted) > *room {
-        tracing::warn!(
-            "the open-file limit is {limit} (ulimit -n): serving at most {room} connections at once \
-             over all listeners rather than --max-connections {wanted}, to keep {RESERVED_FDS} \
-             descriptors for calls and files"
-        );
+        // A listener served without `bind` (a test's) still gets one.
+        Descriptors {
+            limit,
+            room,
+            permits: Arc::new(Semaphore::new(permits.max(1))),
+        }
+    })
+}
+
+impl Descriptors {
+    fn enough(&self) -> Result<(), TooFewDescriptors> {
+        if self.room < MIN_CONNECTIONS {
+            return Err(TooFewDescriptors {
+                limit: self.limit,
+                room: self.room,
+            });
+        }
+        Ok(())
     }
-    descriptors.clone()
+
+    /// The shared permits, for a listener that would serve `wanted`
+    /// connections; says so when they are fewer.
+    fn for_listener(&self, wanted: u32) -> Arc<Semaphore> {
+        let Descriptors { limit, room, .. } = self;
+        if u64::from(wanted) > *room {
+            tracing::warn!(
+                "the open-file limit is {limit} (ulimit -n): serving at most {room} connections at once \
+                 over all listeners rather than --max-connections {wanted}, to keep {RESERVED_FDS} \
+                 descriptors for calls and files"
+            );
+        }
+        self.permits.clone()
+    }
 }
 
 /// Raises the soft limit on open files to the hard one; the limit now, or
@@ -222,4 +297,41 @@ fn raise_open_files_limit() -> Option<u64> {
         return Some(hard);
     }
     Some(soft)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_leaving_too_few_connections_is_refused_naming_the_numbers() {
+        let descriptors = |limit: u64| Descriptors {
+            limit,
+            room: limit.saturating_sub(RESERVED_FDS),
+            permits: Arc::new(Semaphore::new(1)),
+        };
+        let error = descriptors(256).enough().unwrap_err().to_string();
+        assert!(
+            error.contains("ulimit -n) is 256")
+                && error.contains("room for 0 connections")
+                && error.contains("fewer than the 64")
+                && error.contains("ulimit -n 320"),
+            "{error}"
+        );
+        assert!(descriptors(319).enough().is_err());
+        assert!(descriptors(320).enough().is_ok());
+        assert!(descriptors(u64::MAX).enough().is_ok());
+    }
+
+    #[test]
+    fn a_listen_address_is_an_ip_and_a_port() {
+        assert_eq!(
+            listen_addr("127.0.0.1:0"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 0)))
+        );
+        assert!(listen_addr("[::1]:20000").is_ok());
+        let error = listen_addr("nonsense").unwrap_err();
+        assert!(error.contains("'nonsense' is not IP:PORT"), "{error}");
+        assert!(listen_addr("127.0.0.1").is_err());
+    }
 }

@@ -65,10 +65,15 @@ impl EngineCore {
     /// An engine whose pool holds the instances of every service in
     /// `services`, each of at most `memory_limit` of linear memory.
     pub fn new(services: &[SandboxSettings], memory_limit: usize) -> anyhow::Result<Arc<Self>> {
-        let instances = services.iter().map(pool_instances).sum();
+        let instances = pool_slots(services, max_map_count())?;
         let engine = Engine::new(&engine_config(instances, memory_limit))
             .map_err(anyhow::Error::from)
-            .context("configuring wasmtime")?;
+            .with_context(|| {
+                format!(
+                    "configuring wasmtime: a pool of {instances} instance slots (max-instances, \
+                     summed over the services) of --memory-limit {memory_limit} bytes each"
+                )
+            })?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
@@ -178,6 +183,62 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Memory mappings one pool slot may take, which the kernel bounds per
+/// process (`vm.max_map_count`): its stack and the guard page below it (2,
+/// mapped when the pool is made), and for each of its memories, once an
+/// instance used it, the plugin's initial image and the accessible part
+/// cut out of the pool's reservation (4, kept for the next instance of the
+/// slot). Measured: 400 slots of the echo stub map 800 at start, and 300 of
+/// them in use 1200 more.
+pub const MAPS_PER_SLOT: u64 = 2 + 4 * MEMORIES_PER_SLOT as u64;
+
+/// Memories one instance may have: a component's core module, and a second
+/// for languages whose runtime brings its own.
+const MEMORIES_PER_SLOT: u32 = 2;
+
+/// Mappings left for everything but the pool: the host's code and heap,
+/// its threads' stacks (tokio's blocking pool alone may take 1024), the
+/// compiled plugins (old versions too, while their requests finish).
+pub const RESERVED_MAPS: u64 = 5_000;
+
+/// The kernel's bound on mappings per process; `None` when it cannot be
+/// read (no such bound, or not Linux).
+fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The pool slots that `services` take in all, refused when their mappings
+/// would pass `max_map_count`: wasmtime would fail at start (the stacks'
+/// guard pages) or, worse, under load, when instances map their memories.
+fn pool_slots(services: &[SandboxSettings], max_map_count: Option<u64>) -> anyhow::Result<u32> {
+    let slots: u64 = services.iter().map(|s| u64::from(pool_instances(s))).sum();
+    let limit = max_map_count.map_or(u64::from(u32::MAX), |count| {
+        count.saturating_sub(RESERVED_MAPS) / MAPS_PER_SLOT
+    });
+    let reused = if services.iter().any(|s| s.reuse > 1) {
+        " (twice a service's with --reuse)"
+    } else {
+        ""
+    };
+    match (u32::try_from(slots), max_map_count) {
+        (Ok(slots), _) if u64::from(slots) <= limit => Ok(slots),
+        (_, Some(count)) => anyhow::bail!(
+            "max-instances (summed over the services of this host) needs {slots} instance \
+             slots{reused}, more than the {limit} one process can map: each slot takes up to \
+             {MAPS_PER_SLOT} memory mappings, vm.max_map_count is {count} and {RESERVED_MAPS} are \
+             kept for the rest; lower max-instances, or raise vm.max_map_count (sysctl)"
+        ),
+        (_, None) => anyhow::bail!(
+            "max-instances (summed over the services of this host) needs {slots} instance \
+             slots{reused}, more than the {limit} one pool holds"
+        ),
+    }
+}
+
 /// The pool slots one service may take: with reuse, up to as many idle
 /// instances as running ones stay in the pool.
 fn pool_instances(settings: &SandboxSettings) -> u32 {
@@ -194,10 +255,10 @@ fn engine_config(instances: u32, memory_limit: usize) -> Config {
     // plus a few small shims; languages with big runtimes hold more.
     pool.total_component_instances(instances)
         .total_core_instances(instances * 16)
-        .total_memories(instances * 2)
+        .total_memories(instances * MEMORIES_PER_SLOT)
         .total_tables(instances * 16)
         .total_stacks(instances)
-        .max_memories_per_component(2)
+        .max_memories_per_component(MEMORIES_PER_SLOT)
         .max_memory_size(memory_limit);
     // Without the scan, keeping memory resident would mean zeroing all of it
     // on every reset, which costs more than the page faults it saves.
@@ -254,5 +315,55 @@ impl Drop for EpochTicker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(max_instances: u32, reuse: u32) -> SandboxSettings {
+        SandboxSettings {
+            request_timeout: Duration::from_secs(1),
+            memory_limit: 1 << 20,
+            max_instances,
+            dir: None,
+            compile_cache: None,
+            reuse,
+            max_queue: 0,
+            queue_timeout: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_pool_past_what_the_process_can_map_is_refused_naming_the_numbers() {
+        let default = Some(65_530);
+        // (65530 - 5000) / 10
+        assert_eq!(pool_slots(&[service(6053, 1)], default).unwrap(), 6053);
+        let four = vec![service(10_000, 1); 4];
+        let error = pool_slots(&four, default).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "max-instances (summed over the services of this host) needs 40000 instance slots, \
+             more than the 6053 one process can map: each slot takes up to 10 memory mappings, \
+             vm.max_map_count is 65530 and 5000 are kept for the rest; lower max-instances, or \
+             raise vm.max_map_count (sysctl)"
+        );
+        let many = vec![service(128, 1); 300];
+        assert!(
+            pool_slots(&many, default)
+                .unwrap_err()
+                .to_string()
+                .contains("38400")
+        );
+        let reused = pool_slots(&[service(4000, 2)], default)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            reused.contains("8000 instance slots (twice a service's with --reuse)"),
+            "{reused}"
+        );
+        assert_eq!(pool_slots(&four, Some(1 << 20)).unwrap(), 40_000);
+        assert_eq!(pool_slots(&four, None).unwrap(), 40_000);
     }
 }

@@ -530,3 +530,31 @@ fn a_trap_is_logged_with_the_request_and_the_plugin_frames_only() {
     assert!(panic.contains("WARN"), "{panic}");
     assert!(!log.contains("note: run with `RUST_BACKTRACE=1`"), "{log}");
 }
+
+/// Notifications come from whoever reaches a host (without `--token`):
+/// past `--max-known-instances` a new instance is refused with 507 naming
+/// the flag, so that a flood of addresses cannot grow its memory for good;
+/// one it knows is still updated.
+#[test]
+fn past_max_known_instances_a_notification_of_a_new_one_is_refused() {
+    let registry = Proc::registry(&[]);
+    let host = Proc::host(
+        &stub("plain-echo"),
+        &registry,
+        &["--requires", "*", "--max-known-instances", "2"],
+    );
+    let notify = |port: u16| {
+        let record = format!(r#"{{"Name":"x","Addr":"127.0.0.1:{port}","RequiredServices":[]}}"#);
+        post(&host.url("/services"), record.as_bytes())
+    };
+    assert_eq!(notify(1).status, 200);
+    assert_eq!(notify(2).status, 200);
+    let refused = notify(3);
+    assert_eq!(refused.status, 507, "{}", refused.text());
+    assert!(
+        refused.text().contains("--max-known-instances"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(notify(1).status, 200);
+}

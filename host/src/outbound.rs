@@ -153,7 +153,7 @@ impl Outbound {
         call: &Call,
         deadline: Instant,
     ) -> Result<Answer, CallFailure> {
-        if self.cache.pick(service).is_none() {
+        if !self.cache.knows(service) {
             // Before the registration answer, what the cache lacks may be
             // on its way; after it, this returns at once.
             let _ = timeout_at(deadline, self.cache.filled()).await;

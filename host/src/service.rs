@@ -495,7 +495,7 @@ fn shared_state(
     common: &Common,
     appends: Option<Arc<Appends>>,
 ) -> anyhow::Result<Shared> {
-    let cache = Arc::new(InstanceCache::new());
+    let cache = Arc::new(InstanceCache::with_max(cli.max_known_instances as usize));
     Ok(Shared {
         outbound: Outbound::new(
             cache.clone(),

@@ -24,6 +24,11 @@ use tokio::sync::watch;
 use protocol::locks::{read, write};
 use protocol::record::{Instances, ServiceRecord};
 
+/// A new instance past the cache's bound.
+#[derive(Debug, thiserror::Error)]
+#[error("this service knows {0} instances already, its most (--max-known-instances)")]
+pub struct CacheFull(pub usize);
+
 /// Shared by reference (put it in an `Arc`); the lock is only held for map
 /// operations, never across an await.
 #[derive(Debug)]
@@ -31,20 +36,20 @@ pub struct InstanceCache {
     instances: RwLock<Instances>,
     /// Whether a registration answer was merged yet.
     filled: watch::Sender<bool>,
-}
-
-impl Default for InstanceCache {
-    fn default() -> Self {
-        InstanceCache {
-            instances: RwLock::default(),
-            filled: watch::Sender::new(false),
-        }
-    }
+    /// The most instances held: notifications come from whoever can
+    /// reach the host (unless `--token` is set), and each new address
+    /// would otherwise take memory for good.
+    max: usize,
 }
 
 impl InstanceCache {
-    pub fn new() -> Self {
-        Self::default()
+    /// A cache of at most `max` instances (`--max-known-instances`).
+    pub fn with_max(max: usize) -> Self {
+        InstanceCache {
+            instances: RwLock::default(),
+            filled: watch::Sender::new(false),
+            max,
+        }
     }
 
     /// Returns once a registration answer was merged.
@@ -62,16 +67,15 @@ impl InstanceCache {
 
     fn merge_instances(&self, instances: Instances) {
         let mut known = write(&self.instances);
-        for (name, records) in instances {
-            let list = known.entry(name).or_default();
-            for record in records {
-                match list.iter_mut().find(|r| r.same_instance(&record)) {
-                    Some(same) => *same = record,
-                    None => list.push(record),
-                }
+        let mut left_out = 0;
+        for record in instances.into_values().flatten() {
+            if upsert(&mut known, record, self.max).is_err() {
+                left_out += 1;
             }
         }
-        known.retain(|_, list| !list.is_empty());
+        if left_out > 0 {
+            tracing::warn!(left_out, "{}", CacheFull(self.max));
+        }
     }
 
     /// Forgets the services `keep` says no: a new plugin version that no
@@ -80,14 +84,10 @@ impl InstanceCache {
         write(&self.instances).retain(|name, _| keep(name));
     }
 
-    /// Adds an instance, or updates it if (`Name`, `Addr`) is already known.
-    pub fn add(&self, record: ServiceRecord) {
-        let mut instances = write(&self.instances);
-        let list = instances.entry(record.name.clone()).or_default();
-        match list.iter_mut().find(|r| r.same_instance(&record)) {
-            Some(known) => *known = record,
-            None => list.push(record),
-        }
+    /// Adds an instance, or updates it if (`Name`, `Addr`) is already known;
+    /// a new one past the bound is refused.
+    pub fn add(&self, record: ServiceRecord) -> Result<(), CacheFull> {
+        upsert(&mut write(&self.instances), record, self.max)
     }
 
     /// Removes the instance with the same (`Name`, `Addr`), if any.
@@ -99,6 +99,11 @@ impl InstanceCache {
                 instances.remove(&record.name);
             }
         }
+    }
+
+    /// Whether any instance of `name` is known.
+    pub fn knows(&self, name: &str) -> bool {
+        read(&self.instances).contains_key(name)
     }
 
     /// The `Addr` of a random instance of `name`.
@@ -132,11 +137,43 @@ impl InstanceCache {
     }
 }
 
+/// Adds `record` to `known`, or updates it if (`Name`, `Addr`) is there;
+/// refuses a new instance when `known` holds `max` already.
+fn upsert(known: &mut Instances, record: ServiceRecord, max: usize) -> Result<(), CacheFull> {
+    if let Some(same) = known
+        .get_mut(&record.name)
+        .and_then(|list| list.iter_mut().find(|r| r.same_instance(&record)))
+    {
+        *same = record;
+        return Ok(());
+    }
+    if known.values().map(Vec::len).sum::<usize>() >= max {
+        return Err(CacheFull(max));
+    }
+    known.entry(record.name.clone()).or_default().push(record);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
 
     use super::*;
+
+    #[test]
+    fn past_its_bound_a_new_instance_is_refused_a_known_one_updated() {
+        let cache = InstanceCache::with_max(2);
+        cache.add(log("h:1")).unwrap();
+        cache.add(log("h:2")).unwrap();
+        assert!(cache.add(log("h:3")).is_err());
+        cache
+            .add(ServiceRecord::new("log", "h:1", vec!["x".into()]))
+            .unwrap();
+        cache.merge(Instances::from([("visit".to_owned(), vec![log("h:4")])]));
+        assert_eq!(cache.snapshot().values().map(Vec::len).sum::<usize>(), 2);
+        cache.remove(&log("h:2"));
+        cache.add(log("h:3")).unwrap();
+    }
 
     fn log(addr: &str) -> ServiceRecord {
         ServiceRecord::new("log", addr, vec![])
@@ -144,10 +181,12 @@ mod tests {
 
     #[test]
     fn upserts_and_removes_by_name_and_addr() {
-        let cache = InstanceCache::new();
-        cache.add(log("h:1"));
-        cache.add(ServiceRecord::new("log", "h:1", vec!["x".into()]));
-        cache.add(log("h:2"));
+        let cache = InstanceCache::with_max(100);
+        cache.add(log("h:1")).unwrap();
+        cache
+            .add(ServiceRecord::new("log", "h:1", vec!["x".into()]))
+            .unwrap();
+        cache.add(log("h:2")).unwrap();
         assert_eq!(cache.instances("log").len(), 2);
         assert_eq!(cache.instances("log")[0].required_services, vec!["x"]);
         cache.remove(&log("h:1"));
@@ -159,9 +198,11 @@ mod tests {
 
     #[test]
     fn an_answer_adds_and_never_removes() {
-        let cache = InstanceCache::new();
-        cache.add(log("h:1"));
-        cache.add(ServiceRecord::new("visit", "h:9", vec![]));
+        let cache = InstanceCache::with_max(100);
+        cache.add(log("h:1")).unwrap();
+        cache
+            .add(ServiceRecord::new("visit", "h:9", vec![]))
+            .unwrap();
         // A registry that restarted knows only h:2 so far, and no visit.
         cache.merge(Instances::from([
             ("log".to_string(), vec![log("h:2")]),
@@ -176,7 +217,7 @@ mod tests {
 
     #[test]
     fn picks_every_instance_at_random() {
-        let cache = InstanceCache::new();
+        let cache = InstanceCache::with_max(100);
         cache.merge(Instances::from([(
             "log".to_string(),
             vec![log("h:1"), log("h:2"), log("h:3")],

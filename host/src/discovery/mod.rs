@@ -254,8 +254,12 @@ impl Discovery {
         };
         if self.record().requires(&record.name) {
             if method == Method::POST {
-                tracing::info!(name = %record.name, addr = %record.addr, "instance added");
-                self.cache.add(record);
+                let (name, addr) = (record.name.clone(), record.addr.clone());
+                if let Err(full) = self.cache.add(record) {
+                    tracing::warn!(%name, %addr, "instance not added: {full}");
+                    return text_response(StatusCode::INSUFFICIENT_STORAGE, full.to_string());
+                }
+                tracing::info!(%name, %addr, "instance added");
             } else {
                 tracing::info!(name = %record.name, addr = %record.addr, "instance removed");
                 self.cache.remove(&record);

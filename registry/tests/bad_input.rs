@@ -6,8 +6,9 @@ use harness::{NO_HEARTBEAT, RegistryProcess};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[tokio::test]
-async fn bad_records_are_rejected_with_a_reason() {
+/// A registry that never checks on its instances, holding one of `log`
+/// (at an address it never calls).
+async fn with_a_log_instance() -> RegistryProcess {
     let registry = RegistryProcess::start(NO_HEARTBEAT);
     registry
         .request(
@@ -16,6 +17,12 @@ async fn bad_records_are_rejected_with_a_reason() {
             r#"{"Name":"log","Addr":"127.0.0.1:20002"}"#,
         )
         .await;
+    registry
+}
+
+#[tokio::test]
+async fn bad_records_are_rejected_with_a_reason() {
+    let registry = with_a_log_instance().await;
     let before = registry.services().await;
 
     let bad = [
@@ -217,14 +224,7 @@ async fn connect_is_refused_as_a_method_not_supported() {
 /// would have and no body.
 #[tokio::test]
 async fn head_is_answered_wherever_get_is() {
-    let registry = RegistryProcess::start(NO_HEARTBEAT);
-    registry
-        .request(
-            Method::POST,
-            "/services",
-            r#"{"Name":"log","Addr":"127.0.0.1:20002"}"#,
-        )
-        .await;
+    let registry = with_a_log_instance().await;
     let client = harness::http::Client::new();
     for path in ["/services", "/services/log", "/metrics", "/", "/overview"] {
         let url = registry.url(path);

@@ -30,8 +30,10 @@
 //!   after their `--heartbeat-timeout`; meanwhile their callers keep them.
 //!   Two signs tell of the loss whenever a watch starts: etcd's revision is
 //!   below the last one applied here (an old backup), or the table's marker
-//!   key is gone or was made anew (`PREFIX/table`, created with the table:
-//!   an empty cluster whose revision already passed the old one).
+//!   key is gone or holds another value (`PREFIX/table`, created with the
+//!   table with a random value: an empty cluster whose revision already
+//!   passed the old one; its revisions alone cannot tell, a new cluster
+//!   numbering its writes as the old one did).
 //! - The table's limits are checked against the copy, and the registration
 //!   is made only if no instance key changed since the revision the copy
 //!   reflects (one compare over the prefix, in the same transaction): so
@@ -94,8 +96,8 @@ impl Keys {
         format!("{}/services/{name}/{addr}", self.prefix)
     }
 
-    /// The table's marker: created once, with the table, and never changed;
-    /// its create revision names the table's lifetime in etcd.
+    /// The table's marker: created once, with the table, holding a random
+    /// value that names the table's lifetime in etcd.
     fn marker(&self) -> String {
         format!("{}/table", self.prefix)
     }
@@ -117,8 +119,8 @@ impl Keys {
 struct Position {
     /// The last revision applied to the copy; none until it is read.
     applied: Option<i64>,
-    /// The create revision of the table's marker when the copy was read.
-    marker: i64,
+    /// The value of the table's marker when the copy was read.
+    marker: Vec<u8>,
     /// No read filled the copy yet, or etcd lost what it was read from: the
     /// next read tells dependents nothing.
     first_read: bool,
@@ -321,7 +323,7 @@ impl EtcdStore {
     pub async fn follow(self: Arc<Self>) {
         let mut pos = Position {
             applied: None,
-            marker: 0,
+            marker: Vec::new(),
             first_read: true,
         };
         let mut backoff = FIRST_BACKOFF;
@@ -337,23 +339,24 @@ impl EtcdStore {
         }
     }
 
-    /// The create revision of the table's marker, made first if etcd holds
-    /// none (a new table, or one etcd lost).
-    async fn ensure_marker(&self) -> Result<i64, StoreError> {
+    /// The value of the table's marker, made first if etcd holds none (a
+    /// new table, or one etcd lost).
+    async fn ensure_marker(&self) -> Result<Vec<u8>, StoreError> {
         let key = self.keys.marker();
+        let ours = format!("sparrow registry table {:032x}", rand::random::<u128>()).into_bytes();
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key.clone(), "sparrow registry table", None)])
+            .and_then([TxnOp::put(key.clone(), ours.clone(), None)])
             .or_else([TxnOp::get(key, None)]);
         let answer = self.write(txn).await?;
         if answer.succeeded() {
-            return Ok(answer.header().map_or(0, |h| h.revision()));
+            return Ok(ours);
         }
         answer
             .op_responses()
             .into_iter()
             .find_map(|op| match op {
-                TxnOpResponse::Get(got) => got.kvs().first().map(KeyValue::create_revision),
+                TxnOpResponse::Get(got) => got.kvs().first().map(|kv| kv.value().to_vec()),
                 _ => None,
             })
             .ok_or_else(|| StoreError::Unavailable("the table's marker vanished; retry".into()))
@@ -366,7 +369,7 @@ impl EtcdStore {
         let read = self
             .call("range", client.get(self.keys.marker(), None))
             .await?;
-        Ok(read.kvs().first().map(KeyValue::create_revision) == Some(pos.marker))
+        Ok(read.kvs().first().map(KeyValue::value) == Some(pos.marker.as_slice()))
     }
 
     async fn follow_once(
@@ -419,7 +422,7 @@ impl EtcdStore {
                 let lost = if now < start - 1 {
                     Some("etcd's revision is below the last one applied here")
                 } else if !self.marker_kept(pos).await? {
-                    Some("the table's marker key is gone or was made anew")
+                    Some("the table's marker key is gone or holds another value")
                 } else {
                     None
                 };

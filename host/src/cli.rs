@@ -26,7 +26,7 @@ pub struct Cli {
     #[arg(long, required_unless_present = "config")]
     pub plugin: Option<PathBuf>,
 
-    /// Where to listen (HOST:PORT; port 0 picks a free port); also the
+    /// Where to listen (IP:PORT; port 0 picks a free port); also the
     /// address registered for this instance, unless `--advertise` says
     /// another.
     #[arg(long, required_unless_present = "config", value_parser = accept::listen_addr)]

@@ -47,6 +47,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         let sweeps = Arc::clone(&sweeps);
         Launch::registry(settings.artifacts.binary("registry")?, "127.0.0.1:0")
             .args(["--heartbeat-interval", &interval])
+            .args(["--max-instances", &table_size(settings).to_string()])
             .rust_log("info,registry::heartbeat=debug")
             .watch(move |line| {
                 if line.contains(SWEEP_MARK) {
@@ -174,6 +175,13 @@ async fn start_fakes(count: usize) -> anyhow::Result<Vec<FakeService>> {
 
 pub(super) fn addrs(fakes: &[FakeService]) -> Vec<String> {
     fakes.iter().map(|fake| fake.addr.clone()).collect()
+}
+
+/// The instances the case registers at once: N, the dependents and
+/// `bench-x`; the registry's `--max-instances` must let them all in (its
+/// default, 10,000, is N's).
+pub fn table_size(settings: &Settings) -> usize {
+    settings.sweep_instances + settings.dependents + 1
 }
 
 fn record(name: &str, addr: &str, requires: &[&str]) -> Bytes {

@@ -102,6 +102,10 @@ async fn measure(
 fn replica(settings: &Settings, etcd: &Etcd, prefix: &str, extra: &[&str]) -> anyhow::Result<Proc> {
     let replica = Launch::registry(settings.artifacts.binary("registry")?, "127.0.0.1:0")
         .args(["--etcd", &etcd.client_url, "--etcd-prefix", prefix])
+        .args([
+            "--max-instances",
+            &super::registry::table_size(settings).to_string(),
+        ])
         .args(extra)
         .rust_log(QUIET)
         .start()?;

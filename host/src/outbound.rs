@@ -194,13 +194,14 @@ impl Outbound {
     /// the instance if not. One question per instance at a time; no answer
     /// (no replica reachable) keeps it.
     fn ask_about(&self, service: &str, addr: &str) {
-        let Some(replicas) = self.registry.get().cloned() else {
+        let Some(replicas) = self.registry.get() else {
             return;
         };
         let key = (service.to_owned(), addr.to_owned());
         if !lock(&self.asking).insert(key.clone()) {
             return;
         }
+        let replicas = replicas.clone();
         let (cache, asking) = (self.cache.clone(), self.asking.clone());
         tokio::spawn(async move {
             let (service, addr) = &key;

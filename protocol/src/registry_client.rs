@@ -80,14 +80,11 @@ impl RegistryClient {
         let (status, answer) = send_request(&self.http, asked, self.timeout, MAX_ANSWER).await?;
         match status {
             StatusCode::NOT_FOUND => Ok(Vec::new()),
-            StatusCode::OK => {
-                let listed: Vec<serde_json::Value> = serde_json::from_slice(&answer)
-                    .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-                Ok(listed
-                    .iter()
-                    .filter_map(|record| record.get("Addr")?.as_str().map(str::to_owned))
-                    .collect())
-            }
+            // The records as registration answers carry them, read by the
+            // same rules; the health fields beside them are ignored.
+            StatusCode::OK => serde_json::from_slice::<Vec<ServiceRecord>>(&answer)
+                .map(|listed| listed.into_iter().map(|record| record.addr).collect())
+                .map_err(|e| ClientError::BadAnswer(e.to_string())),
             _ => Err(ClientError::from_answer(status, &answer)),
         }
     }

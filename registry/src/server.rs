@@ -19,9 +19,9 @@ use crate::heartbeat;
 use crate::leader::{Fence, Leadership};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::store::Store;
 use crate::store::etcd::{EtcdStore, Keys};
 use crate::store::memory::MemoryStore;
+use crate::store::{Store, Table};
 
 /// Why the registry could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -75,14 +75,14 @@ pub async fn serve(
 
     let keys = Keys::new(&config.etcd_prefix);
     let fence = Fence::new(keys.leader());
-    let store = EtcdStore::connect(
+    let (store, registrations) = EtcdStore::connect(
         &config.etcd,
         keys.clone(),
         config.etcd_timeout,
-        notifier,
-        config.limits(),
+        Table::new(notifier, config.limits()),
         Arc::clone(&metrics),
         fence.clone(),
+        config.serve.max_connections as usize,
     )
     .await
     .map_err(|e| ServeError::Etcd(e.to_string()))?;
@@ -95,6 +95,7 @@ pub async fn serve(
         listening::message(local_addr)
     );
     let follower = tokio::spawn(Arc::clone(&store).follow());
+    let committer = tokio::spawn(Arc::clone(&store).commit(registrations));
     let leadership = Arc::new(Leadership::new(
         store.client(),
         fence,
@@ -123,6 +124,7 @@ pub async fn serve(
     let _ = leading.await;
     leadership.resign().await;
     follower.abort();
+    committer.abort();
     Ok(())
 }
 

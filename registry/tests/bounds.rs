@@ -133,6 +133,69 @@ async fn replicas_registering_at_once_keep_the_bound_together() {
     }
 }
 
+/// Many registrations at once on one replica all succeed, well within
+/// `--etcd-timeout`: checked against the same copy, they must not fail
+/// each other's checks (they did, one success per round trip, when each
+/// was its own transaction).
+#[tokio::test(flavor = "multi_thread")]
+async fn registrations_at_once_on_one_replica_do_not_fail_each_other() {
+    const AT_ONCE: u16 = 300;
+    let flags = &["--heartbeat-interval", "1h", "--etcd-timeout", "1s"];
+    let (_etcd, replicas) = on_etcd(1, flags).await;
+    let client = harness::http::Client::new();
+    let url = replicas[0].url("/services");
+    let registrations: Vec<_> = (1..=AT_ONCE)
+        .map(|port| {
+            let record = json!({"Name": "svc", "Addr": format!("127.0.0.1:{port}")});
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let reply = client.send_json(Method::POST, &url, record.to_string());
+                let reply = reply.await.expect("an answer");
+                (reply.status, reply.text())
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for registration in registrations {
+        let (status, reason) = registration.await.expect("a registration");
+        if status != 200 {
+            failed.push((status, reason));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {AT_ONCE} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert_eq!(
+        replicas[0].addrs_of("svc").await.len(),
+        usize::from(AT_ONCE)
+    );
+}
+
+/// A record requiring as many services as a record may is answered on
+/// etcd as in memory: every one listed, though one read per service would
+/// pass the operations etcd takes in one transaction (128).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_requiring_the_most_services_is_answered_on_etcd() {
+    let (_etcd, replicas) = on_etcd(1, NO_HEARTBEAT).await;
+    let (status, reason) = post(
+        &replicas[0],
+        json!({"Name": "s7", "Addr": "127.0.0.1:7"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+    let required: Vec<String> = (0..MAX_REQUIRED).map(|i| format!("s{i}")).collect();
+    let record = json!({"Name": "many", "Addr": "127.0.0.1:1", "RequiredServices": required});
+    let (status, answer) = post(&replicas[0], record.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let instances = parse_instances(answer.as_bytes()).expect("a registration answer");
+    assert_eq!(instances.len(), MAX_REQUIRED, "{answer}");
+    assert_eq!(instances["s7"].len(), 1, "{answer}");
+    assert!(instances["s0"].is_empty(), "{answer}");
+}
+
 /// A one-member etcd and `count` registry replicas on it with `flags`,
 /// started off the runtime (the harness waits for them blocking).
 async fn on_etcd(

@@ -35,27 +35,31 @@
 //!   passed the old one; its revisions alone cannot tell, a new cluster
 //!   numbering its writes as the old one did).
 //! - The table's limits are checked against the copy, and the registration
-//!   is made only if no instance key changed since the revision the copy
-//!   reflects (one compare over the prefix, in the same transaction): so
-//!   replicas registering at once cannot together pass the limits. If one
+//!   is made only if no registration was made since the revision the copy
+//!   reflects (in the same transaction, one compare of a key every
+//!   registration writes, `PREFIX/registered`): so replicas registering at
+//!   once cannot together pass the limits. If one
 //!   did change, the copy catches up from the watch and the check is made
-//!   again, within `--etcd-timeout`.
+//!   again, within `--etcd-timeout`. So that a replica's registrations do
+//!   not conflict with each other, it makes them in turns, each
+//!   transaction carrying every registration waiting (`commit.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, KvClient,
-    PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, KvClient, Txn,
+    TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
 };
-use protocol::record::{EVERY_SERVICE, Instances, ServiceRecord};
-use tokio::sync::watch;
+use protocol::record::ServiceRecord;
+use tokio::sync::{mpsc, watch};
 
-use super::{Limits, Registered, RegistrationId, Store, StoreError, Table, Target};
+use super::{Registered, RegistrationId, Store, StoreError, Table, Target};
 use crate::leader::Fence;
 use crate::metrics::Metrics;
-use crate::notify::Notifier;
+
+mod commit;
 
 /// The first pause before watching again after a failure; it doubles up to
 /// [`MAX_BACKOFF`].
@@ -102,6 +106,14 @@ impl Keys {
         format!("{}/table", self.prefix)
     }
 
+    /// The key every registration writes too, in the same transaction:
+    /// its mod revision is the revision of the last registration, which
+    /// one compare of one key checks (a compare over the instance keys
+    /// reads them all).
+    fn registered(&self) -> String {
+        format!("{}/registered", self.prefix)
+    }
+
     /// The key the leading replica holds (`leader.rs`).
     pub fn leader(&self) -> String {
         format!("{}/leader", self.prefix)
@@ -142,6 +154,8 @@ pub struct EtcdStore {
     /// The revision the copy reflects: every change of an instance key up
     /// to it is applied.
     applied: watch::Sender<i64>,
+    /// Registrations for the committing task ([`commit`]).
+    registrations: mpsc::Sender<commit::Queued>,
 }
 
 /// Any etcd failure, as the one line a 503 carries.
@@ -243,16 +257,18 @@ async fn timed<T>(
 
 impl EtcdStore {
     /// Sets up the client; no connection is made yet, so etcd may come up
-    /// later. Fails only on unusable endpoint URLs.
+    /// later. Fails only on unusable endpoint URLs. `table` is the empty
+    /// copy, with its notifier and limits. The receiver is for
+    /// [`EtcdStore::commit`].
     pub async fn connect(
         endpoints: &[String],
         keys: Keys,
         timeout: Duration,
-        notifier: Notifier,
-        limits: Limits,
+        table: Table,
         metrics: Arc<Metrics>,
         fence: Fence,
-    ) -> Result<Self, StoreError> {
+        max_connections: usize,
+    ) -> Result<(Self, mpsc::Receiver<commit::Queued>), StoreError> {
         let options = ConnectOptions::new()
             .with_connect_timeout(timeout)
             // A member that lost its quorum refuses at once instead of
@@ -264,18 +280,21 @@ impl EtcdStore {
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| StoreError::Unavailable(format!("--etcd {}: {e}", endpoints.join(","))))?;
-        Ok(EtcdStore {
+        let (registrations, queue) = commit::queue(max_connections);
+        let store = EtcdStore {
             kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE),
             watcher: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
             client,
             keys,
-            table: Table::new(notifier, limits),
+            table,
             timeout,
             watching: AtomicBool::new(false),
             metrics,
             fence,
             applied: watch::Sender::new(0),
-        })
+            registrations,
+        };
+        Ok((store, queue))
     }
 
     pub fn client(&self) -> Client {
@@ -497,70 +516,7 @@ impl Store for EtcdStore {
 
     async fn register(&self, record: ServiceRecord) -> Result<Registered, StoreError> {
         self.check_watching()?;
-        let json = serde_json::to_vec(&record).map_err(unavailable)?;
-        let key = self.keys.instance(&record.name, &record.addr);
-        let mut ops = vec![TxnOp::put(
-            key,
-            json,
-            Some(PutOptions::new().with_prev_key()),
-        )];
-        // The answer, read in the same transaction: the state right after
-        // this registration, whichever replica serves it.
-        let prefix = Some(GetOptions::new().with_prefix());
-        if record.required_services.iter().any(|r| r == EVERY_SERVICE) {
-            ops.push(TxnOp::get(self.keys.services(), prefix));
-        } else {
-            let mut names = record.required_services.clone();
-            names.sort();
-            names.dedup();
-            for name in names {
-                ops.push(TxnOp::get(self.keys.service(&name), prefix.clone()));
-            }
-        }
-        let deadline = Instant::now() + self.timeout;
-        let mut applied = self.applied.subscribe();
-        let done = loop {
-            let seen = *applied.borrow_and_update();
-            self.table.admits(&record)?;
-            // Every instance key is as the copy has it (a key deleted since
-            // only leaves more room than the copy counted).
-            let unchanged = Compare::mod_revision(self.keys.services(), CompareOp::Less, seen + 1)
-                .with_prefix();
-            let done = self
-                .write(Txn::new().when([unchanged]).and_then(ops.clone()))
-                .await?;
-            if done.succeeded() {
-                break done;
-            }
-            // A change the copy has not applied yet: once the watch brings
-            // it, check again.
-            let left = deadline.saturating_duration_since(Instant::now());
-            let caught_up = tokio::time::timeout(left, applied.wait_for(|&now| now > seen)).await;
-            if !matches!(caught_up, Ok(Ok(_))) {
-                return Err(StoreError::Unavailable(format!(
-                    "the table kept changing faster than this replica followed it for {:?}; retry",
-                    self.timeout
-                )));
-            }
-        };
-        let mut updated = false;
-        let mut fetched = Vec::new();
-        for response in done.op_responses() {
-            match response {
-                TxnOpResponse::Put(put) => updated = put.prev_key().is_some(),
-                TxnOpResponse::Get(get) => fetched.extend(
-                    get.kvs()
-                        .iter()
-                        .filter_map(|kv| self.parse_record(kv))
-                        .map(|(r, _)| r),
-                ),
-                TxnOpResponse::Delete(_) | TxnOpResponse::Txn(_) => {}
-            }
-        }
-        Ok(Registered {
-            answer: answer(&record, fetched),
-            updated,
-        })
+        self.queue_registration(record).await
     }
 
     async fn deregister(&self, record: &ServiceRecord) -> Result<bool, StoreError> {
@@ -606,24 +562,6 @@ impl Store for EtcdStore {
     }
 }
 
-/// A registration answer from the records read with it: every service the
-/// record requires mapped to its instances (`[]` when none; every service
-/// that has instances for `*`), leaving out the record itself.
-fn answer(record: &ServiceRecord, fetched: Vec<ServiceRecord>) -> Instances {
-    let mut answer = Instances::new();
-    for required in &record.required_services {
-        if required != EVERY_SERVICE {
-            answer.entry(required.clone()).or_default();
-        }
-    }
-    for other in fetched {
-        if !other.same_instance(record) && record.requires(&other.name) {
-            answer.entry(other.name.clone()).or_default().push(other);
-        }
-    }
-    answer
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,17 +574,5 @@ mod tests {
         assert_eq!(keys.parse_instance(&key), Some(("log", "127.0.0.1:20002")));
         assert_eq!(keys.parse_instance("/other/services/log/h:1"), None);
         assert_eq!(keys.leader(), "/sparrow/leader");
-    }
-
-    #[test]
-    fn answers_like_the_in_memory_table() {
-        let log = ServiceRecord::new("log", "h:2", vec![]);
-        let visit = ServiceRecord::new("visit", "h:3", vec!["log".into(), "nope".into()]);
-        let answer = answer(&visit, vec![log.clone(), visit.clone()]);
-        assert_eq!(answer["log"], vec![log.clone()]);
-        assert_eq!(answer["nope"], vec![]);
-        let gateway = ServiceRecord::new("gateway", "h:1", vec!["*".into()]);
-        let all = super::answer(&gateway, vec![log.clone(), gateway.clone()]);
-        assert_eq!(all.keys().collect::<Vec<_>>(), ["log"]);
     }
 }

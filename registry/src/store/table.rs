@@ -18,6 +18,7 @@ use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::Method;
+use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::notify::Notifier;
@@ -136,10 +137,19 @@ pub struct Table {
 
 #[derive(Debug, Default)]
 struct Inner {
-    services: BTreeMap<String, Vec<Entry>>,
+    /// Each service's instances by `Addr`, in the order they first
+    /// registered (answers list them so, as the original does).
+    services: BTreeMap<String, IndexMap<String, Entry>>,
     /// How many entries `services` holds.
     instances: usize,
     /// The sum of their costs.
+    bytes: usize,
+}
+
+/// What the table's records take against its [`Limits`].
+#[derive(Clone, Copy, Debug)]
+struct Usage {
+    instances: usize,
     bytes: usize,
 }
 
@@ -165,17 +175,30 @@ impl Table {
     }
 
     /// Registers `record` as registration `id` if the table has room for it
-    /// (see [`Table::admits`]): [`Table::upsert`], with the answer.
+    /// (see [`Table::admits_together`]): [`Table::upsert`], with the answer.
     pub fn register(&self, record: ServiceRecord, id: RegistrationId) -> Result<Upserted, Full> {
         let mut inner = write(&self.inner);
-        inner.admits(&record, &self.limits)?;
+        inner.admits(inner.usage(), &record, &self.limits)?;
         Ok(self.upsert_locked(&mut inner, record, id, true))
     }
 
-    /// Whether the table has room for `record`: as one more instance, or in
-    /// place of its known registration, within the limits.
-    pub fn admits(&self, record: &ServiceRecord) -> Result<(), Full> {
-        read(&self.inner).admits(record, &self.limits)
+    /// Which of `records` the table has room for, all together: each is
+    /// checked as one more instance or in place of its known registration,
+    /// with those admitted before it counted in. The records are of
+    /// distinct instances (one transaction cannot write a key twice).
+    pub fn admits_together<'r>(
+        &self,
+        records: impl IntoIterator<Item = &'r ServiceRecord>,
+    ) -> Vec<Result<(), Full>> {
+        let inner = read(&self.inner);
+        let mut usage = inner.usage();
+        records
+            .into_iter()
+            .map(|record| {
+                usage = inner.admits(usage, record, &self.limits)?;
+                Ok(())
+            })
+            .collect()
     }
 
     /// Adds `record` as registration `id`, or replaces the registration with
@@ -216,7 +239,7 @@ impl Table {
     /// dependents; false if there was none.
     pub fn remove(&self, name: &str, addr: &str) -> bool {
         let mut inner = write(&self.inner);
-        let change = inner.remove(name, |e| e.record.addr == addr);
+        let change = inner.remove(name, addr, |_| true);
         self.left(&inner, change.as_ref());
         self.tell(Method::DELETE, change)
     }
@@ -225,7 +248,7 @@ impl Table {
     /// checked, and queues the `DELETE`; false if it was not.
     pub fn evict(&self, target: &Target) -> bool {
         let mut inner = write(&self.inner);
-        let change = inner.remove(&target.name, |e| e.id == target.id);
+        let change = inner.remove(&target.name, &target.addr, |e| e.id == target.id);
         self.left(&inner, change.as_ref());
         self.tell(Method::DELETE, change)
     }
@@ -246,7 +269,7 @@ impl Table {
             .filter(|key| !wanted.contains(key))
             .collect();
         for (name, addr) in gone {
-            let change = inner.remove(&name, |e| e.record.addr == addr);
+            let change = inner.remove(&name, &addr, |_| true);
             self.left(&inner, change.as_ref());
             if notify {
                 self.tell(Method::DELETE, change);
@@ -306,7 +329,8 @@ impl Table {
         let Some(entry) = inner
             .services
             .get_mut(&target.name)
-            .and_then(|list| list.iter_mut().find(|e| e.id == target.id))
+            .and_then(|list| list.get_mut(&target.addr))
+            .filter(|e| e.id == target.id)
         else {
             return;
         };
@@ -323,7 +347,7 @@ impl Table {
         read(&self.inner)
             .services
             .iter()
-            .map(|(name, list)| (name.clone(), list.iter().map(Entry::view).collect()))
+            .map(|(name, list)| (name.clone(), list.values().map(Entry::view).collect()))
             .collect()
     }
 
@@ -332,7 +356,7 @@ impl Table {
         read(&self.inner)
             .services
             .get(name)
-            .map(|list| list.iter().map(Entry::view).collect())
+            .map(|list| list.values().map(Entry::view).collect())
     }
 
     /// How many instances are registered.
@@ -347,7 +371,7 @@ impl Inner {
     fn put(&mut self, record: &ServiceRecord, id: RegistrationId) -> bool {
         let cost = cost(record);
         let list = self.services.entry(record.name.clone()).or_default();
-        match list.iter_mut().find(|e| e.record.same_instance(record)) {
+        match list.get_mut(&record.addr) {
             Some(entry) => {
                 self.bytes = self.bytes - entry.cost + cost;
                 entry.record = record.clone();
@@ -357,13 +381,14 @@ impl Inner {
                 true
             }
             None => {
-                list.push(Entry {
+                let entry = Entry {
                     record: record.clone(),
                     cost,
                     id,
                     health: Health::Unchecked,
                     last_heartbeat: None,
-                });
+                };
+                list.insert(record.addr.clone(), entry);
                 self.instances += 1;
                 self.bytes += cost;
                 false
@@ -371,41 +396,62 @@ impl Inner {
         }
     }
 
-    /// Whether `record` fits within `limits`, in place of its known
-    /// registration if there is one.
-    fn admits(&self, record: &ServiceRecord, limits: &Limits) -> Result<(), Full> {
+    fn usage(&self) -> Usage {
+        Usage {
+            instances: self.instances,
+            bytes: self.bytes,
+        }
+    }
+
+    /// Whether `record` fits within `limits` on top of `usage` (this
+    /// table's, or more), in place of its known registration if there is
+    /// one; the usage with it.
+    fn admits(&self, usage: Usage, record: &ServiceRecord, limits: &Limits) -> Result<Usage, Full> {
         let known = self
             .services
             .get(&record.name)
-            .and_then(|list| list.iter().find(|e| e.record.same_instance(record)));
-        if known.is_none() && self.instances >= limits.instances {
+            .and_then(|list| list.get(&record.addr));
+        if known.is_none() && usage.instances >= limits.instances {
             return Err(Full::Instances(limits.instances));
         }
-        let needed = self.bytes - known.map_or(0, |e| e.cost) + cost(record);
+        let needed = usage.bytes - known.map_or(0, |e| e.cost) + cost(record);
         if needed > limits.bytes {
             return Err(Full::Bytes {
                 needed,
                 budget: limits.bytes,
             });
         }
-        Ok(())
+        Ok(Usage {
+            instances: usage.instances + usize::from(known.is_none()),
+            bytes: needed,
+        })
     }
 
     /// Whether the table holds exactly `record` under registration `id`.
     fn holds(&self, record: &ServiceRecord, id: RegistrationId) -> bool {
         self.services
             .get(&record.name)
-            .is_some_and(|list| list.iter().any(|e| e.id == id && e.record == *record))
+            .and_then(|list| list.get(&record.addr))
+            .is_some_and(|e| e.id == id && e.record == *record)
     }
 
     fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.services.values().flatten()
+        self.services.values().flat_map(IndexMap::values)
     }
 
-    fn remove(&mut self, name: &str, matches: impl Fn(&Entry) -> bool) -> Option<Change> {
+    /// Removes the instance (`name`, `addr`) if it `matches`.
+    fn remove(
+        &mut self,
+        name: &str,
+        addr: &str,
+        matches: impl Fn(&Entry) -> bool,
+    ) -> Option<Change> {
         let list = self.services.get_mut(name)?;
-        let index = list.iter().position(matches)?;
-        let removed = list.remove(index);
+        if !matches(list.get(addr)?) {
+            return None;
+        }
+        // Keeps the others in registration order.
+        let removed = list.shift_remove(addr)?;
         if list.is_empty() {
             self.services.remove(name);
         }
@@ -432,8 +478,8 @@ impl Inner {
     /// its instances (`[]` when there is none; every service for `*`), leaving
     /// out `record` itself.
     fn answer(&self, record: &ServiceRecord) -> Instances {
-        let instances_of = |list: &[Entry]| -> Vec<ServiceRecord> {
-            list.iter()
+        let instances_of = |list: &IndexMap<String, Entry>| -> Vec<ServiceRecord> {
+            list.values()
                 .filter(|e| !e.record.same_instance(record))
                 .map(|e| e.record.clone())
                 .collect()
@@ -448,8 +494,8 @@ impl Inner {
                     }
                 }
             } else {
-                let list = self.services.get(required).map_or(&[][..], Vec::as_slice);
-                answer.insert(required.clone(), instances_of(list));
+                let others = self.services.get(required).map(instances_of);
+                answer.insert(required.clone(), others.unwrap_or_default());
             }
         }
         answer
@@ -612,9 +658,32 @@ mod tests {
         assert!(table.remove("b", "h:1"));
         table.register(record("c", "h:1", &[]), id(6)).unwrap();
         assert_eq!(
-            table.admits(&record("d", "h:1", &[])),
-            Err(Full::Instances(2))
+            table.admits_together([&record("d", "h:1", &[])]),
+            [Err(Full::Instances(2))]
         );
+    }
+
+    /// A batch is admitted as if its records were registered in turn: each
+    /// counts against the next, except those already known.
+    #[tokio::test]
+    async fn records_admitted_together_count_against_each_other() {
+        let table = bounded(Limits {
+            instances: 3,
+            bytes: usize::MAX,
+        });
+        table.register(record("a", "h:1", &[]), id(1)).unwrap();
+        let batch = [
+            record("b", "h:1", &[]),
+            record("a", "h:1", &["b"]),
+            record("c", "h:1", &[]),
+            record("d", "h:1", &[]),
+        ];
+        assert_eq!(
+            table.admits_together(&batch),
+            [Ok(()), Ok(()), Ok(()), Err(Full::Instances(3))]
+        );
+        // Nothing was stored.
+        assert_eq!(table.len(), 1);
     }
 
     /// The bound is what it is for: a `*` answer over a table filled to

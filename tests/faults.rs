@@ -544,6 +544,58 @@ fn a_hung_instance_the_registry_no_longer_lists_leaves_its_callers() {
     hangs.signal(Signal::SIGCONT).unwrap();
 }
 
+/// A registry replica that lost its watch answers from a copy that may lack
+/// an instance registered since, and says so (`x-sparrow-stale`). A caller
+/// asking about an instance that failed one call keeps it on such an
+/// answer: here the instance was slow once, and serves the next call.
+#[test]
+fn a_stale_registry_answer_drops_no_instance() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    // Slower than the caller's call timeout the first time only.
+    let x_addr = fake_http(move |_, _, _| {
+        if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        Some(ok_answer("x"))
+    });
+    let asked = Arc::new(AtomicBool::new(false));
+    let asked_now = asked.clone();
+    let known = format!(r#"{{"x":[{{"Name":"x","Addr":"{x_addr}","RequiredServices":[]}}]}}"#);
+    let stale_registry = fake_http(move |head, _, _| {
+        if head.starts_with("GET /services/x ") {
+            asked_now.store(true, Ordering::SeqCst);
+            Some("HTTP/1.1 200 OK\r\nx-sparrow-stale: true\r\ncontent-length: 2\r\n\r\n[]".into())
+        } else if head.starts_with("POST /services ") {
+            Some(ok_answer(&known))
+        } else {
+            Some(ok_answer(""))
+        }
+    });
+    let gateway = Launch::host(
+        binary("host"),
+        &plugin("gateway"),
+        "127.0.0.1:0",
+        &format!("http://{stale_registry}"),
+    )
+    .args(["--call-timeout", "1s"])
+    .rust_log("info,host::outbound=debug")
+    .start()
+    .unwrap();
+    let url = gateway.url("/x/");
+    assert_eq!(get(&url).status, 504, "{}", gateway.log());
+    assert!(poll_until(SETTLE, || asked.load(Ordering::SeqCst)));
+    // The answer was read: the instance kept, or dropped.
+    let read = || {
+        let log = gateway.log();
+        log.contains("cannot tell whether the registry lists the instance")
+            || log.contains("dropped from the cache")
+    };
+    assert!(poll_until(SETTLE, read), "{}", gateway.log());
+    let reply = get(&url);
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), gateway.log());
+}
+
 /// Instances stopped with SIGTERM while a gateway calls their service fail
 /// none of its calls, another instance being there: each deregisters, goes
 /// on taking requests for `--stop-grace` while its callers hear it leave,

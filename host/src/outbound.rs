@@ -206,8 +206,14 @@ impl Outbound {
         tokio::spawn(async move {
             let (service, addr) = &key;
             for replica in &replicas {
-                let Ok(listed) = replica.addresses(service).await else {
-                    continue;
+                // A replica that cannot answer, or answers from a copy that
+                // may lack the instance: the next one may know.
+                let listed = match replica.addresses(service).await {
+                    Ok(listed) => listed,
+                    Err(e) => {
+                        tracing::debug!(service, %addr, registry = replica.base_url(), error = %e, "cannot tell whether the registry lists the instance");
+                        continue;
+                    }
                 };
                 if !listed.contains(addr) {
                     tracing::warn!(service, %addr, registry = replica.base_url(), "instance failed a call and the registry no longer lists it; dropped from the cache");

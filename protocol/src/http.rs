@@ -23,6 +23,11 @@ pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// `*` registration lists all of them, so this is well above a request body.
 pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
+/// Marks a registry's read served from a copy that may be behind: a replica
+/// on etcd that lost its watch. What such a read leaves out may still be
+/// registered.
+pub const STALE_HEADER: &str = "x-sparrow-stale";
+
 /// Idle pooled connections are dropped after this: before the other side
 /// closes them (`--header-timeout`, 10 s by default), so that no request is
 /// sent on a connection the server has just closed. It holds across a pause
@@ -46,6 +51,9 @@ pub enum ClientError {
     Refused { status: u16, reason: String },
     #[error("unusable answer: {0}")]
     BadAnswer(String),
+    /// A read answered from a copy that may be behind ([`STALE_HEADER`]).
+    #[error("answered from a copy that may be stale")]
+    Stale,
     #[error("bad URL: {0}")]
     BadUrl(String),
 }
@@ -167,13 +175,24 @@ pub async fn send_request(
     timeout: Duration,
     max_answer: usize,
 ) -> Result<(StatusCode, Bytes), ClientError> {
+    let (parts, bytes) = exchange(http, request, timeout, max_answer).await?;
+    Ok((parts.status, bytes))
+}
+
+/// [`send_request`], with the answer's head.
+pub async fn exchange(
+    http: &HttpClient,
+    request: Request<Full<Bytes>>,
+    timeout: Duration,
+    max_answer: usize,
+) -> Result<(http::response::Parts, Bytes), ClientError> {
     let exchange = async {
         let response = http.request(request).await.map_err(SendError::from)?;
         let (parts, body) = response.into_parts();
         let bytes = read_body(body, max_answer, timeout)
             .await
             .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-        Ok((parts.status, bytes))
+        Ok((parts, bytes))
     };
     tokio::time::timeout(timeout, exchange)
         .await

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode, Uri};
 
 use crate::http::{
-    ClientError, HttpClient, MAX_ANSWER, http_client, request, send_record, send_request,
+    ClientError, HttpClient, MAX_ANSWER, STALE_HEADER, exchange, http_client, request, send_record,
 };
 use crate::record::{Instances, ServiceRecord, parse_instances};
 use crate::token::Token;
@@ -73,19 +73,23 @@ impl RegistryClient {
     }
 
     /// The addresses of the instances of `name` the registry lists (`GET
-    /// /services/{name}`; none when it answers 404).
+    /// /services/{name}`; none when it answers 404). An answer marked stale
+    /// is [`ClientError::Stale`]: what it leaves out may be registered.
     pub async fn addresses(&self, name: &str) -> Result<Vec<String>, ClientError> {
         let url = format!("{}/{}", self.services_url, percent_encode(name));
         let asked = request(Method::GET, &url, Bytes::new(), &self.token)?;
-        let (status, answer) = send_request(&self.http, asked, self.timeout, MAX_ANSWER).await?;
-        match status {
+        let (head, answer) = exchange(&self.http, asked, self.timeout, MAX_ANSWER).await?;
+        if head.headers.contains_key(STALE_HEADER) {
+            return Err(ClientError::Stale);
+        }
+        match head.status {
             StatusCode::NOT_FOUND => Ok(Vec::new()),
             // The records as registration answers carry them, read by the
             // same rules; the health fields beside them are ignored.
             StatusCode::OK => serde_json::from_slice::<Vec<ServiceRecord>>(&answer)
                 .map(|listed| listed.into_iter().map(|record| record.addr).collect())
                 .map_err(|e| ClientError::BadAnswer(e.to_string())),
-            _ => Err(ClientError::from_answer(status, &answer)),
+            _ => Err(ClientError::from_answer(head.status, &answer)),
         }
     }
 

@@ -36,11 +36,9 @@ use crate::notify::NOTIFICATION_HEADER;
 use crate::page;
 use crate::store::Store;
 use protocol::body::{MAX_BODY, json_response, read_record, text_response};
+use protocol::http::STALE_HEADER;
 use protocol::record::ServiceRecord;
 use protocol::token::{Token, unauthorized};
-
-/// Marks a read served from a copy that may be behind (see the module doc).
-const STALE_HEADER: &str = "x-sparrow-stale";
 
 /// The `Allow` of a path that is only read.
 const GET: &str = "GET, HEAD";

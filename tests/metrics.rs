@@ -10,8 +10,8 @@ use prometheus_parse::{LineInfo, Scrape, Value};
 
 use harness::etcd::{EtcdCluster, host_of, leader_of, registry_replica};
 use harness::{
-    Deadline, Proc, TempDir, free_addr, get, install_atomically, plugin, poll_until, post,
-    registered, send, stub,
+    Deadline, NO_HEARTBEAT, Proc, TempDir, free_addr, get, install_atomically, plugin, poll_until,
+    post, registered, send, stub,
 };
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -174,7 +174,8 @@ fn a_host_counts_requests_failures_calls_state_and_swaps() {
     };
     assert_eq!(calls("echo", "no_instance"), 1.0);
     assert_eq!(calls("echo", "answered"), 0.0);
-    assert_eq!(calls("log", "not_allowed"), 1.0);
+    // A name the plugin may not call takes no place of its own.
+    assert_eq!(calls("_other", "not_allowed"), 1.0);
     let state = |op| m.value("sparrow_host_state_operations_total", &echo(&[("op", op)]));
     assert_eq!(
         [state("increment"), state("get"), state("set")],
@@ -190,14 +191,18 @@ fn a_host_counts_requests_failures_calls_state_and_swaps() {
 
 /// The gateway calls whatever service a client names: past
 /// `--metrics-max-targets` names the calls count as `_other`, and a hot swap
-/// (a new version of the service) does not make room for more.
+/// (a new version of the service) does not make room for more. The services
+/// are registered, at an address where nothing listens: names that reach no
+/// instance take no place at all (`a_made_up_name_takes_no_place...`).
 #[test]
 fn the_bound_on_call_targets_holds_across_hot_swaps() {
     const MAX_TARGETS: usize = 4;
     let dir = TempDir::new("metrics-targets");
     let plugin_file = dir.path().join("gateway.wasm");
     std::fs::copy(plugin("gateway"), &plugin_file).unwrap();
-    let registry = Proc::registry(&[]);
+    // No heartbeat: the instances are addresses where nothing listens.
+    let registry = Proc::registry(NO_HEARTBEAT);
+    let nobody = free_addr().unwrap().to_string();
     let (host, addr) = host_with_metrics(
         &plugin_file,
         &registry,
@@ -223,8 +228,20 @@ fn the_bound_on_call_targets_holds_across_hot_swaps() {
             );
         }
         for n in 0..2 * MAX_TARGETS {
-            let reply = get(&host.url(&format!("/v{version}-{n}/")));
-            assert_eq!(reply.status, 503, "{}", reply.text());
+            let name = format!("v{version}-{n}");
+            let record = format!(r#"{{"Name":"{name}","Addr":"{nobody}","RequiredServices":[]}}"#);
+            assert_eq!(
+                post(&registry.url("/services"), record.as_bytes()).status,
+                200
+            );
+            let added = format!("instance added name={name} ");
+            assert!(
+                poll_until(SETTLE, || host.log().contains(&added)),
+                "{}",
+                host.log()
+            );
+            let reply = get(&host.url(&format!("/{name}/")));
+            assert_eq!(reply.status, 502, "{}", reply.text());
         }
     }
 
@@ -249,12 +266,54 @@ fn the_bound_on_call_targets_holds_across_hot_swaps() {
                 &[
                     ("service", "gateway"),
                     ("target", target),
-                    ("outcome", "no_instance"),
+                    ("outcome", "unreachable"),
                 ],
             )
         })
         .sum();
     assert_eq!(calls, (3 * 2 * MAX_TARGETS) as f64);
+}
+
+/// A name a client makes up reaches no instance: its calls count as
+/// `_other`, and take no place from the services that come later (an audit
+/// filled every place with made-up names).
+#[test]
+fn a_made_up_name_takes_no_place_from_a_real_service() {
+    let registry = Proc::registry(&[]);
+    let (gateway, addr) = host_with_metrics(
+        &plugin("gateway"),
+        &registry,
+        &["--metrics-max-targets", "2"],
+    );
+    for n in 0..5 {
+        let reply = get(&gateway.url(&format!("/made-up-{n}/")));
+        assert_eq!(reply.status, 503, "{}", reply.text());
+    }
+    let _echo = Proc::host(&stub("plain-echo"), &registry, &["--name", "echo"]);
+    let url = gateway.url("/echo/");
+    assert!(
+        poll_until(SETTLE, || get(&url).status == 200),
+        "{}",
+        gateway.log()
+    );
+    let m = Metrics::of(addr);
+    let calls = |target: &str, outcome: &str| {
+        m.get(
+            "sparrow_host_outbound_calls_total",
+            &[
+                ("service", "gateway"),
+                ("target", target),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert!(calls("echo", "answered") >= Some(1.0), "{:?}", m.0.samples);
+    assert!(
+        calls("_other", "no_instance") >= Some(5.0),
+        "{:?}",
+        m.0.samples
+    );
+    assert_eq!(calls("made-up-0", "no_instance"), None);
 }
 
 /// `component` with a custom section named `sparrow-test` holding `data`

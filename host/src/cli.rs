@@ -202,8 +202,9 @@ pub struct Cli {
 
     /// Calls to at most this many other services are counted by name;
     /// calls to further ones count as `target="_other"` (the gateway calls
-    /// whatever a client names, and each name would be kept for good); 1 to
-    /// 100000.
+    /// whatever a client names, and each name would be kept for good), as
+    /// do calls that found no instance of a name none reached yet and that
+    /// the plugin does not require by name; 1 to 100000.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub metrics_max_targets: u32,
 

@@ -30,6 +30,7 @@ use protocol::locks::{lock, read, write};
 use protocol::metrics::{
     DurationHistogram, METRICS_PATH, register, register_seconds, scrape_response,
 };
+use protocol::record::EVERY_SERVICE;
 use tokio::net::TcpListener;
 
 /// Request durations: a plugin answers in tens of microseconds, a call
@@ -44,9 +45,11 @@ const SETUP_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
 ];
 
-/// The `target` label of calls to services past `--metrics-max-targets`:
-/// the gateway calls whatever service a client names, and a label value per
-/// name would let clients grow the host's memory without end.
+/// The `target` label of calls to services past `--metrics-max-targets`,
+/// and of calls that reached no instance (or were not allowed) of a service
+/// no call has reached yet: the gateway calls whatever service a client
+/// names, and a label value per name would let clients grow the host's
+/// memory without end, or take the places of real services.
 pub const OTHER_TARGET: &str = "_other";
 
 /// Status classes, indexed by the status's first digit minus one.
@@ -259,6 +262,9 @@ struct Resolved {
     appends: [Counter; 2],
     /// Per target service, one counter per outcome.
     calls: Arc<Targets>,
+    /// The services the plugin names in its requirements (`*` aside): each
+    /// is counted by name from its first call, whatever its outcome.
+    declared: Vec<String>,
 }
 
 impl ServiceMetrics {
@@ -267,8 +273,9 @@ impl ServiceMetrics {
         ServiceMetrics(None)
     }
 
-    /// The counters of `service` in `metrics`, or none when metrics are off.
-    pub fn new(metrics: Option<&Arc<HostMetrics>>, service: &str) -> Self {
+    /// The counters of `service`, which `requires` these services, in
+    /// `metrics`; none when metrics are off.
+    pub fn new(metrics: Option<&Arc<HostMetrics>>, service: &str, requires: &[String]) -> Self {
         let Some(families) = metrics else {
             return Self::off();
         };
@@ -309,6 +316,11 @@ impl ServiceMetrics {
                 &["written", "failed"],
             )),
             calls: families.targets_of(service),
+            declared: requires
+                .iter()
+                .filter(|name| *name != EVERY_SERVICE)
+                .cloned()
+                .collect(),
             service: service.to_owned(),
             families: families.clone(),
         })))
@@ -366,7 +378,11 @@ impl ServiceMetrics {
         }
         let mut calls = write(&m.calls);
         let named = calls.len() - usize::from(calls.contains_key(OTHER_TARGET));
-        let key = if named < m.families.max_targets || calls.contains_key(target) {
+        // A name earns its place by a call that found an instance of it,
+        // or by being named in the plugin's requirements.
+        let reached = !matches!(outcome, CallOutcome::NoInstance | CallOutcome::NotAllowed)
+            || m.declared.iter().any(|name| name == target);
+        let key = if calls.contains_key(target) || (reached && named < m.families.max_targets) {
             target
         } else {
             OTHER_TARGET
@@ -469,13 +485,15 @@ mod tests {
     #[test]
     fn counts_per_service_with_named_labels() {
         let metrics = Arc::new(HostMetrics::new(16));
-        let echo = ServiceMetrics::new(Some(&metrics), "echo");
+        let echo = ServiceMetrics::new(Some(&metrics), "echo", &[]);
         echo.request(StatusCode::OK, Duration::from_micros(50));
         echo.request(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(1));
         echo.failure(FailureKind::Timeout);
         echo.call("log", CallOutcome::Answered);
         echo.call("log", CallOutcome::Answered);
         echo.call("visit", CallOutcome::NoInstance);
+        let visit = ServiceMetrics::new(Some(&metrics), "visit", &["log".into()]);
+        visit.call("log", CallOutcome::NoInstance);
         echo.log_line(true);
         echo.state_op(StateOp::Increment);
         echo.swap(false);
@@ -487,7 +505,8 @@ mod tests {
             "sparrow_host_request_duration_seconds_count{service=\"echo\"} 2\n",
             "sparrow_host_plugin_failures_total{service=\"echo\",kind=\"timeout\"} 1\n",
             "sparrow_host_outbound_calls_total{service=\"echo\",target=\"log\",outcome=\"answered\"} 2\n",
-            "sparrow_host_outbound_calls_total{service=\"echo\",target=\"visit\",outcome=\"no_instance\"} 1\n",
+            "sparrow_host_outbound_calls_total{service=\"echo\",target=\"_other\",outcome=\"no_instance\"} 1\n",
+            "sparrow_host_outbound_calls_total{service=\"visit\",target=\"log\",outcome=\"no_instance\"} 1\n",
             "sparrow_host_log_lines_total{service=\"echo\",result=\"sent\"} 1\n",
             "sparrow_host_state_operations_total{service=\"echo\",op=\"increment\"} 1\n",
             "sparrow_host_swaps_total{service=\"echo\",result=\"refused\"} 1\n",
@@ -499,39 +518,70 @@ mod tests {
         assert!(scrape(&metrics).contains("sparrow_host_instances_in_use{service=\"echo\"} 0\n"));
     }
 
+    /// The count of `outcome` calls from the gateway to `target`.
+    fn count(text: &str, target: &str, outcome: &str) -> Option<String> {
+        let line = format!(
+            "sparrow_host_outbound_calls_total{{service=\"gateway\",target=\"{target}\",outcome=\"{outcome}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .map(|v| v.to_owned())
+    }
+
     #[test]
     fn call_targets_past_the_bound_count_as_other() {
         let metrics = Arc::new(HostMetrics::new(2));
-        let gateway = ServiceMetrics::new(Some(&metrics), "gateway");
+        let gateway = ServiceMetrics::new(Some(&metrics), "gateway", &[]);
         for target in ["a", "b", "c", "d", "a"] {
-            gateway.call(target, CallOutcome::NoInstance);
+            gateway.call(target, CallOutcome::Answered);
         }
         let text = scrape(&metrics);
-        let count = |target: &str| {
-            let line = format!(
-                "sparrow_host_outbound_calls_total{{service=\"gateway\",target=\"{target}\",outcome=\"no_instance\"}} "
-            );
-            text.lines()
-                .find_map(|l| l.strip_prefix(&line))
-                .map(|v| v.to_owned())
-        };
+        let count = |target: &str| count(&text, target, "answered");
         assert_eq!(count("a").as_deref(), Some("2"));
         assert_eq!(count("b").as_deref(), Some("1"));
         assert_eq!(count(OTHER_TARGET).as_deref(), Some("2"));
         assert_eq!(count("c"), None);
     }
 
+    /// Names a client makes up reach no instance: they take no place from
+    /// the services that come later (an audit filled every place with 256
+    /// made-up names through the gateway).
+    #[test]
+    fn calls_to_services_never_reached_take_no_place() {
+        let metrics = Arc::new(HostMetrics::new(2));
+        let gateway = ServiceMetrics::new(Some(&metrics), "gateway", &[]);
+        for n in 0..10 {
+            gateway.call(&format!("made-up-{n}"), CallOutcome::NoInstance);
+        }
+        gateway.call("denied", CallOutcome::NotAllowed);
+        gateway.call("log", CallOutcome::Answered);
+        // Once reached, a service's calls without an instance count as its.
+        gateway.call("log", CallOutcome::NoInstance);
+        let text = scrape(&metrics);
+        assert_eq!(count(&text, "log", "answered").as_deref(), Some("1"));
+        assert_eq!(count(&text, "log", "no_instance").as_deref(), Some("1"));
+        assert_eq!(
+            count(&text, OTHER_TARGET, "no_instance").as_deref(),
+            Some("10")
+        );
+        assert_eq!(
+            count(&text, OTHER_TARGET, "not_allowed").as_deref(),
+            Some("1")
+        );
+        assert_eq!(count(&text, "made-up-0", "no_instance"), None);
+    }
+
     #[test]
     fn the_bound_on_call_targets_holds_across_versions_of_a_service() {
         let metrics = Arc::new(HostMetrics::new(2));
         for version in 0..3 {
-            let gateway = ServiceMetrics::new(Some(&metrics), "gateway");
+            let gateway = ServiceMetrics::new(Some(&metrics), "gateway", &[]);
             for n in 0..3 {
-                gateway.call(&format!("v{version}-{n}"), CallOutcome::NoInstance);
+                gateway.call(&format!("v{version}-{n}"), CallOutcome::Answered);
             }
         }
         // Another service has a bound of its own.
-        ServiceMetrics::new(Some(&metrics), "visit").call("log", CallOutcome::Answered);
+        ServiceMetrics::new(Some(&metrics), "visit", &[]).call("log", CallOutcome::Answered);
         let text = scrape(&metrics);
         let targets = |service: &str| {
             let prefix =

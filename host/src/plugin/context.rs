@@ -55,7 +55,7 @@ pub struct OutgoingSettings {
 impl Shared {
     /// The environment of a plugin version registered as `name`.
     pub fn env(&self, name: String, requires: Vec<String>) -> Arc<ServiceEnv> {
-        let metrics = ServiceMetrics::new(self.metrics.as_ref(), &name);
+        let metrics = ServiceMetrics::new(self.metrics.as_ref(), &name, &requires);
         self.env_with(name, requires, metrics)
     }
 

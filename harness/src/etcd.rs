@@ -52,6 +52,8 @@ pub struct EtcdCluster {
     initial_cluster: String,
     token: String,
     root: PathBuf,
+    /// More flags for every member.
+    extra: Vec<String>,
 }
 
 /// A loopback URL nobody listens on right now.
@@ -65,6 +67,11 @@ fn free_url() -> String {
 impl EtcdCluster {
     /// Starts `size` members and waits until every one answers healthy.
     pub fn start(size: usize) -> EtcdCluster {
+        Self::start_with(size, &[])
+    }
+
+    /// [`EtcdCluster::start`], each member given the flags `extra` too.
+    pub fn start_with(size: usize, extra: &[&str]) -> EtcdCluster {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let token = format!("sparrow-test-{}-{n}", std::process::id());
@@ -96,6 +103,7 @@ impl EtcdCluster {
             initial_cluster,
             token,
             root,
+            extra: extra.iter().map(|flag| flag.to_string()).collect(),
         };
         for i in 0..size {
             cluster.spawn(i);
@@ -128,6 +136,7 @@ impl EtcdCluster {
             // losing the etcd leader costs the tests less time.
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(["--logger", "zap", "--log-level", "warn"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

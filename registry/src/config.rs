@@ -61,6 +61,18 @@ pub struct Config {
     #[arg(long, default_value = "2s", value_parser = duration::within(100 * MILLISECOND, MINUTE))]
     pub etcd_timeout: Duration,
 
+    /// The most operations etcd takes in one transaction: its own
+    /// `--max-txn-ops`. A replica's registrations share transactions within
+    /// it; 3 to 100000
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(3..=100_000))]
+    pub etcd_max_txn_ops: u32,
+
+    /// The largest request etcd takes, in bytes: its own
+    /// `--max-request-bytes`. A replica's registrations share transactions
+    /// within it less 64 KiB; 131072 to 1073741824
+    #[arg(long, default_value_t = 1_572_864, value_parser = clap::value_parser!(u32).range(131_072..=1 << 30))]
+    pub etcd_max_request_bytes: u32,
+
     /// Lease of the replica that runs the heartbeat sweeps (with `--etcd`,
     /// whole seconds, 2s to 1h): when it dies, another replica takes over
     /// within about 1.25 × this
@@ -86,6 +98,15 @@ struct Flags {
 }
 
 impl Config {
+    /// How registrations share etcd transactions.
+    pub(crate) fn batching(&self) -> crate::store::etcd::Batching {
+        crate::store::etcd::Batching {
+            room: self.serve.max_connections as usize,
+            max_ops: self.etcd_max_txn_ops as usize,
+            max_request_bytes: self.etcd_max_request_bytes as usize,
+        }
+    }
+
     /// What the table may hold.
     pub(crate) fn limits(&self) -> crate::store::Limits {
         crate::store::Limits {
@@ -215,6 +236,12 @@ mod tests {
                 ["1", "1000000"],
             ),
             ("--max-instances", ["0", "1000001", "-1"], ["1", "1000000"]),
+            ("--etcd-max-txn-ops", ["0", "2", "100001"], ["3", "100000"]),
+            (
+                "--etcd-max-request-bytes",
+                ["0", "131071", "1073741825"],
+                ["131072", "1073741824"],
+            ),
         ] {
             for value in refused {
                 assert!(parse(flag, value).is_err(), "{flag} {value}");
@@ -234,6 +261,8 @@ mod tests {
             "1 to 100",
             "1 to 10000",
             "1 to 1000000",
+            "3 to 100000",
+            "131072 to 1073741824",
         ] {
             assert!(
                 help.contains(range),

@@ -82,7 +82,7 @@ pub async fn serve(
         Table::new(notifier, config.limits()),
         Arc::clone(&metrics),
         fence.clone(),
-        config.serve.max_connections as usize,
+        config.batching(),
     )
     .await
     .map_err(|e| ServeError::Etcd(e.to_string()))?;

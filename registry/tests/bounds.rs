@@ -100,23 +100,11 @@ async fn a_full_table_on_etcd_answers_a_star_registration_within_what_a_host_rea
 async fn replicas_registering_at_once_keep_the_bound_together() {
     let flags = &["--heartbeat-interval", "1h", "--max-instances", "3"];
     let (_etcd, replicas) = on_etcd(2, flags).await;
-    let client = harness::http::Client::new();
-    let registrations: Vec<_> = (1..=12)
-        .map(|port| {
-            let url = replicas[port % 2].url("/services");
-            let record = json!({"Name": "svc", "Addr": format!("127.0.0.1:{port}")});
-            let client = client.clone();
-            tokio::spawn(async move {
-                let reply = client.send_json(Method::POST, &url, record.to_string());
-                let reply = reply.await.expect("an answer");
-                (StatusCode::from_u16(reply.status).unwrap(), reply.text())
-            })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for registration in registrations {
-        answers.push(registration.await.expect("a registration"));
-    }
+    let answers = register_at_once((1..=12).map(|port| {
+        let record = json!({"Name": "svc", "Addr": format!("127.0.0.1:{port}")});
+        (&replicas[port % 2], record)
+    }))
+    .await;
     let taken = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
     assert_eq!(taken, 3, "{answers:?}");
     for (status, reason) in &answers {
@@ -142,26 +130,15 @@ async fn registrations_at_once_on_one_replica_do_not_fail_each_other() {
     const AT_ONCE: u16 = 300;
     let flags = &["--heartbeat-interval", "1h", "--etcd-timeout", "1s"];
     let (_etcd, replicas) = on_etcd(1, flags).await;
-    let client = harness::http::Client::new();
-    let url = replicas[0].url("/services");
-    let registrations: Vec<_> = (1..=AT_ONCE)
-        .map(|port| {
-            let record = json!({"Name": "svc", "Addr": format!("127.0.0.1:{port}")});
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move {
-                let reply = client.send_json(Method::POST, &url, record.to_string());
-                let reply = reply.await.expect("an answer");
-                (reply.status, reply.text())
-            })
-        })
+    let answers = register_at_once((1..=AT_ONCE).map(|port| {
+        let record = json!({"Name": "svc", "Addr": format!("127.0.0.1:{port}")});
+        (&replicas[0], record)
+    }))
+    .await;
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|(s, _)| *s != StatusCode::OK)
         .collect();
-    let mut failed = Vec::new();
-    for registration in registrations {
-        let (status, reason) = registration.await.expect("a registration");
-        if status != 200 {
-            failed.push((status, reason));
-        }
-    }
     assert!(
         failed.is_empty(),
         "{} of {AT_ONCE} failed: {:?}",
@@ -196,14 +173,79 @@ async fn a_record_requiring_the_most_services_is_answered_on_etcd() {
     assert!(instances["s0"].is_empty(), "{answer}");
 }
 
+/// An etcd that takes fewer operations in a transaction than its default
+/// 128: told so, a replica keeps within it the transactions its
+/// registrations share, and their reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_etcd_taking_fewer_operations_per_transaction_is_kept_to_them() {
+    const AT_ONCE: u16 = 40;
+    let flags = &["--heartbeat-interval", "1h", "--etcd-max-txn-ops", "8"];
+    let (_etcd, replicas) = on_etcd_with(&["--max-txn-ops", "8"], 1, flags).await;
+    let required: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    let answers = register_at_once((1..=AT_ONCE).map(|port| {
+        let record = json!({
+            "Name": format!("s{}", port % 6),
+            "Addr": format!("127.0.0.1:{port}"),
+            "RequiredServices": required,
+        });
+        (&replicas[0], record)
+    }))
+    .await;
+    for (status, answer) in answers {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let instances = parse_instances(answer.as_bytes()).expect("a registration answer");
+        assert_eq!(instances.len(), 6, "{answer}");
+    }
+    let table = replicas[0].services().await;
+    let listed: usize = table
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_array().unwrap().len())
+        .sum();
+    assert_eq!(listed, usize::from(AT_ONCE));
+}
+
+/// Sends every registration at once, each to its replica; their statuses
+/// and bodies, in order.
+async fn register_at_once<'r>(
+    registrations: impl Iterator<Item = (&'r RegistryProcess, serde_json::Value)>,
+) -> Vec<(StatusCode, String)> {
+    let client = harness::http::Client::new();
+    let sent: Vec<_> = registrations
+        .map(|(replica, record)| {
+            let (client, url) = (client.clone(), replica.url("/services"));
+            tokio::spawn(async move {
+                let reply = client.send_json(Method::POST, &url, record.to_string());
+                let reply = reply.await.expect("an answer");
+                (StatusCode::from_u16(reply.status).unwrap(), reply.text())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for answer in sent {
+        answers.push(answer.await.expect("a registration"));
+    }
+    answers
+}
+
 /// A one-member etcd and `count` registry replicas on it with `flags`,
 /// started off the runtime (the harness waits for them blocking).
 async fn on_etcd(
     count: usize,
     flags: &'static [&'static str],
 ) -> (EtcdCluster, Vec<RegistryProcess>) {
+    on_etcd_with(&[], count, flags).await
+}
+
+/// [`on_etcd`], etcd given the flags `etcd_flags`.
+async fn on_etcd_with(
+    etcd_flags: &'static [&'static str],
+    count: usize,
+    flags: &'static [&'static str],
+) -> (EtcdCluster, Vec<RegistryProcess>) {
     tokio::task::spawn_blocking(move || {
-        let etcd = EtcdCluster::start(1);
+        let etcd = EtcdCluster::start_with(1, etcd_flags);
         let replicas = (0..count)
             .map(|_| RegistryProcess::of(registry_replica(&etcd, "127.0.0.1:0", flags)))
             .collect();

@@ -61,6 +61,8 @@ use crate::metrics::Metrics;
 
 mod commit;
 
+pub use commit::Batching;
+
 /// The first pause before watching again after a failure; it doubles up to
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -156,6 +158,7 @@ pub struct EtcdStore {
     applied: watch::Sender<i64>,
     /// Registrations for the committing task ([`commit`]).
     registrations: mpsc::Sender<commit::Queued>,
+    batching: Batching,
 }
 
 /// Any etcd failure, as the one line a 503 carries.
@@ -267,7 +270,7 @@ impl EtcdStore {
         table: Table,
         metrics: Arc<Metrics>,
         fence: Fence,
-        max_connections: usize,
+        batching: Batching,
     ) -> Result<(Self, mpsc::Receiver<commit::Queued>), StoreError> {
         let options = ConnectOptions::new()
             .with_connect_timeout(timeout)
@@ -280,7 +283,7 @@ impl EtcdStore {
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| StoreError::Unavailable(format!("--etcd {}: {e}", endpoints.join(","))))?;
-        let (registrations, queue) = commit::queue(max_connections);
+        let (registrations, queue) = commit::queue(&batching);
         let store = EtcdStore {
             kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE),
             watcher: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
@@ -293,6 +296,7 @@ impl EtcdStore {
             fence,
             applied: watch::Sender::new(0),
             registrations,
+            batching,
         };
         Ok((store, queue))
     }

@@ -11,11 +11,12 @@
 //! answered 503 after a 1 s `--etcd-timeout`). In turns, a replica's
 //! transactions conflict only with other replicas' registrations.
 //!
-//! A transaction stays within etcd's default request bounds
-//! (`--max-txn-ops` 128, `--max-request-bytes` 1.5 MiB): at most
-//! [`MAX_BATCH`] registrations and [`MAX_BATCH_BYTES`] of records, and one
-//! read of every instance instead of one per service once the reads would
-//! pass [`MAX_OPS`].
+//! A transaction stays within etcd's request bounds, as
+//! `--etcd-max-txn-ops` and `--etcd-max-request-bytes` state them (etcd's
+//! defaults, 128 and 1.5 MiB): at most half the operations are
+//! registrations, their records take at most the request size less
+//! [`REQUEST_ROOM`], and the answers read every instance at once instead
+//! of one service at a time when that would pass the operations.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -27,14 +28,36 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{EtcdStore, Keys, Registered, StoreError};
 
-/// Registrations in one transaction.
-pub const MAX_BATCH: usize = 64;
-/// Operations in one transaction: etcd's default `--max-txn-ops`.
-pub const MAX_OPS: usize = 128;
-/// Bytes of records in one transaction, under etcd's default
-/// `--max-request-bytes` (1.5 MiB) with room for the keys. A record larger
-/// than this alone (records are at most about 17 KiB) still goes, alone.
-pub const MAX_BATCH_BYTES: usize = 1 << 20;
+/// What a request holds besides the records: the instance keys' prefix
+/// and the reads' keys (128 of at most 253-byte names, or fewer), the
+/// compare, and the message's framing.
+pub const REQUEST_ROOM: usize = 64 << 10;
+
+/// How a replica's registrations share transactions.
+#[derive(Clone, Copy, Debug)]
+pub struct Batching {
+    /// Registrations waiting for their turn: as many as the registry serves
+    /// connections at once, each with one request at a time, so none waits
+    /// for room.
+    pub room: usize,
+    /// etcd's `--max-txn-ops`.
+    pub max_ops: usize,
+    /// etcd's `--max-request-bytes`.
+    pub max_request_bytes: usize,
+}
+
+impl Batching {
+    /// Registrations in one transaction: half its operations, the rest for
+    /// the `registered` put and the reads.
+    fn registrations(&self) -> usize {
+        (self.max_ops / 2).max(1)
+    }
+
+    /// Bytes of records in one transaction (a larger record goes alone).
+    fn bytes(&self) -> usize {
+        self.max_request_bytes.saturating_sub(REQUEST_ROOM)
+    }
+}
 
 /// A registration waiting for its transaction.
 pub struct Queued {
@@ -54,11 +77,9 @@ impl Queued {
 }
 
 /// The registration queue's two ends: the store sends, [`EtcdStore::commit`]
-/// receives. It holds `room` registrations: as many as the registry serves
-/// connections at once, each with one request at a time, so none waits for
-/// room.
-pub fn queue(room: usize) -> (mpsc::Sender<Queued>, mpsc::Receiver<Queued>) {
-    mpsc::channel(room.max(1))
+/// receives.
+pub fn queue(batching: &Batching) -> (mpsc::Sender<Queued>, mpsc::Receiver<Queued>) {
+    mpsc::channel(batching.room.max(1))
 }
 
 impl EtcdStore {
@@ -98,13 +119,13 @@ impl EtcdStore {
                     None => return,
                 }
             }
-            while waiting.len() < MAX_BATCH {
+            while waiting.len() < self.batching.registrations() {
                 match queue.try_recv() {
                     Ok(queued) => waiting.push_back(queued),
                     Err(_) => break,
                 }
             }
-            let batch = take_batch(&mut waiting);
+            let batch = take_batch(&mut waiting, &self.batching);
             if let Some(revision) = self.commit_batch(batch, &mut applied).await {
                 // The next turn checks against a copy that has this one,
                 // or it would conflict with it. If the watch does not bring
@@ -161,7 +182,7 @@ impl EtcdStore {
             if batch.is_empty() {
                 return None;
             }
-            let reads = Reads::of(&self.keys, &batch);
+            let reads = Reads::of(&self.keys, &batch, self.batching.max_ops);
             // No registration since the copy's revision: every instance key
             // is as the copy has it (a key deleted since only leaves more
             // room than the copy counted).
@@ -210,16 +231,17 @@ impl EtcdStore {
 }
 
 /// The next transaction's registrations, from the front of `waiting`: one
-/// per instance key, within [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]. Those
+/// per instance key, within `batching`'s bounds. Those
 /// left keep their order.
-fn take_batch(waiting: &mut VecDeque<Queued>) -> Vec<Queued> {
+fn take_batch(waiting: &mut VecDeque<Queued>, batching: &Batching) -> Vec<Queued> {
     let mut batch: Vec<Queued> = Vec::new();
     let mut keys = BTreeSet::new();
     let mut bytes = 0;
     let mut left = VecDeque::new();
     while let Some(queued) = waiting.pop_front() {
         let size = queued.key.len() + queued.json.len();
-        let fits = batch.is_empty() || (batch.len() < MAX_BATCH && bytes + size <= MAX_BATCH_BYTES);
+        let fits = batch.is_empty()
+            || (batch.len() < batching.registrations() && bytes + size <= batching.bytes());
         if fits && !keys.contains(&queued.key) {
             keys.insert(queued.key.clone());
             bytes += size;
@@ -234,7 +256,7 @@ fn take_batch(waiting: &mut VecDeque<Queued>) -> Vec<Queued> {
 
 /// The reads a transaction makes after its puts, for the answers: the
 /// instances of each service a registration requires, or of every service
-/// (for `*`, or when one read per service would pass [`MAX_OPS`]).
+/// (for `*`, or when one read per service would pass etcd's operations).
 struct Reads {
     keys: Keys,
     /// The key prefixes read, each once.
@@ -244,7 +266,7 @@ struct Reads {
 }
 
 impl Reads {
-    fn of(keys: &Keys, batch: &[Queued]) -> Reads {
+    fn of(keys: &Keys, batch: &[Queued], max_ops: usize) -> Reads {
         let mut reads = Reads {
             keys: keys.clone(),
             prefixes: BTreeSet::new(),
@@ -257,7 +279,7 @@ impl Reads {
         let every = keys.services();
         // The registrations' puts, the `registered` put, the reads.
         let ops = batch.len() + 1 + reads.prefixes.len();
-        reads.everything = reads.prefixes.contains(&every) || ops > MAX_OPS;
+        reads.everything = reads.prefixes.contains(&every) || ops > max_ops;
         if reads.everything {
             reads.prefixes = BTreeSet::from([every]);
         }

@@ -373,6 +373,74 @@ fn a_request_its_client_left_is_still_counted_and_logged() {
     );
 }
 
+/// A client that leaves while it sends its body: its broken request is
+/// counted and access-logged as a 400 (as nginx logs a body the client
+/// closed), no plugin runs for it, and it is not the plugin's failure.
+#[test]
+fn a_client_that_leaves_while_sending_its_body_is_counted_and_runs_no_plugin() {
+    use std::io::{Read, Write};
+    let registry = Proc::registry(&[]);
+    let (host, addr) = host_with_metrics(&stub("echo"), &registry, &["--access-log"]);
+    let count = |class| {
+        Metrics::of(addr).value(
+            "sparrow_host_requests_total",
+            &[("service", "echo"), ("class", class)],
+        )
+    };
+    assert_eq!(count("4xx"), 0.0);
+    let mut stream = std::net::TcpStream::connect(host.addr()).unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: h\r\ncontent-length: 1000\r\nexpect: 100-continue\r\n\r\n")
+        .unwrap();
+    // The host asks for the body once it reads it: then the client leaves
+    // with part of it sent.
+    let mut continued = [0u8; 25];
+    stream.read_exact(&mut continued).unwrap();
+    assert!(
+        continued.starts_with(b"HTTP/1.1 100 Continue"),
+        "{continued:?}"
+    );
+    stream.write_all(b"part").unwrap();
+    let reset = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &reset).unwrap();
+    drop(stream);
+    assert!(
+        poll_until(Duration::from_secs(10), || count("4xx") > 0.0),
+        "{}",
+        host.log()
+    );
+    assert_eq!(count("4xx"), 1.0, "{}", host.log());
+    assert_eq!(count("2xx"), 0.0);
+    assert!(
+        host.log().contains("uri=/echo status=400"),
+        "{}",
+        host.log()
+    );
+    let m = Metrics::of(addr);
+    assert_eq!(
+        m.value(
+            "sparrow_host_instance_setup_seconds_count",
+            &[("service", "echo")]
+        ),
+        0.0,
+        "a plugin ran"
+    );
+    let failures: f64 = ["trap", "timeout", "busy", "setup"]
+        .iter()
+        .map(|kind| {
+            m.get(
+                "sparrow_host_plugin_failures_total",
+                &[("service", "echo"), ("kind", kind)],
+            )
+            .unwrap_or(0.0)
+        })
+        .sum();
+    assert_eq!(failures, 0.0);
+}
+
 #[test]
 fn without_metrics_addr_nothing_is_served_and_metrics_is_the_plugins_path() {
     let registry = Proc::registry(&[]);

@@ -423,8 +423,12 @@ fn a_stalled_body_frees_its_slot_at_the_body_timeout() {
             "1",
             "--queue-timeout",
             "10s",
+            "--metrics-addr",
+            "127.0.0.1:0",
         ],
     );
+    let metrics = harness::listening::parse_metrics(&host.log()).expect("a metrics address");
+    let in_use = format!("http://{metrics}/metrics");
     let addr = host.addr().to_string();
     let stalled = std::thread::spawn(move || {
         // Ten bytes of the hundred promised, then nothing more.
@@ -432,7 +436,14 @@ fn a_stalled_body_frees_its_slot_at_the_body_timeout() {
         raw_exchange(&addr, request)
     });
     // The stalled request takes the only slot first.
-    std::thread::sleep(Duration::from_millis(300));
+    let held = "sparrow_host_instances_in_use{service=\"faults\"} 1\n";
+    assert!(
+        poll_until(Duration::from_secs(10), || get(&in_use)
+            .text()
+            .contains(held)),
+        "{}",
+        host.log()
+    );
     let started = Instant::now();
     let reply = get(&host.url("/hello/next"));
     let waited = started.elapsed();

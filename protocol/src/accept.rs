@@ -7,7 +7,15 @@
 //! condition lasts. At most `--max-connections` are served at once; past
 //! that, new ones wait in the kernel's backlog until one ends, and slow
 //! clients end soon: each gets `--header-timeout` to send its headers, and
-//! handlers read bodies within `--body-timeout` ([`crate::body`]).
+//! handlers read bodies within `--body-timeout` ([`crate::body`]). Once
+//! the connections are nearly all taken ([`BUSY`]), a new one must start
+//! sending within `--busy-first-byte-timeout` or is closed: a flood of
+//! clients that connect and send nothing would otherwise hold the last
+//! connections for a whole `--header-timeout` each, while real clients
+//! wait in the backlog (as Envoy's overload manager shortens timeouts under
+//! pressure). Only the first byte is due sooner: a caller's pooled
+//! connection, idle between requests, keeps the usual timeout, which its
+//! pool's own idle timeout is set against.
 //!
 //! Each served connection holds a file descriptor, and so does every call
 //! the process makes (heartbeats, notifications, calls to other services)
@@ -67,6 +75,10 @@ pub struct TooFewDescriptors {
     pub room: u64,
 }
 
+/// A listener is busy once fewer than this part of its connections (or of
+/// the process's descriptors for connections) are left: one eighth.
+const BUSY: usize = 8;
+
 /// The first pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -104,6 +116,13 @@ pub struct ServeSettings {
     /// start the next one on a kept-alive connection); 1ms to 1h.
     #[arg(long = "header-timeout", value_name = "DURATION", default_value = "10s", value_parser = duration::within(MILLISECOND, HOUR))]
     pub header_read_timeout: Duration,
+
+    /// Once seven eighths of the connections are taken, a new client gets
+    /// this long to send its first byte, or its connection is closed, so
+    /// that clients that connect and say nothing hold the last ones only
+    /// briefly; 1ms to 1h.
+    #[arg(long = "busy-first-byte-timeout", value_name = "DURATION", default_value = "1s", value_parser = duration::within(MILLISECOND, HOUR))]
+    pub busy_first_byte_timeout: Duration,
 
     /// A client gets this long to send a request's body (408 after); 1ms to
     /// 1h.
@@ -207,18 +226,33 @@ pub async fn serve<F, S>(
         backoff = FIRST_BACKOFF;
         // Answers are small and written whole: do not let Nagle hold them.
         let _ = stream.set_nodelay(true);
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
+        let busy = scarce(&connections, settings.max_connections as usize)
+            || scarce(&descriptors, descriptors_total());
+        let first_byte = busy.then_some(settings.busy_first_byte_timeout);
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout)
             // A client may shut down its side once the request is sent
             // (HTTP/1.0 style): it still waits for the answer. Without
             // this hyper took the end of input for the client leaving and
             // dropped the answer, about one time in four.
-            .half_close(true)
-            .serve_connection(TokioIo::new(stream), service_for(peer));
-        let connection = graceful.watch(connection);
+            .half_close(true);
+        let service = service_for(peer);
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            if let Some(wait) = first_byte {
+                // Readiness alone may be spurious; a byte to peek at is not.
+                let mut byte = [0u8];
+                if tokio::time::timeout(wait, stream.peek(&mut byte))
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!(%peer, "closed a connection that sent nothing within {wait:?} while nearly every connection is taken");
+                    return;
+                }
+            }
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -243,6 +277,18 @@ struct Descriptors {
     /// Connections it leaves room for.
     room: u64,
     permits: Arc<Semaphore>,
+    /// How many `permits` holds when none is taken.
+    total: usize,
+}
+
+/// Whether fewer than one [`BUSY`]th of `total` permits are left.
+fn scarce(permits: &Semaphore, total: usize) -> bool {
+    permits.available_permits().saturating_mul(BUSY) < total
+}
+
+/// The permits of the process's descriptors for connections.
+fn descriptors_total() -> usize {
+    descriptors().total
 }
 
 fn descriptors() -> &'static Descriptors {
@@ -258,6 +304,7 @@ fn descriptors() -> &'static Descriptors {
             limit,
             room,
             permits: Arc::new(Semaphore::new(permits.max(1))),
+            total: permits.max(1),
         }
     })
 }
@@ -309,6 +356,7 @@ mod tests {
             limit,
             room: limit.saturating_sub(RESERVED_FDS),
             permits: Arc::new(Semaphore::new(1)),
+            total: 1,
         };
         let error = descriptors(256).enough().unwrap_err().to_string();
         assert!(

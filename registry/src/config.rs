@@ -219,6 +219,11 @@ mod tests {
             ),
             ("--notify-timeout", ["0s", "9ms", "2m"], ["10ms", "5s"]),
             ("--etcd-timeout", ["0s", "99ms", "2m"], ["100ms", "1m"]),
+            (
+                "--busy-first-byte-timeout",
+                ["0s", "-1s", "2h"],
+                ["1ms", "1h"],
+            ),
             ("--leader-ttl", ["0s", "1s", "2h"], ["2s", "1h"]),
             (
                 "--heartbeat-attempts",

@@ -4,7 +4,8 @@
 //! Under load through gateway → visit → log: killing the leading replica,
 //! killing etcd members, losing etcd's quorum and getting it back,
 //! restarting every replica. And concurrent writes to both replicas, which
-//! must leave one table and every dependent agreeing with it.
+//! must leave one table and every dependent agreeing with it, and a replica
+//! killed amid registrations, which must lose none it acknowledged.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -607,5 +608,96 @@ fn concurrent_writes_on_both_replicas_converge_everywhere() {
         }),
         "dependent's view {:?}, table {expected:?}",
         recorder.view()
+    );
+}
+
+/// Registrations sent at once to two replicas, one of them killed -9 while
+/// they go on: a replica makes its registrations in shared transactions,
+/// and dying with one in flight must lose none it acknowledged. Every
+/// registration answered 200 is in the table the other replica shows.
+/// The ones sent to the killed replica from then on fail (no connection,
+/// or no answer to one in flight, whose registration may or may not have
+/// been made: registering again is safe); the other replica fails none.
+#[test]
+fn a_replica_killed_amid_shared_registrations_loses_none_it_acknowledged() {
+    const WRITERS: usize = 8;
+    const EACH: usize = 60;
+    let etcd = EtcdCluster::start(1);
+    let no_heartbeat = ["--heartbeat-interval", "1h"];
+    let mut replicas = [
+        registry_replica(&etcd, "127.0.0.1:0", &no_heartbeat),
+        registry_replica(&etcd, "127.0.0.1:0", &no_heartbeat),
+    ];
+    let urls: Vec<String> = replicas.iter().map(|r| r.url("/services")).collect();
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let record = |writer: usize, n: usize| {
+        let addr = format!("127.0.0.1:{}", 30000 + writer * EACH + n);
+        let json = format!(r#"{{"Name":"many","Addr":"{addr}","RequiredServices":[]}}"#);
+        (addr, json)
+    };
+    let outcomes: Vec<Vec<(usize, String, Option<u16>)>> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let (urls, answered) = (&urls, &answered);
+                scope.spawn(move || {
+                    (0..EACH)
+                        .map(|n| {
+                            let replica = writer % 2;
+                            let (addr, json) = record(writer, n);
+                            let status = send("POST", &urls[replica], &[], json.as_bytes())
+                                .ok()
+                                .map(|reply| reply.status);
+                            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            (replica, addr, status)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        // Killed with a third of the registrations answered, the rest on
+        // their way.
+        assert!(poll_until(SETTLE, || answered
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= WRITERS * EACH / 3));
+        replicas[0].kill9();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let outcomes: Vec<_> = outcomes.into_iter().flatten().collect();
+    let acknowledged: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, _, status)| *status == Some(200))
+        .map(|(_, addr, _)| addr)
+        .collect();
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, _, status)| *status != Some(200))
+        .collect();
+    // The survivor failed none; the killed one failed those sent after it
+    // died, and at most one batch in flight.
+    assert!(
+        failed
+            .iter()
+            .all(|(replica, _, status)| *replica == 0 && status.is_none_or(|s| s == 503)),
+        "{failed:?}"
+    );
+    assert!(
+        !failed.is_empty(),
+        "the kill came too late to fail anything"
+    );
+    let survivor = &replicas[1];
+    assert!(
+        poll_until(SETTLE, || {
+            let listed = registered(survivor, "many");
+            acknowledged.iter().all(|addr| listed.contains(addr))
+        }),
+        "{} acknowledged, {} listed",
+        acknowledged.len(),
+        registered(survivor, "many").len()
+    );
+    eprintln!(
+        "{} registrations: {} acknowledged, {} failed at the killed replica",
+        outcomes.len(),
+        acknowledged.len(),
+        failed.len()
     );
 }

@@ -75,6 +75,14 @@ fn host_with_metrics(plugin: &Path, registry: &Proc, extra: &[&str]) -> (Proc, S
     (host, addr)
 }
 
+/// One label of a sample: name and value.
+type Label = (&'static str, &'static str);
+
+/// `more` labels, with the `service` one first.
+fn of_service(service: &'static str, more: &[Label]) -> Vec<Label> {
+    [&[("service", service)][..], more].concat()
+}
+
 /// The metrics address a host logged.
 fn metrics_addr(host: &Proc) -> SocketAddr {
     harness::listening::parse_metrics(&host.log())
@@ -94,11 +102,7 @@ fn a_host_counts_requests_failures_calls_state_and_swaps() {
         &registry,
         &["--request-timeout", "1s", "--max-body", "1KiB"],
     );
-    let echo = |labels: &[(&'static str, &'static str)]| {
-        let mut all = vec![("service", "echo")];
-        all.extend_from_slice(labels);
-        all
-    };
+    let echo = |more: &[Label]| of_service("echo", more);
     let before = Metrics::of(addr);
     assert_eq!(
         before.value("sparrow_host_requests_total", &echo(&[("class", "2xx")])),
@@ -482,11 +486,7 @@ fn the_system_and_the_registry_count_visits_heartbeats_evictions_and_notificatio
     }
 
     let g = Metrics::of(metrics_addr(&gateway));
-    let gw = |more: &[(&'static str, &'static str)]| {
-        let mut labels = vec![("service", "gateway")];
-        labels.extend_from_slice(more);
-        labels
-    };
+    let gw = |more: &[Label]| of_service("gateway", more);
     assert_eq!(
         g.value("sparrow_host_requests_total", &gw(&[("class", "2xx")])),
         3.0
@@ -499,11 +499,7 @@ fn the_system_and_the_registry_count_visits_heartbeats_evictions_and_notificatio
         3.0
     );
     let v = Metrics::of(metrics_addr(&visit));
-    let vi = |more: &[(&'static str, &'static str)]| {
-        let mut labels = vec![("service", "visit")];
-        labels.extend_from_slice(more);
-        labels
-    };
+    let vi = |more: &[Label]| of_service("visit", more);
     assert_eq!(
         v.value("sparrow_host_requests_total", &vi(&[("class", "2xx")])),
         3.0

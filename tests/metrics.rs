@@ -75,6 +75,15 @@ fn host_with_metrics(plugin: &Path, registry: &Proc, extra: &[&str]) -> (Proc, S
     (host, addr)
 }
 
+/// Closes `stream` with a reset, as a client that gives up does.
+fn hang_up(stream: std::net::TcpStream) {
+    let reset = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &reset).unwrap();
+}
+
 /// One label of a sample: name and value.
 type Label = (&'static str, &'static str);
 
@@ -359,12 +368,7 @@ fn a_request_its_client_left_is_still_counted_and_logged() {
         Metrics::of(addr).value("sparrow_host_instances_in_use", &[("service", "echo")]) == 1.0
     }));
     // ...when the client leaves.
-    let reset = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &reset).unwrap();
-    drop(stream);
+    hang_up(stream);
     assert!(
         poll_until(Duration::from_secs(10), || answered() == 1.0),
         "{}",
@@ -405,12 +409,7 @@ fn a_client_that_leaves_while_sending_its_body_is_counted_and_runs_no_plugin() {
         "{continued:?}"
     );
     stream.write_all(b"part").unwrap();
-    let reset = nix::libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &reset).unwrap();
-    drop(stream);
+    hang_up(stream);
     assert!(
         poll_until(Duration::from_secs(10), || count("4xx") > 0.0),
         "{}",

@@ -13,7 +13,7 @@
 //! notifications while the lock is held (queueing never waits), which is
 //! what keeps them in the order of the changes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -140,6 +140,12 @@ struct Inner {
     /// Each service's instances by `Addr`, in the order they first
     /// registered (answers list them so, as the original does).
     services: BTreeMap<String, IndexMap<String, Entry>>,
+    /// Who requires each service (`*` for every one), by (`Addr`, `Name`):
+    /// a change's dependents without a scan of the table.
+    requirers: HashMap<String, BTreeSet<(String, String)>>,
+    /// How many instances at each address require some service: whether
+    /// anything there still hears of changes.
+    requiring: HashMap<String, usize>,
     /// How many entries `services` holds.
     instances: usize,
     /// The sum of their costs.
@@ -294,9 +300,7 @@ impl Table {
         let Some(Change { record, .. }) = removed else {
             return;
         };
-        let depends =
-            |e: &Entry| e.record.addr == record.addr && !e.record.required_services.is_empty();
-        if !record.required_services.is_empty() && !inner.entries().any(depends) {
+        if !record.required_services.is_empty() && !inner.requiring.contains_key(&record.addr) {
             self.notifier.forget(&record.addr);
         }
     }
@@ -371,7 +375,12 @@ impl Inner {
     fn put(&mut self, record: &ServiceRecord, id: RegistrationId) -> bool {
         let cost = cost(record);
         let list = self.services.entry(record.name.clone()).or_default();
-        match list.get_mut(&record.addr) {
+        let known = list.get_mut(&record.addr);
+        if let Some(entry) = &known {
+            unindex(&mut self.requirers, &mut self.requiring, &entry.record);
+        }
+        index(&mut self.requirers, &mut self.requiring, record);
+        match known {
             Some(entry) => {
                 self.bytes = self.bytes - entry.cost + cost;
                 entry.record = record.clone();
@@ -455,6 +464,7 @@ impl Inner {
         if list.is_empty() {
             self.services.remove(name);
         }
+        unindex(&mut self.requirers, &mut self.requiring, &removed.record);
         self.instances -= 1;
         self.bytes -= removed.cost;
         Some(self.change(removed.record))
@@ -463,10 +473,12 @@ impl Inner {
     /// Who to notify about `record`: the address of every other instance that
     /// requires its service, each address once.
     fn change(&self, record: ServiceRecord) -> Change {
-        let dependents: BTreeSet<&str> = self
-            .entries()
-            .filter(|e| e.record.requires(&record.name) && !e.record.same_instance(&record))
-            .map(|e| e.record.addr.as_str())
+        let dependents: BTreeSet<&str> = [record.name.as_str(), EVERY_SERVICE]
+            .iter()
+            .filter_map(|service| self.requirers.get(*service))
+            .flatten()
+            .filter(|(addr, name)| *addr != record.addr || *name != record.name)
+            .map(|(addr, _)| addr.as_str())
             .collect();
         Change {
             dependents: dependents.into_iter().map(str::to_owned).collect(),
@@ -499,6 +511,46 @@ impl Inner {
             }
         }
         answer
+    }
+}
+
+/// Adds `record`'s requirements to the indexes of [`Inner`].
+fn index(
+    requirers: &mut HashMap<String, BTreeSet<(String, String)>>,
+    requiring: &mut HashMap<String, usize>,
+    record: &ServiceRecord,
+) {
+    for service in &record.required_services {
+        let by = (record.addr.clone(), record.name.clone());
+        requirers.entry(service.clone()).or_default().insert(by);
+    }
+    if !record.required_services.is_empty() {
+        *requiring.entry(record.addr.clone()).or_default() += 1;
+    }
+}
+
+/// Takes `record`'s requirements out of the indexes of [`Inner`].
+fn unindex(
+    requirers: &mut HashMap<String, BTreeSet<(String, String)>>,
+    requiring: &mut HashMap<String, usize>,
+    record: &ServiceRecord,
+) {
+    let by = (record.addr.clone(), record.name.clone());
+    for service in &record.required_services {
+        if let Some(set) = requirers.get_mut(service) {
+            set.remove(&by);
+            if set.is_empty() {
+                requirers.remove(service);
+            }
+        }
+    }
+    if !record.required_services.is_empty()
+        && let Some(count) = requiring.get_mut(&record.addr)
+    {
+        *count -= 1;
+        if *count == 0 {
+            requiring.remove(&record.addr);
+        }
     }
 }
 
@@ -549,6 +601,50 @@ mod tests {
 
     fn id(n: u64) -> RegistrationId {
         RegistrationId(n)
+    }
+
+    /// The indexes of who requires what give the dependents, and the
+    /// addresses still requiring something, that a scan of the table
+    /// finds, through registrations, changed requirements and removals.
+    #[tokio::test]
+    async fn the_indexes_agree_with_a_scan_of_the_table() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let table = table();
+        let mut rng = StdRng::seed_from_u64(13);
+        let (names, addrs) = (["a", "b", "c"], ["127.0.0.1:1", "127.0.0.1:2"]);
+        let services = ["a", "b", "c", "*"];
+        for step in 0..3000 {
+            let name = names[rng.random_range(0..names.len())];
+            let addr = addrs[rng.random_range(0..addrs.len())];
+            if rng.random_bool(0.3) {
+                table.remove(name, addr);
+            } else {
+                let required: Vec<&str> = services
+                    .into_iter()
+                    .filter(|_| rng.random_bool(0.3))
+                    .collect();
+                table.upsert(record(name, addr, &required), id(step), false);
+            }
+            let inner = read(&table.inner);
+            for name in names {
+                for addr in addrs {
+                    let probe = record(name, addr, &[]);
+                    let scanned: BTreeSet<&str> = inner
+                        .entries()
+                        .filter(|e| e.record.requires(name) && !e.record.same_instance(&probe))
+                        .map(|e| e.record.addr.as_str())
+                        .collect();
+                    let indexed = inner.change(probe).dependents;
+                    assert_eq!(indexed, Vec::from_iter(scanned), "step {step}");
+                }
+            }
+            for addr in addrs {
+                let requires = inner
+                    .entries()
+                    .any(|e| e.record.addr == addr && !e.record.required_services.is_empty());
+                assert_eq!(inner.requiring.contains_key(addr), requires, "step {step}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -621,7 +621,11 @@ fn concurrent_writes_on_both_replicas_converge_everywhere() {
 #[test]
 fn a_replica_killed_amid_shared_registrations_loses_none_it_acknowledged() {
     const WRITERS: usize = 8;
-    const EACH: usize = 60;
+    /// The most each writer sends: they stop once enough came after the
+    /// kill.
+    const EACH: usize = 2000;
+    const BEFORE_KILL: usize = 160;
+    const AFTER_KILL: usize = 320;
     let etcd = EtcdCluster::start(1);
     let no_heartbeat = ["--heartbeat-interval", "1h"];
     let mut replicas = [
@@ -629,7 +633,9 @@ fn a_replica_killed_amid_shared_registrations_loses_none_it_acknowledged() {
         registry_replica(&etcd, "127.0.0.1:0", &no_heartbeat),
     ];
     let urls: Vec<String> = replicas.iter().map(|r| r.url("/services")).collect();
-    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let count = || answered.load(std::sync::atomic::Ordering::SeqCst);
     let record = |writer: usize, n: usize| {
         let addr = format!("127.0.0.1:{}", 30000 + writer * EACH + n);
         let json = format!(r#"{{"Name":"many","Addr":"{addr}","RequiredServices":[]}}"#);
@@ -638,9 +644,10 @@ fn a_replica_killed_amid_shared_registrations_loses_none_it_acknowledged() {
     let outcomes: Vec<Vec<(usize, String, Option<u16>)>> = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| {
-                let (urls, answered) = (&urls, &answered);
+                let (urls, answered, stop) = (&urls, &answered, &stop);
                 scope.spawn(move || {
                     (0..EACH)
+                        .take_while(|_| !stop.load(std::sync::atomic::Ordering::SeqCst))
                         .map(|n| {
                             let replica = writer % 2;
                             let (addr, json) = record(writer, n);
@@ -654,12 +661,12 @@ fn a_replica_killed_amid_shared_registrations_loses_none_it_acknowledged() {
                 })
             })
             .collect();
-        // Killed with a third of the registrations answered, the rest on
-        // their way.
-        assert!(poll_until(SETTLE, || answered
-            .load(std::sync::atomic::Ordering::SeqCst)
-            >= WRITERS * EACH / 3));
+        // Killed amid the registrations, which go on after it.
+        assert!(poll_until(SETTLE, || count() >= BEFORE_KILL));
         replicas[0].kill9();
+        let killed = count();
+        assert!(poll_until(SETTLE, || count() >= killed + AFTER_KILL));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
         writers.into_iter().map(|w| w.join().unwrap()).collect()
     });
     let outcomes: Vec<_> = outcomes.into_iter().flatten().collect();
@@ -680,10 +687,7 @@ fn a_replica_killed_amid_shared_registrations_loses_none_it_acknowledged() {
             .all(|(replica, _, status)| *replica == 0 && status.is_none_or(|s| s == 503)),
         "{failed:?}"
     );
-    assert!(
-        !failed.is_empty(),
-        "the kill came too late to fail anything"
-    );
+    assert!(!failed.is_empty(), "nothing was sent to the killed replica");
     let survivor = &replicas[1];
     assert!(
         poll_until(SETTLE, || {

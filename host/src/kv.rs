@@ -52,6 +52,26 @@ impl Default for StateLimits {
     }
 }
 
+/// Which size bound a record passes: its key's, checked first, or its
+/// value's; each with the record's size.
+enum Oversize {
+    Key(usize),
+    Value(usize),
+}
+
+impl StateLimits {
+    /// The bound (`key`, `value`) passes, if any.
+    fn oversize(&self, key: &str, value: &str) -> Option<Oversize> {
+        if key.len() > self.max_key_bytes {
+            Some(Oversize::Key(key.len()))
+        } else if value.len() > self.max_value_bytes {
+            Some(Oversize::Value(value.len()))
+        } else {
+            None
+        }
+    }
+}
+
 /// Text keys to text values, shared by every request of this host.
 #[derive(Debug, Default)]
 pub struct KvStore {
@@ -129,19 +149,20 @@ impl KvStore {
 
     fn check(&self, inner: &Inner, key: &str, value: &str) -> Result<(), String> {
         let limits = &self.limits;
-        if key.len() > limits.max_key_bytes {
-            return Err(format!(
-                "key of {} bytes: at most {} bytes",
-                key.len(),
-                limits.max_key_bytes
-            ));
-        }
-        if value.len() > limits.max_value_bytes {
-            return Err(format!(
-                "value of {} bytes for '{key}': at most {} bytes",
-                value.len(),
-                limits.max_value_bytes
-            ));
+        match limits.oversize(key, value) {
+            Some(Oversize::Key(bytes)) => {
+                return Err(format!(
+                    "key of {bytes} bytes: at most {} bytes",
+                    limits.max_key_bytes
+                ));
+            }
+            Some(Oversize::Value(bytes)) => {
+                return Err(format!(
+                    "value of {bytes} bytes for '{key}': at most {} bytes",
+                    limits.max_value_bytes
+                ));
+            }
+            None => {}
         }
         if !inner.entries.contains_key(key) && inner.entries.len() >= limits.max_keys {
             return Err(format!(
@@ -281,26 +302,20 @@ fn past_limits(entries: &HashMap<String, String>, limits: &StateLimits) -> Vec<S
     }
     let mut keys: Vec<&String> = entries.keys().collect();
     keys.sort_unstable();
-    let mut records = keys.into_iter().filter_map(|key| {
-        let value = &entries[key];
-        if key.len() > limits.max_key_bytes {
-            Some(format!(
-                "key {} of {} bytes, more than --state-max-key {}",
-                shown(key),
-                key.len(),
-                limits.max_key_bytes
-            ))
-        } else if value.len() > limits.max_value_bytes {
-            Some(format!(
-                "the value of key {} of {} bytes, more than --state-max-value {}",
-                shown(key),
-                value.len(),
-                limits.max_value_bytes
-            ))
-        } else {
-            None
-        }
-    });
+    let mut records =
+        keys.into_iter()
+            .filter_map(|key| match limits.oversize(key, &entries[key])? {
+                Oversize::Key(bytes) => Some(format!(
+                    "key {} of {bytes} bytes, more than --state-max-key {}",
+                    shown(key),
+                    limits.max_key_bytes
+                )),
+                Oversize::Value(bytes) => Some(format!(
+                    "the value of key {} of {bytes} bytes, more than --state-max-value {}",
+                    shown(key),
+                    limits.max_value_bytes
+                )),
+            });
     found.extend(records.by_ref().take(NAMED_PAST_LIMITS));
     let more = records.count();
     if more > 0 {

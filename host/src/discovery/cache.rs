@@ -67,9 +67,10 @@ impl InstanceCache {
 
     fn merge_instances(&self, instances: Instances) {
         let mut known = write(&self.instances);
+        let mut held = count(&known);
         let mut left_out = 0;
         for record in instances.into_values().flatten() {
-            if upsert(&mut known, record, self.max).is_err() {
+            if upsert(&mut known, record, self.max, &mut held).is_err() {
                 left_out += 1;
             }
         }
@@ -87,7 +88,9 @@ impl InstanceCache {
     /// Adds an instance, or updates it if (`Name`, `Addr`) is already known;
     /// a new one past the bound is refused.
     pub fn add(&self, record: ServiceRecord) -> Result<(), CacheFull> {
-        upsert(&mut write(&self.instances), record, self.max)
+        let mut known = write(&self.instances);
+        let mut held = count(&known);
+        upsert(&mut known, record, self.max, &mut held)
     }
 
     /// Removes the instance with the same (`Name`, `Addr`), if any.
@@ -137,9 +140,20 @@ impl InstanceCache {
     }
 }
 
-/// Adds `record` to `known`, or updates it if (`Name`, `Addr`) is there;
-/// refuses a new instance when `known` holds `max` already.
-fn upsert(known: &mut Instances, record: ServiceRecord, max: usize) -> Result<(), CacheFull> {
+/// How many instances `known` holds.
+fn count(known: &Instances) -> usize {
+    known.values().map(Vec::len).sum()
+}
+
+/// Adds `record` to `known`, which holds `held` instances (counted once
+/// for a whole answer, and kept up to date here), or updates it if
+/// (`Name`, `Addr`) is there; refuses a new instance when `held` is `max`.
+fn upsert(
+    known: &mut Instances,
+    record: ServiceRecord,
+    max: usize,
+    held: &mut usize,
+) -> Result<(), CacheFull> {
     if let Some(same) = known
         .get_mut(&record.name)
         .and_then(|list| list.iter_mut().find(|r| r.same_instance(&record)))
@@ -147,10 +161,11 @@ fn upsert(known: &mut Instances, record: ServiceRecord, max: usize) -> Result<()
         *same = record;
         return Ok(());
     }
-    if known.values().map(Vec::len).sum::<usize>() >= max {
+    if *held >= max {
         return Err(CacheFull(max));
     }
     known.entry(record.name.clone()).or_default().push(record);
+    *held += 1;
     Ok(())
 }
 
@@ -170,7 +185,7 @@ mod tests {
             .add(ServiceRecord::new("log", "h:1", vec!["x".into()]))
             .unwrap();
         cache.merge(Instances::from([("visit".to_owned(), vec![log("h:4")])]));
-        assert_eq!(cache.snapshot().values().map(Vec::len).sum::<usize>(), 2);
+        assert_eq!(count(&cache.snapshot()), 2);
         cache.remove(&log("h:2"));
         cache.add(log("h:3")).unwrap();
     }

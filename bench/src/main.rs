@@ -15,6 +15,7 @@ mod client;
 mod load;
 mod procs;
 mod report;
+mod rounds;
 mod seed;
 
 use std::net::SocketAddr;

@@ -9,11 +9,7 @@
 //! here, see `baseline`) and against the seed, the Go system Sparrow
 //! reimplements, loaded the same way through its own gateway (see `seed`).
 //!
-//! The machine's speed drifts by a fifth over tens of seconds (measured:
-//! one process served 13,000 to 18,000 req/s in consecutive 2 s windows), so
-//! the layouts run side by side and are loaded in turn, in
-//! [`ROUNDS`] short windows each; a ratio is the median of the rounds'
-//! ratios, each taken between windows a few seconds apart.
+//! The layouts run side by side and are loaded in turn (see [`rounds`]).
 
 use std::time::Duration;
 
@@ -24,12 +20,10 @@ use crate::client;
 use crate::load::{self, Budget, Outcome, Target};
 use crate::procs;
 use crate::report::{self, Row};
+use crate::rounds::{self, Rounds, with_cpu};
 use crate::seed::{self, Seed};
 
 const CASE: &str = "end-to-end";
-
-/// Windows per layout; together they last the run's measuring time.
-const ROUNDS: u32 = 3;
 
 pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     let cache = TempDir::try_new("cache")?;
@@ -89,13 +83,10 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         measure: settings.measure,
     };
     let direct = load(visit.addr(), "/", full).await?;
-    let round = Budget::Timed {
-        warmup: settings.warmup / 2,
-        measure: settings.measure / ROUNDS,
-    };
+    let round = rounds::window(settings);
     let (mut one, mut three, mut hyper) = (Rounds::default(), Rounds::default(), Rounds::default());
     let (mut go, mut hyper_chain) = (Rounds::default(), Rounds::default());
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds::ROUNDS {
         three.add(with_cpu(&three_hosts, round, load(gateway.addr(), "/visit/", round)).await?);
         one.add(
             with_cpu(
@@ -240,76 +231,6 @@ fn against_seed(
     ]
 }
 
-/// One layout's measured windows, in the order they were taken, each with
-/// the host CPU it used.
-#[derive(Default)]
-struct Rounds(Vec<(Outcome, Duration)>);
-
-impl Rounds {
-    fn add(&mut self, round: (Outcome, Duration)) {
-        self.0.push(round);
-    }
-
-    /// All windows as one.
-    fn outcome(&self) -> Outcome {
-        Outcome::merge(self.0.iter().map(|(outcome, _)| outcome.clone()))
-    }
-
-    /// Answered requests per second over all windows.
-    fn rate(&self) -> f64 {
-        let elapsed: Duration = self.0.iter().map(|(outcome, _)| outcome.elapsed).sum();
-        self.answered() as f64 / elapsed.as_secs_f64().max(1e-9)
-    }
-
-    fn cpu_per_request(&self) -> Duration {
-        let used: Duration = self.0.iter().map(|(_, cpu)| *cpu).sum();
-        used / self.answered().max(1) as u32
-    }
-
-    fn answered(&self) -> u64 {
-        self.0.iter().map(|(outcome, _)| outcome.ok).sum()
-    }
-
-    /// The median over the rounds of this layout's rate against `other`'s
-    /// in the same round.
-    fn median_ratio(&self, other: &Rounds) -> f64 {
-        let mut ratios: Vec<f64> = self
-            .0
-            .iter()
-            .zip(&other.0)
-            .map(|((mine, _), (theirs, _))| mine.rate() / theirs.rate())
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        ratios[ratios.len() / 2]
-    }
-}
-
-/// The outcome of `load`, and the CPU time the processes `pids` used in its
-/// measured window (read when the warm-up ends and when the load does).
-async fn with_cpu(
-    pids: &[u32],
-    budget: Budget,
-    load: impl Future<Output = anyhow::Result<Outcome>>,
-) -> anyhow::Result<(Outcome, Duration)> {
-    let total = |pids: &[u32]| -> anyhow::Result<Duration> {
-        pids.iter().map(|&pid| harness::usage::cpu_time(pid)).sum()
-    };
-    let warmup = match budget {
-        Budget::Timed { warmup, .. } => warmup,
-        Budget::Count(_) => Duration::ZERO,
-    };
-    let at_window = {
-        let pids = pids.to_vec();
-        tokio::spawn(async move {
-            tokio::time::sleep(warmup).await;
-            total(&pids)
-        })
-    };
-    let outcome = load.await?;
-    let used = total(pids)?.saturating_sub(at_window.await??);
-    Ok((outcome, used))
-}
-
 /// Waits until `url` answers 200.
 async fn ready(url: &str) -> anyhow::Result<()> {
     let every = Duration::from_millis(20);
@@ -317,14 +238,7 @@ async fn ready(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `measured`'s rate against `baseline`'s: both over all rounds, and the
-/// median of the rounds' ratios.
+/// `measured`'s rate against `baseline`'s (see [`Rounds::against`]).
 fn against(measured: &Rounds, baseline: &Rounds, metric: &str) -> Row {
-    Row::compared(
-        CASE,
-        metric,
-        report::rate(measured.rate()),
-        report::rate(baseline.rate()),
-        measured.median_ratio(baseline),
-    )
+    measured.against(baseline, CASE, metric)
 }

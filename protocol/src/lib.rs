@@ -14,11 +14,13 @@
 //! - [`accept`]: the accept loop every server runs, with its drain rules.
 //! - [`listening`]: the `listening on ADDR` line, written and read back.
 //! - [`locks`]: lock helpers that ignore poisoning.
+//! - [`essential`]: the background tasks a server stops without.
 //! - [`metrics`]: a histogram in atomics and the Prometheus text answer.
 
 pub mod accept;
 pub mod body;
 pub mod duration;
+pub mod essential;
 pub mod http;
 pub mod listening;
 pub mod locks;

@@ -111,8 +111,9 @@ impl Leadership {
             .max(1)
     }
 
-    /// Competes for leadership forever; while this replica leads, `lead()`
-    /// runs (it is aborted when leadership is lost).
+    /// Competes for leadership; while this replica leads, `lead()` runs (it
+    /// is aborted when leadership is lost). Returns only if what `lead()`
+    /// started ends by itself while leading, once the key is let go of.
     pub async fn run(self: Arc<Self>, lead: impl Fn() -> JoinHandle<()>) {
         let look_every = self.ttl / 4;
         // A follower shows 0 from the start, not no sample.
@@ -127,10 +128,28 @@ impl Leadership {
                         key = self.fence.key,
                         "leading: running the heartbeat sweeps"
                     );
-                    let sweeps = AbortOnDrop(lead());
-                    self.hold(lease).await;
+                    let mut sweeps = AbortOnDrop(lead());
+                    // The sweeps loop for as long as they run: if they end
+                    // (a panic), holding on would keep every other replica
+                    // from sweeping while nobody does.
+                    let sweeps_ended = tokio::select! {
+                        () = self.hold(lease) => None,
+                        ended = &mut sweeps.0 => Some(ended),
+                    };
                     drop(sweeps);
                     self.metrics.backend_leader(BACKEND, false);
+                    if let Some(ended) = sweeps_ended {
+                        self.resign().await;
+                        tracing::error!(
+                            me = self.me,
+                            "the heartbeat sweeps ended ({}); leadership released",
+                            match ended {
+                                Ok(()) => "they returned".to_owned(),
+                                Err(e) => e.to_string(),
+                            }
+                        );
+                        return;
+                    }
                     tracing::warn!(
                         me = self.me,
                         "no longer leading: the heartbeat sweeps stopped"
@@ -270,5 +289,47 @@ mod tests {
         assert_eq!(leadership(Duration::from_secs(3)).ttl_seconds(), 3);
         assert_eq!(leadership(Duration::from_millis(2500)).ttl_seconds(), 3);
         assert_eq!(leadership(Duration::from_millis(10)).ttl_seconds(), 1);
+    }
+
+    /// Sweeps that end while leading (a panic) must not leave the key held
+    /// with nobody sweeping: the leader lets go at once, and stops, which
+    /// stops the replica (see `server`).
+    #[test]
+    fn a_leader_whose_sweeps_end_lets_go_at_once_and_stops() {
+        // The harness waits for etcd on a runtime of its own.
+        let etcd = harness::etcd::EtcdCluster::start(1);
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(sweeps_ending(&etcd));
+    }
+
+    async fn sweeps_ending(etcd: &harness::etcd::EtcdCluster) {
+        let endpoints = etcd.endpoints();
+        let endpoints: Vec<&str> = endpoints.split(',').collect();
+        let client = Client::connect(endpoints, None).await.unwrap();
+        let key = "/sparrow-test/leader";
+        let leadership = Arc::new(Leadership::new(
+            client.clone(),
+            Fence::new(key.into()),
+            "me".into(),
+            Duration::from_secs(30),
+            Duration::from_secs(2),
+            Arc::new(Metrics::new()),
+        ));
+        let led = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let lead = {
+            let led = Arc::clone(&led);
+            move || {
+                led.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async { panic!("a bug in the sweeps") })
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), leadership.run(lead))
+            .await
+            .expect("the leadership ends when its sweeps do");
+        assert_eq!(led.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Let go of at once: the lease would have kept it for 30 s.
+        let held = client.clone().get(key, None).await.unwrap();
+        assert!(held.kvs().is_empty(), "the leader key is still held");
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use hyper::service::service_fn;
 use protocol::accept::{self, ServeSettings};
+use protocol::essential::{Ended, Essential};
 use protocol::http::{HttpClient, http_client};
 use protocol::listening;
 use protocol::token::Token;
@@ -30,6 +31,8 @@ pub enum ServeError {
     Io(#[from] io::Error),
     #[error("{0}")]
     Etcd(String),
+    #[error("{0}")]
+    Essential(#[from] Ended),
 }
 
 /// Serves the registry on `listener` until `shutdown` completes, then lets
@@ -61,16 +64,12 @@ pub async fn serve(
         let store = Arc::new(MemoryStore::new(notifier, config.limits()));
         metrics.observe_table(store.clone());
         tracing::info!("{}", listening::message(local_addr));
-        let heartbeat = tokio::spawn(heartbeat::run(
-            Arc::clone(&store),
-            http,
-            config,
-            false,
-            metrics,
-        ));
-        serve_api(listener, store, api, shutdown).await;
-        heartbeat.abort();
-        return Ok(());
+        let mut essential = Essential::new();
+        essential.spawn(
+            "heartbeat",
+            heartbeat::run(Arc::clone(&store), http, config, false, metrics),
+        );
+        return serve_api(listener, store, api, &mut essential, shutdown).await;
     }
 
     let keys = Keys::new(&config.etcd_prefix);
@@ -94,8 +93,12 @@ pub async fn serve(
         "{}",
         listening::message(local_addr)
     );
-    let follower = tokio::spawn(Arc::clone(&store).follow());
-    let committer = tokio::spawn(Arc::clone(&store).commit(registrations));
+    let mut essential = Essential::new();
+    essential.spawn("etcd watch", Arc::clone(&store).follow());
+    essential.spawn(
+        "registration committer",
+        Arc::clone(&store).commit(registrations),
+    );
     let leadership = Arc::new(Leadership::new(
         store.client(),
         fence,
@@ -104,7 +107,7 @@ pub async fn serve(
         config.etcd_timeout,
         Arc::clone(&metrics),
     ));
-    let leading = {
+    {
         let store = Arc::clone(&store);
         let metrics = Arc::clone(&metrics);
         let lead = move || {
@@ -115,17 +118,13 @@ pub async fn serve(
                 Arc::clone(&metrics),
             )
         };
-        tokio::spawn(Arc::clone(&leadership).run(lead))
-    };
-    serve_api(listener, store, api, shutdown).await;
-    // Aborting the leadership ends the sweeps with it; then let the others
-    // take over at once.
-    leading.abort();
-    let _ = leading.await;
+        essential.spawn("leadership", Arc::clone(&leadership).run(lead));
+    }
+    let served = serve_api(listener, store, api, &mut essential, shutdown).await;
+    // The leadership ended with the others, and the sweeps with it; now
+    // let the other replicas take over at once.
     leadership.resign().await;
-    follower.abort();
-    committer.abort();
-    Ok(())
+    served
 }
 
 /// The sweeps of a replica that just became the leader.
@@ -148,12 +147,16 @@ struct ApiSettings {
     own_addr: std::net::SocketAddr,
 }
 
+/// Serves the API until `shutdown` completes or one of the `essential`
+/// tasks ends (an error: the replica stops rather than serve without it),
+/// then lets the requests in flight finish and stops the tasks.
 async fn serve_api<S: Store>(
     listener: TcpListener,
     store: Arc<S>,
     settings: ApiSettings,
+    essential: &mut Essential,
     shutdown: impl Future<Output = ()>,
-) {
+) -> Result<(), ServeError> {
     let api = Arc::new(Api {
         store,
         token: settings.token,
@@ -166,9 +169,17 @@ async fn serve_api<S: Store>(
         let api = Arc::clone(&api);
         service_fn(move |request| Arc::clone(&api).handle(request))
     };
-    let shutdown = async {
-        shutdown.await;
-        tracing::info!("shutting down");
+    let mut failed = None;
+    let stop = async {
+        tokio::select! {
+            () = shutdown => tracing::info!("shutting down"),
+            ended = essential.ended() => {
+                tracing::error!("{ended}; shutting down");
+                failed = Some(ended);
+            }
+        }
     };
-    accept::serve(listener, &settings.serve, service_for, shutdown).await;
+    accept::serve(listener, &settings.serve, service_for, stop).await;
+    essential.shutdown().await;
+    failed.map_or(Ok(()), |ended| Err(ended.into()))
 }

@@ -1,9 +1,10 @@
 //! `registry`: how fast the registry takes registrations, how long one
 //! heartbeat sweep over 10,000 instances takes (against the default 30 s
 //! interval), and how long until 1,000 dependents are told of a new instance
-//! they need (against a 1 s target). The instances and dependents are fakes
-//! served by this process, one loopback listener each. Then the same with
-//! the table in etcd (`registry_etcd.rs`).
+//! they need (against a 1 s target), and how fast the 10,000 deregister.
+//! The instances and dependents are fakes served by this process, one
+//! loopback listener each. Then the same with the table in etcd
+//! (`registry_etcd.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,7 +62,14 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
 
     // Registrations: N distinct records, 32 at a time.
     let instances = Arc::new(addrs(&fakes[..n]));
-    let registered = register(&registry, instances, "bench-instance", &[], settings).await?;
+    let registered = register(
+        &registry,
+        Arc::clone(&instances),
+        "bench-instance",
+        &[],
+        settings,
+    )
+    .await?;
     let registered_at = Instant::now();
     rows.push(Row::new(
         CASE,
@@ -96,6 +104,25 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         report::duration(fan_out),
         report::duration(FAN_OUT_TARGET),
         fan_out.as_secs_f64() / FAN_OUT_TARGET.as_secs_f64(),
+    ));
+
+    // The N instances leave in the order they came, as when a sweep evicts
+    // many instances of one service: each removal keeps the rest in order.
+    let deregistered = send_records(
+        &registry,
+        instances,
+        "bench-instance",
+        &[],
+        Method::DELETE,
+        settings,
+    )
+    .await?;
+    rows.push(Row::compared(
+        CASE,
+        &format!("deregistrations ({n} of one service, in the order they came) (vs registrations)"),
+        report::per_second(deregistered.rate(), "dereg"),
+        report::per_second(registered.rate(), "reg"),
+        deregistered.rate() / registered.rate(),
     ));
     drop(registry);
 
@@ -198,13 +225,29 @@ pub(super) async fn register(
     requires: &'static [&'static str],
     settings: &Settings,
 ) -> anyhow::Result<load::Outcome> {
+    send_records(registry, addrs, name, requires, Method::POST, settings).await
+}
+
+/// Sends one record per address, as `name`, in the order of `addrs`, with
+/// `method` (`POST` registers, `DELETE` deregisters) and 32 connections.
+async fn send_records(
+    registry: &Proc,
+    addrs: Arc<Vec<String>>,
+    name: &'static str,
+    requires: &'static [&'static str],
+    method: Method,
+    settings: &Settings,
+) -> anyhow::Result<load::Outcome> {
     let count = addrs.len() as u64;
     let body = Arc::new(move |i: u64| record(name, &addrs[i as usize], requires));
-    let target = Target::post(registry.addr(), "/services", body);
+    let target = Target {
+        method: method.clone(),
+        ..Target::post(registry.addr(), "/services", body)
+    };
     let outcome = load::run(target, settings.connections, Budget::Count(count)).await?;
     ensure!(
         outcome.errors == 0 && outcome.ok == count,
-        "{} of {count} registrations failed",
+        "{} of {count} {method} /services failed",
         outcome.errors
     );
     Ok(outcome)

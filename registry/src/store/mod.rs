@@ -10,6 +10,7 @@
 
 pub mod etcd;
 pub mod memory;
+mod roster;
 pub mod table;
 
 use std::future::Future;

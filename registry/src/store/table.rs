@@ -18,9 +18,9 @@ use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::Method;
-use indexmap::IndexMap;
 use serde::Serialize;
 
+use super::roster::Roster;
 use crate::notify::Notifier;
 use protocol::http::MAX_ANSWER;
 use protocol::locks::{read, write};
@@ -139,7 +139,7 @@ pub struct Table {
 struct Inner {
     /// Each service's instances by `Addr`, in the order they first
     /// registered (answers list them so, as the original does).
-    services: BTreeMap<String, IndexMap<String, Entry>>,
+    services: BTreeMap<String, Roster<Entry>>,
     /// Who requires each service (`*` for every one), by (`Addr`, `Name`):
     /// a change's dependents without a scan of the table.
     requirers: HashMap<String, BTreeSet<(String, String)>>,
@@ -445,7 +445,7 @@ impl Inner {
     }
 
     fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.services.values().flat_map(IndexMap::values)
+        self.services.values().flat_map(Roster::values)
     }
 
     /// Removes the instance (`name`, `addr`) if it `matches`.
@@ -459,8 +459,7 @@ impl Inner {
         if !matches(list.get(addr)?) {
             return None;
         }
-        // Keeps the others in registration order.
-        let removed = list.shift_remove(addr)?;
+        let removed = list.remove(addr)?;
         if list.is_empty() {
             self.services.remove(name);
         }
@@ -490,7 +489,7 @@ impl Inner {
     /// its instances (`[]` when there is none; every service for `*`), leaving
     /// out `record` itself.
     fn answer(&self, record: &ServiceRecord) -> Instances {
-        let instances_of = |list: &IndexMap<String, Entry>| -> Vec<ServiceRecord> {
+        let instances_of = |list: &Roster<Entry>| -> Vec<ServiceRecord> {
             list.values()
                 .filter(|e| !e.record.same_instance(record))
                 .map(|e| e.record.clone())

@@ -4,8 +4,10 @@
 //! Under load through gateway → visit → log: killing the leading replica,
 //! killing etcd members, losing etcd's quorum and getting it back,
 //! restarting every replica. And concurrent writes to both replicas, which
-//! must leave one table and every dependent agreeing with it, and a replica
-//! killed amid registrations, which must lose none it acknowledged.
+//! must leave one table and every dependent agreeing with it, a replica
+//! killed amid registrations, which must lose none it acknowledged, and a
+//! replica cut off with a minority of etcd, which must not pass off its
+//! copy as the truth.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -13,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use harness::etcd::{EtcdCluster, host_of, leader_of, registry_replica};
+use harness::etcd::{EtcdCluster, host_of, leader_of, registry_replica, registry_replica_on};
 use harness::load::Load;
 use harness::{Proc, Signal, TempDir, counter, get, plugin, poll_until, registered, send, stub};
 use http_body_util::{BodyExt, Full};
@@ -703,5 +705,78 @@ fn a_replica_killed_amid_shared_registrations_loses_none_it_acknowledged() {
         outcomes.len(),
         acknowledged.len(),
         failed.len()
+    );
+}
+
+/// A replica cut off with one etcd member, the majority going on without
+/// them: its copy misses what the majority registers from then on, and for
+/// the seconds until its member notices, nothing marks its answers stale.
+/// A host asks `?consistent` before it drops an instance that failed a
+/// call: such a replica must answer that it cannot tell (503), never a
+/// list without the new instance; the other replica, and this one once
+/// its member is back, answer with it.
+#[test]
+fn a_replica_cut_off_with_a_minority_does_not_pass_off_its_copy_as_the_truth() {
+    let etcd = EtcdCluster::start(3);
+    let cut_off = registry_replica_on(etcd.member_url(0), &free_addr(), &["--etcd-timeout", "1s"]);
+    let majority = format!("{},{}", etcd.member_url(1), etcd.member_url(2));
+    let other = registry_replica_on(&majority, &free_addr(), &[]);
+    let register = |name: &str, addr: &str| {
+        let record = format!(r#"{{"Name":"{name}","Addr":"{addr}","RequiredServices":[]}}"#);
+        send("POST", &other.url("/services"), &[], record.as_bytes())
+            .is_ok_and(|reply| reply.status == 200)
+    };
+    let consistent = |replica: &Proc, name: &str| {
+        send(
+            "GET",
+            &replica.url(&format!("/services/{name}?consistent")),
+            &[],
+            b"",
+        )
+        .unwrap()
+    };
+    // Instances that answer heartbeats: whichever replica leads sweeps.
+    let instances = [Recorder::start(), Recorder::start(), Recorder::start()];
+    let [before, second, after] = instances.each_ref().map(|r| r.addr.clone());
+    // Listed in the order they first registered, as the copies list them.
+    for addr in [&before, &second, &before] {
+        assert!(register("before", addr));
+    }
+    let order = [before.clone(), second.clone()];
+    assert!(poll_until(SETTLE, || registered(&cut_off, "before") == order));
+    let addrs = |reply: harness::Reply| -> Vec<String> {
+        let listed = reply.json();
+        let listed = listed.as_array().unwrap().iter();
+        listed
+            .map(|i| i["Addr"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(addrs(consistent(&other, "before")), order);
+    assert_eq!(addrs(consistent(&cut_off, "before")), order);
+
+    etcd.signal(0, Signal::SIGSTOP);
+    // The majority elects a leader of its own if it must.
+    assert!(poll_until(SETTLE, || register("after", &after)));
+    for name in ["after", "before"] {
+        let asked = consistent(&cut_off, name);
+        assert_eq!(
+            asked.status,
+            503,
+            "{name}: the cut-off replica answered from its copy: {}",
+            asked.text()
+        );
+    }
+    let asked = consistent(&other, "after");
+    assert_eq!(asked.status, 200, "{}\n{}", asked.text(), other.log());
+    assert_eq!(asked.json()[0]["Addr"].as_str(), Some(after.as_str()));
+
+    etcd.signal(0, Signal::SIGCONT);
+    assert!(
+        poll_until(SETTLE, || {
+            let asked = consistent(&cut_off, "after");
+            asked.status == 200 && asked.json()[0]["Addr"].as_str() == Some(after.as_str())
+        }),
+        "{}",
+        cut_off.log()
     );
 }

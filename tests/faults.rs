@@ -563,7 +563,7 @@ fn a_stale_registry_answer_drops_no_instance() {
     let asked_now = asked.clone();
     let known = format!(r#"{{"x":[{{"Name":"x","Addr":"{x_addr}","RequiredServices":[]}}]}}"#);
     let stale_registry = fake_http(move |head, _, _| {
-        if head.starts_with("GET /services/x ") {
+        if head.starts_with("GET /services/x?") || head.starts_with("GET /services/x ") {
             asked_now.store(true, Ordering::SeqCst);
             Some("HTTP/1.1 200 OK\r\nx-sparrow-stale: true\r\ncontent-length: 2\r\n\r\n[]".into())
         } else if head.starts_with("POST /services ") {

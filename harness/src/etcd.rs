@@ -164,6 +164,21 @@ impl EtcdCluster {
             .join(",")
     }
 
+    /// Member `i`'s client URL alone: a replica that reaches only this
+    /// member, as one cut off with it would.
+    pub fn member_url(&self, i: usize) -> &str {
+        &self.members[i].client_url
+    }
+
+    /// Sends `signal` to member `i` (`SIGSTOP` freezes it: to its peers and
+    /// clients it is cut off, connections open but silent; `SIGCONT`).
+    pub fn signal(&self, i: usize, signal: crate::Signal) {
+        if let Some(child) = &self.members[i].child {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            nix::sys::signal::kill(pid, signal).expect("signalling an etcd member");
+        }
+    }
+
     /// Whether member `i` answers `/health` with `true` (it has a leader).
     pub fn healthy(&self, i: usize) -> bool {
         let url = format!("{}/health", self.members[i].client_url);
@@ -229,8 +244,13 @@ impl Drop for EtcdCluster {
 /// the harness's fast heartbeats and a 2 s leader lease (`extra` may
 /// override either), and waits until it takes writes.
 pub fn registry_replica(etcd: &EtcdCluster, addr: &str, extra: &[&str]) -> crate::Proc {
-    let endpoints = etcd.endpoints();
-    let mut args = vec!["--etcd", endpoints.as_str()];
+    registry_replica_on(&etcd.endpoints(), addr, extra)
+}
+
+/// [`registry_replica`], reaching only the etcd members of `endpoints`
+/// (client URLs, comma-separated).
+pub fn registry_replica_on(endpoints: &str, addr: &str, extra: &[&str]) -> crate::Proc {
+    let mut args = vec!["--etcd", endpoints];
     if !extra.contains(&"--leader-ttl") {
         args.extend(["--leader-ttl", "2s"]);
     }

@@ -72,11 +72,14 @@ impl RegistryClient {
         self.send(Method::DELETE, record).await.map(drop)
     }
 
-    /// The addresses of the instances of `name` the registry lists (`GET
-    /// /services/{name}`; none when it answers 404). An answer marked stale
-    /// is [`ClientError::Stale`]: what it leaves out may be registered.
+    /// The addresses of the instances of `name` registered now (`GET
+    /// /services/{name}?consistent`; none when it answers 404): what the
+    /// table holds, not a replica's copy of it, which may lack what was
+    /// registered elsewhere (a replica cut off from etcd's quorum answers
+    /// 503 instead). An answer marked stale, from a registry that reads
+    /// no truth but its copy, is [`ClientError::Stale`].
     pub async fn addresses(&self, name: &str) -> Result<Vec<String>, ClientError> {
-        let url = format!("{}/{}", self.services_url, percent_encode(name));
+        let url = format!("{}/{}?consistent", self.services_url, percent_encode(name));
         let asked = request(Method::GET, &url, Bytes::new(), &self.token)?;
         let (head, answer) = exchange(&self.http, asked, self.timeout, MAX_ANSWER).await?;
         if head.headers.contains_key(STALE_HEADER) {

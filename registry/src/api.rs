@@ -4,7 +4,8 @@
 //!   instances of every required service;
 //! - `DELETE /services` deregisters (an unknown instance is not an error);
 //! - `GET /services` and `GET /services/{name}` show the table with health
-//!   (`{name}` percent-decoded);
+//!   (`{name}` percent-decoded); `GET /services/{name}?consistent` reads
+//!   the table's truth rather than this replica's copy;
 //! - `GET /metrics` answers the metrics (`metrics`), `GET /` and
 //!   `GET /overview` the live page and its data (`page`).
 //!
@@ -19,7 +20,8 @@
 //!
 //! A write the store cannot make (etcd unreachable) answers 503 with a
 //! one-line reason. Reads answer from the local table; with an etcd store
-//! that has lost its watch they carry `x-sparrow-stale: true`.
+//! that has lost its watch they carry `x-sparrow-stale: true`. A
+//! `?consistent` read the store cannot make answers 503 too.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,7 +36,7 @@ use hyper::body::Incoming;
 use crate::metrics::Metrics;
 use crate::notify::NOTIFICATION_HEADER;
 use crate::page;
-use crate::store::Store;
+use crate::store::{InstanceView, Store};
 use protocol::body::{MAX_BODY, json_response, read_record, text_response};
 use protocol::http::STALE_HEADER;
 use protocol::record::ServiceRecord;
@@ -120,6 +122,9 @@ impl<S: Store> Api<S> {
             path => match path.strip_prefix("/services/") {
                 Some(segment) if !segment.is_empty() && !segment.contains('/') => match method {
                     Method::GET | Method::HEAD => match percent_decode(segment) {
+                        Ok(name) if asks_consistent(parts.uri.query()) => {
+                            self.current_view(&name).await
+                        }
                         Ok(name) => self.read(|| self.view_service(&name)),
                         Err(why) => text_response(StatusCode::BAD_REQUEST, why),
                     },
@@ -205,12 +210,17 @@ impl<S: Store> Api<S> {
     }
 
     fn view_service(&self, name: &str) -> HttpResponse {
-        match self.store.table().view_service(name) {
-            Some(instances) => json_response(StatusCode::OK, &instances),
-            None => text_response(
-                StatusCode::NOT_FOUND,
-                format!("no instance of service {name:?} is registered"),
-            ),
+        service_response(name, self.store.table().view_service(name))
+    }
+
+    /// `GET /services/{name}?consistent`: the truth now, or 503.
+    async fn current_view(&self, name: &str) -> HttpResponse {
+        match self.store.current_view(name).await {
+            Ok(instances) => service_response(name, instances),
+            Err(e) => {
+                tracing::debug!(name, error = %e, "cannot read the table's truth");
+                text_response(e.status(), e.to_string())
+            }
         }
     }
 }
@@ -280,9 +290,52 @@ fn not_allowed(allow: &'static str) -> HttpResponse {
     response
 }
 
+/// One service's instances as `GET /services/{name}` answers them.
+fn service_response(name: &str, instances: Option<Vec<InstanceView>>) -> HttpResponse {
+    match instances {
+        Some(instances) => json_response(StatusCode::OK, &instances),
+        None => text_response(
+            StatusCode::NOT_FOUND,
+            format!("no instance of service {name:?} is registered"),
+        ),
+    }
+}
+
+/// Whether a read asks for the table's truth rather than this replica's
+/// copy: `?consistent`, as Consul spells it (any value, or none).
+fn asks_consistent(query: Option<&str>) -> bool {
+    query.is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("consistent"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_asks_for_the_truth_with_consistent_in_its_query() {
+        for asks in [
+            "consistent",
+            "consistent=",
+            "consistent=true",
+            "a=1&consistent",
+        ] {
+            assert!(asks_consistent(Some(asks)), "{asks}");
+        }
+        for not in [
+            "",
+            "stale",
+            "consistently",
+            "a=consistent",
+            "x_consistent=1",
+        ] {
+            assert!(!asks_consistent(Some(not)), "{not}");
+        }
+        assert!(!asks_consistent(None));
+    }
 
     #[test]
     fn decodes_a_path_segment() {

@@ -45,6 +45,19 @@ async fn views_show_every_instance_with_its_health() {
 
     let (status, body) = registry.request(Method::GET, "/services/cache", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // This table is the truth: `?consistent` reads it alike.
+    let (status, body) = registry
+        .request(Method::GET, "/services/log?consistent", "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let consistent: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(consistent[0]["Addr"], log.addr.as_str());
+    assert_eq!(consistent[0]["health"], "passing");
+    let (status, body) = registry
+        .request(Method::GET, "/services/cache?consistent=true", "")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
 
 #[tokio::test]

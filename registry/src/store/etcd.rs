@@ -55,7 +55,7 @@ use etcd_client::{
 use protocol::record::ServiceRecord;
 use tokio::sync::{mpsc, watch};
 
-use super::{Registered, RegistrationId, Store, StoreError, Table, Target};
+use super::{InstanceView, Registered, RegistrationId, Store, StoreError, Table, Target};
 use crate::leader::Fence;
 use crate::metrics::Metrics;
 
@@ -563,6 +563,31 @@ impl Store for EtcdStore {
 
     fn stale(&self) -> bool {
         !self.watching.load(Ordering::SeqCst)
+    }
+
+    async fn current_view(&self, name: &str) -> Result<Option<Vec<InstanceView>>, StoreError> {
+        // A linearizable read: a member cut off from the others' quorum
+        // cannot answer it (the client asks for a leader), where this
+        // replica's copy would answer without what the majority did since.
+        let mut kv = self.kv.clone();
+        let options = GetOptions::new().with_prefix();
+        let read = self
+            .call("range", kv.get(self.keys.service(name), Some(options)))
+            .await?;
+        // Listed in the order they first registered, as the copy lists them:
+        // a key's create revision stays through registrations again.
+        let mut found: Vec<_> = read
+            .kvs()
+            .iter()
+            .filter_map(|kv| Some((kv.create_revision(), self.parse_record(kv)?)))
+            .filter(|(_, (record, _))| record.name == name)
+            .collect();
+        found.sort_by_key(|(created, _)| *created);
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let found = found.into_iter().map(|(_, found)| found).collect();
+        Ok(Some(self.table.views_of(found)))
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use protocol::record::ServiceRecord;
 
-use super::{Limits, Registered, RegistrationId, Store, StoreError, Table, Target};
+use super::{InstanceView, Limits, Registered, RegistrationId, Store, StoreError, Table, Target};
 use crate::notify::Notifier;
 
 pub struct MemoryStore {
@@ -49,5 +49,10 @@ impl Store for MemoryStore {
 
     fn stale(&self) -> bool {
         false
+    }
+
+    async fn current_view(&self, name: &str) -> Result<Option<Vec<InstanceView>>, StoreError> {
+        // This table is the truth.
+        Ok(self.table.view_service(name))
     }
 }

@@ -17,7 +17,7 @@ use std::future::Future;
 
 use protocol::record::{Instances, ServiceRecord};
 
-pub use table::{Full, Limits, RegistrationId, TABLE_BUDGET, Table, Target};
+pub use table::{Full, InstanceView, Limits, RegistrationId, TABLE_BUDGET, Table, Target};
 
 /// The table's home. Writes may fail (etcd unreachable); reads never do,
 /// they come from the local [`Table`].
@@ -45,6 +45,16 @@ pub trait Store: Send + Sync + 'static {
     /// Whether reads may be behind the table's truth by more than the usual
     /// moment (the etcd store while it has lost its watch).
     fn stale(&self) -> bool;
+
+    /// The instances of `name` as the table's truth holds them now, not as
+    /// a copy last heard (`GET /services/{name}?consistent`): for a caller
+    /// about to act on an instance's absence. Fails rather than answer
+    /// from a copy when the truth cannot be read; `None` when the service
+    /// has no instance.
+    fn current_view(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Vec<InstanceView>>, StoreError>> + Send;
 }
 
 /// The result of a registration.

@@ -363,6 +363,32 @@ impl Table {
             .map(|list| list.values().map(Entry::view).collect())
     }
 
+    /// The view of `found` (records read from the truth, each with its
+    /// registration, in the order to list them): each with the health this
+    /// table knows of that registration, `unchecked` for one it has not
+    /// seen yet.
+    pub fn views_of(&self, found: Vec<(ServiceRecord, RegistrationId)>) -> Vec<InstanceView> {
+        let inner = read(&self.inner);
+        found
+            .into_iter()
+            .map(|(record, id)| {
+                let known = inner
+                    .services
+                    .get(&record.name)
+                    .and_then(|list| list.get(&record.addr))
+                    .filter(|entry| entry.id == id);
+                match known {
+                    Some(entry) => entry.view(),
+                    None => InstanceView {
+                        record,
+                        health: Health::Unchecked,
+                        last_heartbeat_unix_ms: None,
+                    },
+                }
+            })
+            .collect()
+    }
+
     /// How many instances are registered.
     pub fn len(&self) -> usize {
         read(&self.inner).instances

@@ -26,7 +26,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{RegistrationId, Store, Target};
+use crate::store::{Store, Target};
 use protocol::http::{HttpClient, MAX_HEARTBEAT_ANSWER, send};
 use protocol::token::Token;
 
@@ -69,20 +69,23 @@ pub async fn run<S: Store>(
     let mut checks = JoinSet::new();
     // A check can outlast the interval (an instance that never answers);
     // the next sweep skips it rather than checking it twice at once.
-    let mut in_flight: HashSet<RegistrationId> = HashSet::new();
+    // Keyed by the whole target: on etcd, registrations made in one
+    // transaction share their id, and a set of ids checked one of them
+    // and skipped the others at every sweep, never to evict them.
+    let mut in_flight: HashSet<Target> = HashSet::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
                 let targets = checker.store.table().targets();
                 tracing::debug!(instances = targets.len(), "heartbeat sweep");
                 for target in targets {
-                    if in_flight.insert(target.id) {
+                    if in_flight.insert(target.clone()) {
                         checks.spawn(Arc::clone(&checker).check(target));
                     }
                 }
             }
             Some(done) = checks.join_next() => match done {
-                Ok(id) => { in_flight.remove(&id); }
+                Ok(target) => { in_flight.remove(&target); }
                 Err(e) => tracing::error!(error = %e, "heartbeat check failed"),
             },
         }
@@ -90,7 +93,7 @@ pub async fn run<S: Store>(
 }
 
 impl<S: Store> Checker<S> {
-    async fn check(self: Arc<Self>, target: Target) -> RegistrationId {
+    async fn check(self: Arc<Self>, target: Target) -> Target {
         let attempts = self.config.heartbeat_attempts;
         for attempt in 1..=attempts {
             if attempt > 1 {
@@ -100,7 +103,7 @@ impl<S: Store> Checker<S> {
             self.metrics.heartbeat(alive);
             self.store.table().record_heartbeat(&target, alive);
             if alive {
-                return target.id;
+                return target;
             }
             tracing::debug!(
                 name = target.name,
@@ -129,7 +132,7 @@ impl<S: Store> Checker<S> {
                 "cannot evict"
             ),
         }
-        target.id
+        target
     }
 
     async fn probe(&self, target: &Target) -> bool {

@@ -152,3 +152,55 @@ async fn idle_clients_past_the_open_file_limit_leave_heartbeats_alone() {
         registry.proc.log()
     );
 }
+
+/// On etcd a registration's id is its key's mod revision, which every
+/// registration written in one transaction shares: a replica writes the
+/// registrations waiting for it in one (`store/etcd/commit.rs`). Each
+/// instance must still be heart-beaten, and a dead one evicted, whatever
+/// the others sharing its id do. Written here in one transaction straight
+/// into etcd, so that the sharing does not hang on timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_registered_in_one_etcd_transaction_are_each_heart_beaten() {
+    use etcd_client::{Client, Txn, TxnOp};
+    use harness::etcd::{EtcdCluster, registry_replica};
+
+    let (etcd, registry) = tokio::task::spawn_blocking(|| {
+        let etcd = EtcdCluster::start(1);
+        let registry = RegistryProcess::of(registry_replica(&etcd, "127.0.0.1:0", &[]));
+        (etcd, registry)
+    })
+    .await
+    .unwrap();
+    let alive = FakeService::start(Behaviour::Healthy).await;
+    let mut dead = Vec::new();
+    for _ in 0..2 {
+        // On their own loopback address, as above: nobody takes the port.
+        let mut service = FakeService::start_on("127.0.0.3", Behaviour::Healthy).await;
+        service.stop().await;
+        dead.push(service);
+    }
+    // The live one first: the sweep meets it first among those sharing
+    // the id.
+    let records = [
+        alive.record("a-alive", &[]),
+        dead[0].record("b-dead", &[]),
+        dead[1].record("c-dead", &[]),
+    ];
+    let puts: Vec<TxnOp> = records
+        .iter()
+        .map(|record| {
+            let key = format!("/sparrow/services/{}/{}", record.name, record.addr);
+            TxnOp::put(key, serde_json::to_vec(record).unwrap(), None)
+        })
+        .collect();
+    let mut client = Client::connect([etcd.member_url(0)], None).await.unwrap();
+    client.txn(Txn::new().and_then(puts)).await.unwrap();
+
+    eventually("the dead instances evicted, the live one kept", || async {
+        let services = registry.services().await;
+        services.get("b-dead").is_none()
+            && services.get("c-dead").is_none()
+            && addrs(&services["a-alive"]) == [alive.addr.clone()]
+    })
+    .await;
+}

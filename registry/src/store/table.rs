@@ -74,7 +74,9 @@ fn json_len(value: &impl Serialize) -> usize {
 
 /// Identifies one registration of an instance. Registering the same
 /// (`Name`, `Addr`) again gives a new id, so that a heartbeat that started
-/// before the re-registration cannot evict the new one.
+/// before the re-registration cannot evict the new one. Unique per
+/// instance only: on etcd it is the key's mod revision, which every
+/// registration of one transaction shares (see `store/etcd/commit.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RegistrationId(pub u64);
 
@@ -90,8 +92,9 @@ pub enum Health {
     Failing,
 }
 
-/// An instance for the heartbeat to check.
-#[derive(Clone, Debug)]
+/// An instance for the heartbeat to check: one registration of one
+/// instance.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
     pub id: RegistrationId,
     pub name: String,

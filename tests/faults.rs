@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::{
@@ -346,6 +346,53 @@ fn a_call_tries_every_known_instance_until_one_answers() {
         let reply = get(&gateway.url("/echo/x"));
         assert_eq!(reply.status, 200, "call {n}: {}", reply.text());
     }
+}
+
+/// A host stopped after the registry took its registration but before the
+/// answer reached it is not yet watching for stalls when it resumes; the
+/// registry may have evicted it meanwhile. Its first check counts from when
+/// the registration was sent, so a registration answered more than a
+/// second later is made again at once. Here the registry is the slow one,
+/// which the host cannot tell apart (and which costs one request).
+#[test]
+fn a_registration_answered_after_a_stall_is_made_again_at_once() {
+    let registrations = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let seen = registrations.clone();
+    let registry = fake_http(move |head, _, _| {
+        if head.starts_with("POST /services ") {
+            let first = {
+                let mut seen = seen.lock().unwrap();
+                seen.push(Instant::now());
+                seen.len() == 1
+            };
+            if first {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            Some(ok_answer("{}"))
+        } else {
+            Some(ok_answer(""))
+        }
+    });
+    let host = Launch::host(
+        binary("host"),
+        &stub("plain-echo"),
+        "127.0.0.1:0",
+        &format!("http://{registry}"),
+    )
+    .args(["--heartbeat-timeout", "30s"])
+    .start()
+    .unwrap();
+    assert!(
+        poll_until(Duration::from_secs(10), || registrations
+            .lock()
+            .unwrap()
+            .len()
+            >= 2),
+        "registered {} times:\n{}",
+        registrations.lock().unwrap().len(),
+        host.log()
+    );
+    assert!(host.log().contains("stood still"), "{}", host.log());
 }
 
 /// A host stopped long enough to be evicted registers again as soon as it

@@ -44,6 +44,8 @@ pub struct Discovery {
     token: Token,
     /// When the registry last checked on us (or we last registered).
     last_heard: Mutex<Instant>,
+    /// When the last registration that was answered was sent.
+    registration_sent: Mutex<Instant>,
     /// What this instance registers as; a swapped plugin may change it.
     record: RwLock<ServiceRecord>,
 }
@@ -66,6 +68,7 @@ impl Discovery {
             cache,
             token,
             last_heard: Mutex::new(Instant::now()),
+            registration_sent: Mutex::new(Instant::now()),
             record: RwLock::new(record),
         }
     }
@@ -91,23 +94,29 @@ impl Discovery {
     pub async fn keep_registered(&self, timeout: Duration) {
         // Often enough to tell a stop of a second from the schedule.
         let check_every = (timeout / 4).clamp(Duration::from_millis(50), STALL / 4);
+        // The first check counts from when the registration this task
+        // follows was sent: a process stopped while it was under way (the
+        // registry took it, then evicted the silent process) is not
+        // watched yet, and would otherwise wait out a whole `timeout`. A
+        // registry slow to answer looks the same, and costs one request.
+        let mut asleep = *lock(&self.registration_sent);
         loop {
-            let asleep = Instant::now();
             tokio::time::sleep(check_every).await;
             let late = asleep.elapsed().saturating_sub(check_every);
             let silence = self.silence();
             if late > STALL {
                 tracing::warn!("this process stood still for {late:?}; registering again");
-            } else if silence < timeout {
-                continue;
-            } else {
+            } else if silence >= timeout {
                 tracing::warn!("no heartbeat for {silence:?}; registering again");
             }
-            // Retry for as long as it takes: the registry may be down for a
-            // while, and nothing else will put us back.
-            if let Err(e) = self.register(Duration::MAX).await {
-                tracing::error!(error = %e, "registering again failed");
+            if late > STALL || silence >= timeout {
+                // Retry for as long as it takes: the registry may be down
+                // for a while, and nothing else will put us back.
+                if let Err(e) = self.register(Duration::MAX).await {
+                    tracing::error!(error = %e, "registering again failed");
+                }
             }
+            asleep = Instant::now();
         }
     }
 
@@ -187,8 +196,10 @@ impl Discovery {
         let mut backoff = FIRST_BACKOFF;
         loop {
             let record = self.record();
+            let sent = Instant::now();
             match self.register_once(&record).await {
                 Ok(instances) => {
+                    *lock(&self.registration_sent) = sent;
                     self.cache.merge(required_only(&record, instances));
                     self.heard_heartbeat();
                     tracing::info!(

@@ -376,9 +376,7 @@ impl Table {
             .into_iter()
             .map(|(record, id)| {
                 let known = inner
-                    .services
-                    .get(&record.name)
-                    .and_then(|list| list.get(&record.addr))
+                    .entry(&record.name, &record.addr)
                     .filter(|entry| entry.id == id);
                 match known {
                     Some(entry) => entry.view(),
@@ -445,10 +443,7 @@ impl Inner {
     /// table's, or more), in place of its known registration if there is
     /// one; the usage with it.
     fn admits(&self, usage: Usage, record: &ServiceRecord, limits: &Limits) -> Result<Usage, Full> {
-        let known = self
-            .services
-            .get(&record.name)
-            .and_then(|list| list.get(&record.addr));
+        let known = self.entry(&record.name, &record.addr);
         if known.is_none() && usage.instances >= limits.instances {
             return Err(Full::Instances(limits.instances));
         }
@@ -467,10 +462,13 @@ impl Inner {
 
     /// Whether the table holds exactly `record` under registration `id`.
     fn holds(&self, record: &ServiceRecord, id: RegistrationId) -> bool {
-        self.services
-            .get(&record.name)
-            .and_then(|list| list.get(&record.addr))
+        self.entry(&record.name, &record.addr)
             .is_some_and(|e| e.id == id && e.record == *record)
+    }
+
+    /// The instance (`name`, `addr`), if the table holds it.
+    fn entry(&self, name: &str, addr: &str) -> Option<&Entry> {
+        self.services.get(name)?.get(addr)
     }
 
     fn entries(&self) -> impl Iterator<Item = &Entry> {

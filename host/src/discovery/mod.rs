@@ -104,12 +104,15 @@ impl Discovery {
             tokio::time::sleep(check_every).await;
             let late = asleep.elapsed().saturating_sub(check_every);
             let silence = self.silence();
-            if late > STALL {
-                tracing::warn!("this process stood still for {late:?}; registering again");
+            let why = if late > STALL {
+                Some(format!("this process stood still for {late:?}"))
             } else if silence >= timeout {
-                tracing::warn!("no heartbeat for {silence:?}; registering again");
-            }
-            if late > STALL || silence >= timeout {
+                Some(format!("no heartbeat for {silence:?}"))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                tracing::warn!("{why}; registering again");
                 // Retry for as long as it takes: the registry may be down
                 // for a while, and nothing else will put us back.
                 if let Err(e) = self.register(Duration::MAX).await {

@@ -12,9 +12,11 @@
 //! the range, only another caller of this function can take it, and that
 //! one picks at random too.
 
+use std::collections::BTreeSet;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The lowest port picked: above the ports services are commonly
@@ -34,9 +36,17 @@ const TRIES: usize = 1000;
 pub fn free_addr() -> std::io::Result<SocketAddr> {
     let end = ephemeral_start().max(LOWEST + 1);
     let span = u64::from(end - LOWEST);
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     for _ in 0..TRIES {
         let port = LOWEST + (random() % span) as u16;
+        if given.contains(&port) {
+            continue;
+        }
         if let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            given.insert(port);
             return listener.local_addr();
         }
     }
@@ -74,5 +84,14 @@ mod tests {
             assert!((LOWEST..ephemeral_start()).contains(&addr.port()), "{addr}");
         }
         TcpListener::bind(addr).expect("the address is free");
+    }
+
+    #[test]
+    fn no_port_is_handed_out_twice_in_one_process() {
+        let mut seen = BTreeSet::new();
+        for _ in 0..2000 {
+            let port = free_addr().unwrap().port();
+            assert!(seen.insert(port), "port {port} handed out twice");
+        }
     }
 }

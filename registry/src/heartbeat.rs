@@ -16,12 +16,13 @@
 //! Heartbeats carry no token: answering one changes nothing, and services
 //! written against the original protocol must keep answering them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{Id, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::Config;
@@ -66,34 +67,69 @@ pub async fn run<S: Store>(
     };
     let mut ticker = tokio::time::interval_at(first, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut checks = JoinSet::new();
-    // A check can outlast the interval (an instance that never answers);
-    // the next sweep skips it rather than checking it twice at once.
-    // Keyed by the whole target: on etcd, registrations made in one
-    // transaction share their id, and a set of ids checked one of them
-    // and skipped the others at every sweep, never to evict them.
-    let mut in_flight: HashSet<Target> = HashSet::new();
+    let mut checks = Checks::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
                 let targets = checker.store.table().targets();
                 tracing::debug!(instances = targets.len(), "heartbeat sweep");
                 for target in targets {
-                    if in_flight.insert(target.clone()) {
-                        checks.spawn(Arc::clone(&checker).check(target));
-                    }
+                    checks.start(target, |target| Arc::clone(&checker).check(target));
                 }
             }
-            Some(done) = checks.join_next() => match done {
-                Ok(target) => { in_flight.remove(&target); }
-                Err(e) => tracing::error!(error = %e, "heartbeat check failed"),
-            },
+            Some(()) = checks.finish_next() => {}
         }
     }
 }
 
+/// The checks in flight, one at most per target.
+///
+/// A check can outlast the interval (an instance that never answers); the
+/// next sweep skips its target rather than checking it twice at once. The
+/// set is keyed by the whole target: on etcd, registrations made in one
+/// transaction share their id, and a set of ids checked one of them and
+/// skipped the others at every sweep, never to evict them. A check is
+/// forgotten by its task's id, which a panic reports too: forgotten by the
+/// target it returns, a check that panicked would leave its target skipped
+/// until the registry restarts.
+#[derive(Default)]
+struct Checks {
+    tasks: JoinSet<()>,
+    targets: HashMap<Id, Target>,
+    running: HashSet<Target>,
+}
+
+impl Checks {
+    /// Spawns `check(target)` unless a check of `target` is in flight.
+    fn start<F>(&mut self, target: Target, check: impl FnOnce(Target) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if self.running.insert(target.clone()) {
+            let id = self.tasks.spawn(check(target.clone())).id();
+            self.targets.insert(id, target);
+        }
+    }
+
+    /// Waits for a check to end, however it ended, and forgets it; `None`
+    /// when none is in flight.
+    async fn finish_next(&mut self) -> Option<()> {
+        let id = match self.tasks.join_next_with_id().await? {
+            Ok((id, ())) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "heartbeat check failed");
+                e.id()
+            }
+        };
+        if let Some(target) = self.targets.remove(&id) {
+            self.running.remove(&target);
+        }
+        Some(())
+    }
+}
+
 impl<S: Store> Checker<S> {
-    async fn check(self: Arc<Self>, target: Target) -> Target {
+    async fn check(self: Arc<Self>, target: Target) {
         let attempts = self.config.heartbeat_attempts;
         for attempt in 1..=attempts {
             if attempt > 1 {
@@ -103,7 +139,7 @@ impl<S: Store> Checker<S> {
             self.metrics.heartbeat(alive);
             self.store.table().record_heartbeat(&target, alive);
             if alive {
-                return target;
+                return;
             }
             tracing::debug!(
                 name = target.name,
@@ -132,7 +168,6 @@ impl<S: Store> Checker<S> {
                 "cannot evict"
             ),
         }
-        target
     }
 
     async fn probe(&self, target: &Target) -> bool {
@@ -153,5 +188,44 @@ impl<S: Store> Checker<S> {
             .await,
             Ok((StatusCode::OK, _))
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(addr: &str) -> Target {
+        Target {
+            id: crate::store::RegistrationId(1),
+            name: "svc".into(),
+            addr: addr.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_target_is_checked_once_at_a_time_and_again_after_a_panic() {
+        let mut checks = Checks::default();
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        checks.start(target("a:1"), |_| async {
+            let _ = held.await;
+        });
+        // In flight: a second start of the same target spawns nothing.
+        checks.start(target("a:1"), |_| async { unreachable!() });
+        assert_eq!(checks.tasks.len(), 1);
+        release.send(()).unwrap();
+        checks.finish_next().await.unwrap();
+        assert!(checks.running.is_empty());
+
+        checks.start(target("a:1"), |_| async { panic!("a check that panics") });
+        checks.finish_next().await.unwrap();
+        assert!(checks.running.is_empty(), "a panicked check is forgotten");
+        let (ran, rx) = tokio::sync::oneshot::channel();
+        checks.start(target("a:1"), |_| async move {
+            let _ = ran.send(());
+        });
+        checks.finish_next().await.unwrap();
+        rx.await.expect("checked again after the panic");
+        assert!(checks.finish_next().await.is_none());
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use harness::plugin;
+use harness::in_process_host_args;
 use host::{Cli, Host, control};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -39,16 +39,7 @@ async fn get(url: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_serves_in_process_and_stops_when_told() {
     let (registry, _registry_stop) = start_registry().await;
-    let cli = Cli::parse_from([
-        "host",
-        "--plugin",
-        plugin("visit").to_str().unwrap(),
-        "--addr",
-        "127.0.0.1:0",
-        "--registry",
-        &registry,
-        "--no-cache",
-    ]);
+    let cli = Cli::parse_from(in_process_host_args("visit", &registry, &[]));
     let host = Host::start(cli).await.unwrap();
     let addr = host.local_addr();
     let (controller, control) = control();

@@ -48,6 +48,8 @@ pub use paths::{Artifacts, binary, on_path, plugin, stub};
 pub use ports::free_addr;
 pub use process::{Launch, Proc};
 pub use registry_api::{RegistryProcess, addrs, counter, registered};
-pub use sparrow::{FAST_HEARTBEATS, Heartbeats, NO_HEARTBEAT, ServiceSpec, config_text};
+pub use sparrow::{
+    FAST_HEARTBEATS, Heartbeats, NO_HEARTBEAT, ServiceSpec, config_text, in_process_host_args,
+};
 pub use tempdir::{TempDir, install_atomically};
 pub use wait::{DEADLINE, Deadline, eventually, eventually_some, poll_until};

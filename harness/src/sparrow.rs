@@ -63,6 +63,27 @@ impl Launch {
     }
 }
 
+/// The command line of a host run in process (`host::Cli::parse_from`):
+/// the plugin `name` on a free port, registered with `registry_url`,
+/// compiled without a cache; then `extra`.
+pub fn in_process_host_args(name: &str, registry_url: &str, extra: &[&str]) -> Vec<String> {
+    let plugin = crate::paths::plugin(name);
+    let mut args: Vec<String> = vec!["host".into(), "--plugin".into()];
+    args.push(plugin.to_string_lossy().into_owned());
+    args.extend(
+        [
+            "--addr",
+            "127.0.0.1:0",
+            "--registry",
+            registry_url,
+            "--no-cache",
+        ]
+        .map(String::from),
+    );
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    args
+}
+
 /// The tests' shortcuts: each panics, with the process's log, when it does
 /// not start.
 impl Proc {

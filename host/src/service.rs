@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use protocol::accept::{self, ServeSettings};
+use protocol::essential::{Ended, Essential};
 use protocol::record::{RecordError, ServiceRecord};
 use protocol::registry_client::RegistryClient;
 use protocol::token::Token;
@@ -288,16 +289,18 @@ impl Host {
         let closed = async {
             let _ = closed.await;
         };
-        let (cli, app, tasks) = self.spawn_tasks(control, closed);
+        let (cli, app, mut tasks) = self.spawn_tasks(control, closed);
         // Registration runs while the server already answers: the registry
         // may send a heartbeat or a notification the moment it has the
         // record.
         let mut stopped = std::pin::pin!(stopped);
         let registered = tokio::select! {
-            registered = app.discovery.register(cli.registry_wait) => Some(registered),
+            biased;
             () = &mut stopped => None,
+            registered = app.discovery.register(cli.registry_wait) => Some(registered),
+            ended = tasks.essential.ended() => Some(Err(ended.into())),
         };
-        let watchdog = match registered {
+        let ending = match registered {
             Some(Err(e)) => {
                 app.set_serving(false);
                 tasks.abort();
@@ -305,19 +308,31 @@ impl Host {
             }
             // From now on a registry that forgets us is told again.
             Some(Ok(())) => {
-                let watchdog = tokio::spawn(keep_registered(app.clone(), &cli));
-                stopped.await;
-                Some(watchdog)
+                tasks
+                    .essential
+                    .spawn("registration watchdog", keep_registered(app.clone(), &cli));
+                // Stop first: the swapper returns when told to stop, and
+                // that end is no failure.
+                tokio::select! {
+                    biased;
+                    () = stopped => Ending::Stopped,
+                    ended = tasks.essential.ended() => Ending::Failed(ended),
+                }
             }
             // Told to stop while registering: `stopped` has completed, and
             // a completed future must not be awaited again.
-            None => None,
+            None => Ending::StoppedUnregistered,
         };
-        tracing::info!("shutting down");
+        match &ending {
+            // Crash-only (see `protocol::essential`), but cleanly: callers
+            // are told first and requests in flight finish, as on a stop.
+            Ending::Failed(ended) => tracing::error!("{ended}; shutting down"),
+            _ => tracing::info!("shutting down"),
+        }
         // Other processes stop calling it; those of this process still do,
         // in process, until every service of the process has drained.
-        if let Some(watchdog) = watchdog {
-            watchdog.abort();
+        if !matches!(ending, Ending::StoppedUnregistered) {
+            tasks.essential.shutdown().await;
             app.discovery.deregister().await;
             // The registry tells the callers at once; a caller that picked
             // this instance just before still finds it serving.
@@ -328,10 +343,17 @@ impl Host {
             .drain()
             .await
             .inspect_err(|_| app.set_serving(false))?;
-        Ok(Drained {
+        let drained = Drained {
             app,
             metrics_server,
-        })
+        };
+        match ending {
+            Ending::Failed(ended) => {
+                drained.stop();
+                Err(ended.into())
+            }
+            _ => Ok(drained),
+        }
     }
 
     /// Starts serving (the service, its metrics) and watching the plugin
@@ -374,27 +396,42 @@ impl Host {
             overrides: overrides(&cli),
             loaded,
         };
-        let swapper = tokio::spawn(swapper.run(control));
+        let mut essential = Essential::new();
+        essential.spawn("plugin swapper", swapper.run(control));
         let tasks = Tasks {
             server,
-            swapper,
+            essential,
             metrics_server,
         };
         (cli, app, tasks)
     }
 }
 
+/// Why a host that serves stops.
+enum Ending {
+    /// Told to stop.
+    Stopped,
+    /// Told to stop before its registration was answered.
+    StoppedUnregistered,
+    /// An essential task ended.
+    Failed(Ended),
+}
+
 /// The tasks of a running host.
 struct Tasks {
     server: tokio::task::JoinHandle<()>,
-    swapper: tokio::task::JoinHandle<()>,
+    /// The plugin swapper, and once registered the registration watchdog:
+    /// a host without either would go on serving, but would never swap
+    /// again, or never come back once a registry forgot it. One that ends
+    /// stops the host with an error.
+    essential: Essential,
     metrics_server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Tasks {
     /// Stops everything at once (the host could not start serving).
     fn abort(self) {
-        self.swapper.abort();
+        drop(self.essential);
         self.server.abort();
         if let Some(metrics_server) = self.metrics_server {
             metrics_server.abort();
@@ -405,7 +442,7 @@ impl Tasks {
     /// answer until the whole process has drained.
     async fn drain(self) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
         // A swap still compiling would only delay the end.
-        self.swapper.abort();
+        drop(self.essential);
         let drained = self.server.await.context("server task failed");
         if drained.is_err()
             && let Some(metrics_server) = &self.metrics_server

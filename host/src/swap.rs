@@ -136,6 +136,7 @@ impl Swapper {
     }
 
     async fn swap(&self, why: &str) {
+        fail::fail_point!("host::swap");
         // Counted for the version that was serving when the swap began.
         let metrics = self.app.active().env.metrics.clone();
         let bytes = stamp(&self.path).map(|s| s.len);

@@ -102,6 +102,7 @@ impl Discovery {
         let mut asleep = *lock(&self.registration_sent);
         loop {
             tokio::time::sleep(check_every).await;
+            fail::fail_point!("host::watchdog");
             let late = asleep.elapsed().saturating_sub(check_every);
             let silence = self.silence();
             let why = if late > STALL {

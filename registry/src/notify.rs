@@ -299,7 +299,24 @@ impl Shared {
                     }
                 }
             };
-            self.deliver(&url, &next).await;
+            // In a task of its own, so that a panic (a bug) costs this
+            // notification only: in this task it would end the drain, and
+            // the queue, left in the map, would never be drained again.
+            let delivery = tokio::spawn({
+                let (shared, url, next) = (Arc::clone(&self), url.clone(), next.clone());
+                async move { shared.deliver(&url, &next).await }
+            });
+            if let Err(e) = delivery.await {
+                self.metrics.notification_given_up();
+                tracing::error!(
+                    method = %next.method,
+                    url,
+                    name = next.record.name,
+                    addr = next.record.addr,
+                    error = %e,
+                    "notification dropped: its delivery failed"
+                );
+            }
             lock(&self.state).latest.done(&next);
         }
     }
@@ -326,6 +343,7 @@ impl Shared {
     }
 
     async fn deliver(&self, url: &str, notification: &Notification) {
+        fail::fail_point!("registry::deliver");
         let Notification {
             method,
             record,

@@ -395,6 +395,44 @@ fn a_registration_answered_after_a_stall_is_made_again_at_once() {
     assert!(host.log().contains("stood still"), "{}", host.log());
 }
 
+/// A host stopped while its registration is still unanswered withdraws it
+/// all the same: the registry may have taken it (here it has, and is slow
+/// to answer), and would otherwise list an instance that is gone until
+/// heartbeats fail.
+#[test]
+fn a_stop_while_a_registration_is_unanswered_withdraws_it() {
+    let requests = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = requests.clone();
+    let registry = fake_http(move |head, _, _| {
+        let line = head.lines().next().unwrap_or_default().to_owned();
+        seen.lock().unwrap().push(line.clone());
+        if line.starts_with("POST /services ") {
+            std::thread::sleep(Duration::from_secs(30));
+        }
+        Some(ok_answer(""))
+    });
+    let mut host = Launch::host(
+        binary("host"),
+        &stub("plain-echo"),
+        "127.0.0.1:0",
+        &format!("http://{registry}"),
+    )
+    .start()
+    .unwrap();
+    let asked = |method: &str| {
+        requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.starts_with(&format!("{method} /services ")))
+    };
+    assert!(poll_until(SETTLE, || asked("POST")), "{}", host.log());
+    host.signal(Signal::SIGTERM).unwrap();
+    let status = host.wait_exit(SETTLE).expect("the host exits");
+    assert!(status.success(), "{status}\n{}", host.log());
+    assert!(asked("DELETE"), "never deregistered:\n{}", host.log());
+}
+
 /// A host stopped long enough to be evicted registers again as soon as it
 /// resumes, not a whole `--heartbeat-timeout` later: the heartbeats the
 /// registry gave up on while it stood still are answered on resuming, and

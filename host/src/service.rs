@@ -320,24 +320,24 @@ impl Host {
                 }
             }
             // Told to stop while registering: `stopped` has completed, and
-            // a completed future must not be awaited again.
-            None => Ending::StoppedUnregistered,
+            // a completed future must not be awaited again. The
+            // registration under way may have been taken all the same (a
+            // registry slow to answer): it is withdrawn below as any other.
+            None => Ending::Stopped,
         };
         match &ending {
             // Crash-only (see `protocol::essential`), but cleanly: callers
             // are told first and requests in flight finish, as on a stop.
             Ending::Failed(ended) => tracing::error!("{ended}; shutting down"),
-            _ => tracing::info!("shutting down"),
+            Ending::Stopped => tracing::info!("shutting down"),
         }
         // Other processes stop calling it; those of this process still do,
         // in process, until every service of the process has drained.
-        if !matches!(ending, Ending::StoppedUnregistered) {
-            tasks.essential.shutdown().await;
-            app.discovery.deregister().await;
-            // The registry tells the callers at once; a caller that picked
-            // this instance just before still finds it serving.
-            tokio::time::sleep(cli.stop_grace).await;
-        }
+        tasks.essential.shutdown().await;
+        app.discovery.deregister().await;
+        // The registry tells the callers at once; a caller that picked
+        // this instance just before still finds it serving.
+        tokio::time::sleep(cli.stop_grace).await;
         let _ = close.send(());
         let metrics_server = tasks
             .drain()
@@ -352,7 +352,7 @@ impl Host {
                 drained.stop();
                 Err(ended.into())
             }
-            _ => Ok(drained),
+            Ending::Stopped => Ok(drained),
         }
     }
 
@@ -411,8 +411,6 @@ impl Host {
 enum Ending {
     /// Told to stop.
     Stopped,
-    /// Told to stop before its registration was answered.
-    StoppedUnregistered,
     /// An essential task ended.
     Failed(Ended),
 }

@@ -1,7 +1,7 @@
 //! A host whose background task dies stops, cleanly and loudly: the plugin
 //! swapper or the registration watchdog ending (a panic, a bug) would leave
 //! it serving but never swapping again, or never coming back once the
-//! registry forgot it. It deregisters, lets requests in flight finish and
+//! registry forgot it; the server ending, registered but answering nothing. It deregisters, lets requests in flight finish and
 //! fails with an error that names the task, for its supervisor to start it
 //! again.
 //!
@@ -44,14 +44,14 @@ async fn registered_host(registry: &RegistryProcess) -> (String, Controller, Run
 }
 
 /// Arms the fault point `point` of a registered host, has `trigger` reach
-/// it, and checks that the host deregisters and fails naming `task` and its
-/// panic.
-async fn dies_naming(point: &str, trigger: impl FnOnce(&Controller), task: &str) {
+/// it (given the host's controller and address), and checks that the host
+/// deregisters and fails naming `task` and its panic.
+async fn dies_naming(point: &str, trigger: impl FnOnce(&Controller, &str), task: &str) {
     let registry = RegistryProcess::start(&[]);
     let (addr, controller, running) = registered_host(&registry).await;
 
     fail::cfg(point, "panic").unwrap();
-    trigger(&controller);
+    trigger(&controller, &addr);
     let ended = tokio::time::timeout(Duration::from_secs(30), running).await;
     fail::remove(point);
     let error = ended
@@ -71,12 +71,22 @@ async fn dies_naming(point: &str, trigger: impl FnOnce(&Controller), task: &str)
 async fn a_host_whose_watchdog_dies_deregisters_and_fails_naming_it() {
     let _one = ONE_AT_A_TIME.lock().await;
     // The watchdog reaches its point at its next check.
-    dies_naming("host::watchdog", |_| {}, "registration watchdog").await;
+    dies_naming("host::watchdog", |_, _| {}, "registration watchdog").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_whose_swapper_dies_deregisters_and_fails_naming_it() {
     let _one = ONE_AT_A_TIME.lock().await;
     // What SIGHUP does: load the plugin file again.
-    dies_naming("host::swap", Controller::reload, "plugin swapper").await;
+    dies_naming("host::swap", |c, _| c.reload(), "plugin swapper").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_server_dies_deregisters_and_fails_naming_it() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // The server reaches its point when it takes a connection.
+    let connect = |_: &Controller, addr: &str| {
+        let _ = std::net::TcpStream::connect(addr);
+    };
+    dies_naming("host::accept", connect, "the server task").await;
 }

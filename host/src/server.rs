@@ -130,6 +130,7 @@ pub async fn serve(
     settings: ServeSettings,
 ) {
     let service_for = |peer| {
+        fail::fail_point!("host::accept", |_| unreachable!());
         let app = app.clone();
         service_fn(move |request| {
             let app = app.clone();

@@ -298,7 +298,7 @@ impl Host {
             biased;
             () = &mut stopped => None,
             registered = app.discovery.register(cli.registry_wait) => Some(registered),
-            ended = tasks.essential.ended() => Some(Err(ended.into())),
+            ended = tasks.ended() => Some(Err(ended.into())),
         };
         let ending = match registered {
             Some(Err(e)) => {
@@ -316,7 +316,7 @@ impl Host {
                 tokio::select! {
                     biased;
                     () = stopped => Ending::Stopped,
-                    ended = tasks.essential.ended() => Ending::Failed(ended),
+                    ended = tasks.ended() => Ending::Failed(ended),
                 }
             }
             // Told to stop while registering: `stopped` has completed, and
@@ -399,7 +399,7 @@ impl Host {
         let mut essential = Essential::new();
         essential.spawn("plugin swapper", swapper.run(control));
         let tasks = Tasks {
-            server,
+            server: Some(server),
             essential,
             metrics_server,
         };
@@ -417,11 +417,12 @@ enum Ending {
 
 /// The tasks of a running host.
 struct Tasks {
-    server: tokio::task::JoinHandle<()>,
+    /// Serves until told to close; `None` once it ended before that.
+    server: Option<tokio::task::JoinHandle<()>>,
     /// The plugin swapper, and once registered the registration watchdog:
     /// a host without either would go on serving, but would never swap
-    /// again, or never come back once a registry forgot it. One that ends
-    /// stops the host with an error.
+    /// again, or never come back once a registry forgot it. One that ends,
+    /// like the server, stops the host with an error.
     essential: Essential,
     metrics_server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -430,9 +431,33 @@ impl Tasks {
     /// Stops everything at once (the host could not start serving).
     fn abort(self) {
         drop(self.essential);
-        self.server.abort();
+        if let Some(server) = self.server {
+            server.abort();
+        }
         if let Some(metrics_server) = self.metrics_server {
             metrics_server.abort();
+        }
+    }
+
+    /// Completes when an essential task ends, or the server before it is
+    /// told to close (a bug: it serves until then), which would leave a
+    /// host registered that answers nothing, evicted and registered again
+    /// by its watchdog without end.
+    async fn ended(&mut self) -> Ended {
+        let Tasks {
+            server, essential, ..
+        } = self;
+        let server_ended = async {
+            let Some(running) = server else {
+                return std::future::pending().await;
+            };
+            let joined = running.await;
+            *server = None;
+            Ended::of("server", joined)
+        };
+        tokio::select! {
+            ended = essential.ended() => ended,
+            ended = server_ended => ended,
         }
     }
 
@@ -441,7 +466,11 @@ impl Tasks {
     async fn drain(self) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
         // A swap still compiling would only delay the end.
         drop(self.essential);
-        let drained = self.server.await.context("server task failed");
+        let drained = match self.server {
+            Some(server) => server.await.context("server task failed"),
+            // It ended already, which is why the host stops.
+            None => Ok(()),
+        };
         if drained.is_err()
             && let Some(metrics_server) = &self.metrics_server
         {

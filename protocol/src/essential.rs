@@ -29,6 +29,17 @@ pub struct Ended {
     pub why: String,
 }
 
+impl Ended {
+    /// The end of the task `name`, from what joining it gave.
+    pub fn of(name: &'static str, joined: Result<(), JoinError>) -> Ended {
+        let why = match joined {
+            Ok(()) => "it returned".to_owned(),
+            Err(e) => failure(e),
+        };
+        Ended { name, why }
+    }
+}
+
 impl Essential {
     pub fn new() -> Self {
         Essential::default()
@@ -43,15 +54,12 @@ impl Essential {
     /// Completes when one of the tasks ends, naming it and saying why (its
     /// panic message); never while they all run.
     pub async fn ended(&mut self) -> Ended {
-        let (id, why) = match self.tasks.join_next_with_id().await {
+        let (id, result) = match self.tasks.join_next_with_id().await {
             None => return std::future::pending().await,
-            Some(Ok((id, ()))) => (id, "it returned".to_owned()),
-            Some(Err(e)) => (e.id(), failure(e)),
+            Some(Ok((id, ()))) => (id, Ok(())),
+            Some(Err(e)) => (e.id(), Err(e)),
         };
-        Ended {
-            name: self.names.get(&id).copied().unwrap_or("background"),
-            why,
-        }
+        Ended::of(self.names.get(&id).copied().unwrap_or("background"), result)
     }
 
     /// Aborts every task and waits until they are gone: what holds their

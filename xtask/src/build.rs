@@ -119,7 +119,7 @@ fn ensure_wasm_target(workspace: &Workspace) -> anyhow::Result<()> {
 fn build_plugins(workspace: &Workspace) -> anyhow::Result<()> {
     ensure_wasm_target(workspace)?;
     // One cargo run per plugin: built together, the features of the SDK
-    // would be unified, and the log plugin's `std` would put the standard
+    // would be unified, and one plugin's `std` would put the standard
     // library, and WASI, back into the lean ones.
     for plugin in PLUGINS {
         let to = workspace

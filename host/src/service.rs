@@ -331,9 +331,12 @@ impl Host {
             Ending::Failed(ended) => tracing::error!("{ended}; shutting down"),
             Ending::Stopped => tracing::info!("shutting down"),
         }
+        // No swap from now on (one still compiling would only delay the
+        // end, and would register again what is deregistered below), and
+        // no registering again.
+        tasks.essential.shutdown().await;
         // Other processes stop calling it; those of this process still do,
         // in process, until every service of the process has drained.
-        tasks.essential.shutdown().await;
         app.discovery.deregister().await;
         // The registry tells the callers at once; a caller that picked
         // this instance just before still finds it serving.
@@ -411,7 +414,7 @@ impl Host {
 enum Ending {
     /// Told to stop.
     Stopped,
-    /// An essential task ended.
+    /// An essential task, or the server, ended.
     Failed(Ended),
 }
 
@@ -464,8 +467,6 @@ impl Tasks {
     /// Once stopped: lets the server drain; the metrics server is left to
     /// answer until the whole process has drained.
     async fn drain(self) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-        // A swap still compiling would only delay the end.
-        drop(self.essential);
         let drained = match self.server {
             Some(server) => server.await.context("server task failed"),
             // It ended already, which is why the host stops.

@@ -24,6 +24,19 @@ pub struct Config {
     #[arg(long, default_value = "1s", value_parser = duration::within(10 * MILLISECOND, MINUTE))]
     pub heartbeat_retry_delay: Duration,
 
+    /// Evictions are withheld while more than this share of the table's
+    /// instances, in percent, failed their latest heartbeat: so many at
+    /// once is more likely this registry's own network than the instances.
+    /// 100 turns the guard off; 1 to 100
+    #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub eviction_guard: u32,
+
+    /// The guard holds only in a table of at least this many instances
+    /// (in a small one, most failing at once is a small failure); 1 to
+    /// 1000000
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub eviction_guard_min: u32,
+
     /// Heartbeat requests in flight at once, at most; 1 to 10000
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub heartbeat_concurrency: u32,
@@ -171,6 +184,7 @@ mod tests {
         assert_eq!(c.notify_timeout, Duration::from_secs(2));
         assert_eq!(c.notify_queue, 1024);
         assert_eq!(c.max_instances, 10_000);
+        assert_eq!((c.eviction_guard, c.eviction_guard_min), (50, 10));
         assert!(c.etcd.is_empty());
         assert_eq!(c.etcd_prefix, "/sparrow");
         assert_eq!(c.leader_ttl, Duration::from_secs(3));

@@ -15,6 +15,17 @@
 //!
 //! Heartbeats carry no token: answering one changes nothing, and services
 //! written against the original protocol must keep answering them.
+//!
+//! Evictions are withheld while more than `--eviction-guard` percent of a
+//! table of at least `--eviction-guard-min` instances failed their latest
+//! heartbeat (Eureka's "self-preservation", Nacos's "protect threshold"):
+//! so many failing at once is more likely this registry cut off from them
+//! than the instances dead, and evicting them all would tell every
+//! dependent to forget every instance, each host coming back only after its
+//! `--heartbeat-timeout`. On etcd that is a leading replica cut off from
+//! the hosts while it still reaches etcd. The instances stay, listed as
+//! failing, and each sweep decides again: once enough of them answer, the
+//! dead ones go.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -38,6 +49,21 @@ struct Checker<S> {
     config: Config,
     permits: Semaphore,
     metrics: Arc<Metrics>,
+    guard: Guard,
+}
+
+/// When evictions are withheld (see the module's doc).
+#[derive(Clone, Copy, Debug)]
+struct Guard {
+    percent: u32,
+    min: u32,
+}
+
+impl Guard {
+    /// Whether `failing` of `total` instances withhold evictions.
+    fn holds(&self, failing: usize, total: usize) -> bool {
+        total >= self.min as usize && failing * 100 > self.percent as usize * total
+    }
 }
 
 /// Runs sweeps forever; stop it by dropping (aborting) the future, which
@@ -54,6 +80,10 @@ pub async fn run<S: Store>(
 ) {
     let interval = config.heartbeat_interval;
     let checker = Arc::new(Checker {
+        guard: Guard {
+            percent: config.eviction_guard,
+            min: config.eviction_guard_min,
+        },
         metrics,
         permits: Semaphore::new(config.heartbeat_concurrency as usize),
         store,
@@ -73,6 +103,16 @@ pub async fn run<S: Store>(
             _ = ticker.tick() => {
                 let targets = checker.store.table().targets();
                 tracing::debug!(instances = targets.len(), "heartbeat sweep");
+                let (failing, total) = checker.store.table().failing();
+                if checker.guard.holds(failing, total) {
+                    tracing::warn!(
+                        failing,
+                        instances = total,
+                        "more than {}% of the instances are failing their heartbeats: \
+                         evictions withheld (this registry's network is the likelier fault)",
+                        checker.guard.percent
+                    );
+                }
                 for target in targets {
                     checks.start(target, |target| Arc::clone(&checker).check(target));
                 }
@@ -148,6 +188,17 @@ impl<S: Store> Checker<S> {
                 "heartbeat failed"
             );
         }
+        let (failing, total) = self.store.table().failing();
+        if self.guard.holds(failing, total) {
+            self.metrics.eviction_withheld();
+            tracing::debug!(
+                name = target.name,
+                addr = target.addr,
+                failing,
+                "eviction withheld"
+            );
+            return;
+        }
         // The store tells the dependents (the in-memory table at once, the
         // etcd watch of every replica when the deletion comes back).
         match self.store.evict(&target).await {
@@ -201,6 +252,22 @@ mod tests {
             name: "svc".into(),
             addr: addr.into(),
         }
+    }
+
+    #[test]
+    fn the_guard_holds_past_its_share_in_a_table_large_enough() {
+        let guard = Guard {
+            percent: 50,
+            min: 10,
+        };
+        assert!(!guard.holds(5, 10), "half is not more than half");
+        assert!(guard.holds(6, 10));
+        assert!(!guard.holds(9, 9), "a table under the minimum");
+        let off = Guard {
+            percent: 100,
+            min: 1,
+        };
+        assert!(!off.holds(10, 10), "100% never holds");
     }
 
     #[tokio::test]

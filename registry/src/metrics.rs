@@ -75,6 +75,7 @@ pub struct Metrics {
     heartbeat_ok: Counter,
     heartbeat_failed: Counter,
     evictions: Counter,
+    evictions_withheld: Counter,
     notified: Counter,
     notify_given_up: Counter,
     notify_superseded: Counter,
@@ -111,6 +112,11 @@ impl Metrics {
             r,
             "sparrow_registry_evictions",
             "Instances evicted after their last failed heartbeat attempt",
+        );
+        let evictions_withheld = register(
+            r,
+            "sparrow_registry_evictions_withheld",
+            "Evictions not made because too many instances were failing their heartbeats at once (--eviction-guard)",
         );
         let notifications: Family<ResultLabel, Counter> = register(
             r,
@@ -168,6 +174,7 @@ impl Metrics {
             notify_given_up: notification("failed"),
             notify_superseded: notification("superseded"),
             evictions,
+            evictions_withheld,
             notify_failed_attempts,
             notify_latency,
             backend_round_trip,
@@ -216,6 +223,11 @@ impl Metrics {
 
     pub fn evicted(&self) {
         self.evictions.inc();
+    }
+
+    /// An instance that failed every attempt was kept: the guard held.
+    pub fn eviction_withheld(&self) {
+        self.evictions_withheld.inc();
     }
 
     /// A notification was delivered `latency` after its change.

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use harness::{
-    Behaviour, FAST_HEARTBEATS, FakeService, Launch, RegistryProcess, addrs, binary, eventually,
-    eventually_some,
+    Behaviour, FAST_HEARTBEATS, FakeService, Launch, RegistryProcess, addrs, binary, counter,
+    eventually, eventually_some,
 };
 use http::Method;
 use protocol::registry_client::RegistryClient;
@@ -15,7 +15,9 @@ use protocol::registry_client::RegistryClient;
 /// every dead one is gone within interval + attempts × retry-delay + 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_instances_half_dead_are_evicted_in_time() {
-    let registry = RegistryProcess::start(&[]);
+    // Off: this is about the sweep's speed, and a live instance slow to
+    // answer once under load would tip half into more than half.
+    let registry = RegistryProcess::start(&["--eviction-guard", "100"]);
     let client = RegistryClient::new(&registry.url(""), Duration::from_secs(10)).unwrap();
 
     let mut live = Vec::new();
@@ -201,6 +203,56 @@ async fn instances_registered_in_one_etcd_transaction_are_each_heart_beaten() {
         services.get("b-dead").is_none()
             && services.get("c-dead").is_none()
             && addrs(&services["a-alive"]) == [alive.addr.clone()]
+    })
+    .await;
+}
+
+/// Most of the table failing at once is more likely the registry cut off
+/// from it than the instances dead: their evictions are withheld, and made
+/// once enough of the table answers again (here: a deploy of new ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evictions_are_withheld_while_most_of_the_table_fails() {
+    // A guard on tables of any size: the dead are registered first, so
+    // that whenever a sweep comes, more than half of what it sees is dead.
+    let registry = RegistryProcess::start(&["--eviction-guard-min", "1"]);
+    let client = RegistryClient::new(&registry.url(""), Duration::from_secs(10)).unwrap();
+    for _ in 0..8 {
+        // Its own loopback address: no other test's service takes the port.
+        let mut service = FakeService::start_on("127.0.0.4", Behaviour::Healthy).await;
+        service.stop().await;
+        client.register(&service.record("svc", &[])).await.unwrap();
+    }
+    let mut live = Vec::new();
+    for _ in 0..2 {
+        live.push(FakeService::start(Behaviour::Healthy).await);
+    }
+    for service in &live {
+        client.register(&service.record("svc", &[])).await.unwrap();
+    }
+    let withheld = || async {
+        let (_, metrics) = registry.request(Method::GET, "/metrics", "").await;
+        counter(&metrics, "sparrow_registry_evictions_withheld_total")
+    };
+    eventually("every dead instance's eviction withheld", || async {
+        withheld().await >= 8
+    })
+    .await;
+    let listed = registry.services().await;
+    assert_eq!(addrs(&listed["svc"]).len(), 10, "{listed}");
+    let failing = listed["svc"].as_array().unwrap().iter();
+    let failing = failing.filter(|i| i["health"] == "failing").count();
+    assert_eq!(failing, 8, "{listed}");
+
+    // Ten more answer: 8 failing of 20 is not more than half.
+    for _ in 0..10 {
+        let service = FakeService::start(Behaviour::Healthy).await;
+        client.register(&service.record("svc", &[])).await.unwrap();
+        live.push(service);
+    }
+    let live_addrs: HashSet<String> = live.iter().map(|s| s.addr.clone()).collect();
+    eventually("the dead evicted, the live kept", || async {
+        let left: HashSet<String> = registry.addrs_of("svc").await.into_iter().collect();
+        left == live_addrs
     })
     .await;
 }

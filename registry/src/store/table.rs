@@ -151,6 +151,8 @@ struct Inner {
     requiring: HashMap<String, usize>,
     /// How many entries `services` holds.
     instances: usize,
+    /// How many of them failed their latest heartbeat.
+    failing: usize,
     /// The sum of their costs.
     bytes: usize,
 }
@@ -341,12 +343,25 @@ impl Table {
         else {
             return;
         };
+        let was_failing = entry.health == Health::Failing;
         if alive {
             entry.health = Health::Passing;
             entry.last_heartbeat = Some(SystemTime::now());
         } else {
             entry.health = Health::Failing;
         }
+        match (was_failing, alive) {
+            (false, false) => inner.failing += 1,
+            (true, true) => inner.failing -= 1,
+            _ => {}
+        }
+    }
+
+    /// How many instances failed their latest heartbeat, and how many the
+    /// table holds.
+    pub fn failing(&self) -> (usize, usize) {
+        let inner = read(&self.inner);
+        (inner.failing, inner.instances)
     }
 
     /// Every service with its instances.
@@ -413,6 +428,9 @@ impl Inner {
                 entry.record = record.clone();
                 entry.cost = cost;
                 entry.id = id;
+                if entry.health == Health::Failing {
+                    self.failing -= 1;
+                }
                 entry.health = Health::Unchecked;
                 true
             }
@@ -493,6 +511,9 @@ impl Inner {
         unindex(&mut self.requirers, &mut self.requiring, &removed.record);
         self.instances -= 1;
         self.bytes -= removed.cost;
+        if removed.health == Health::Failing {
+            self.failing -= 1;
+        }
         Some(self.change(removed.record))
     }
 
@@ -631,9 +652,10 @@ mod tests {
 
     /// The indexes of who requires what give the dependents, and the
     /// addresses still requiring something, that a scan of the table
-    /// finds, through registrations, changed requirements and removals.
+    /// finds, and the count of failing instances its scan's, through
+    /// registrations, changed requirements, heartbeats and removals.
     #[tokio::test]
-    async fn the_indexes_agree_with_a_scan_of_the_table() {
+    async fn the_indexes_and_counts_agree_with_a_scan_of_the_table() {
         use rand::{Rng, SeedableRng, rngs::StdRng};
         let table = table();
         let mut rng = StdRng::seed_from_u64(13);
@@ -644,6 +666,14 @@ mod tests {
             let addr = addrs[rng.random_range(0..addrs.len())];
             if rng.random_bool(0.3) {
                 table.remove(name, addr);
+            } else if rng.random_bool(0.4) {
+                if let Some(target) = table
+                    .targets()
+                    .into_iter()
+                    .find(|t| t.name == name && t.addr == addr)
+                {
+                    table.record_heartbeat(&target, rng.random_bool(0.5));
+                }
             } else {
                 let required: Vec<&str> = services
                     .into_iter()
@@ -670,6 +700,8 @@ mod tests {
                     .any(|e| e.record.addr == addr && !e.record.required_services.is_empty());
                 assert_eq!(inner.requiring.contains_key(addr), requires, "step {step}");
             }
+            let failing = inner.entries().filter(|e| e.health == Health::Failing);
+            assert_eq!(inner.failing, failing.count(), "step {step}");
         }
     }
 

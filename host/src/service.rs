@@ -311,8 +311,6 @@ impl Host {
                 tasks
                     .essential
                     .spawn("registration watchdog", keep_registered(app.clone(), &cli));
-                // Stop first: the swapper returns when told to stop, and
-                // that end is no failure.
                 tokio::select! {
                     biased;
                     () = stopped => Ending::Stopped,

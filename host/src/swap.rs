@@ -95,7 +95,13 @@ pub struct Swapper {
 
 impl Swapper {
     /// Watches the file, and swaps on a reload (SIGHUP), until `control`
-    /// says stop.
+    /// says stop; then waits to be aborted. It never returns: it is one of
+    /// the host's essential tasks, whose end the host takes for a bug, and
+    /// an end on a stop could be seen before the stop itself. The host
+    /// looks at both in one pass: the stop first, found not yet there, then
+    /// the tasks, found with this one ended, the stop having come and this
+    /// task seen it in between, on another thread (a host stopped while it
+    /// registered exited 1 naming this task, once in a CI run).
     pub async fn run(self, mut control: Control) {
         let mut stop = std::pin::pin!(control.stopped());
         let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -130,7 +136,7 @@ impl Swapper {
                     seen = loaded;
                     self.swap("SIGHUP").await;
                 }
-                () = &mut stop => return,
+                () = &mut stop => return std::future::pending().await,
             }
         }
     }

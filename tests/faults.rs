@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -373,15 +374,10 @@ fn a_registration_answered_after_a_stall_is_made_again_at_once() {
             Some(ok_answer(""))
         }
     });
-    let host = Launch::host(
-        binary("host"),
-        &stub("plain-echo"),
-        "127.0.0.1:0",
-        &format!("http://{registry}"),
-    )
-    .args(["--heartbeat-timeout", "30s"])
-    .start()
-    .unwrap();
+    let host = host_with_fake_registry(&stub("plain-echo"), &registry)
+        .args(["--heartbeat-timeout", "30s"])
+        .start()
+        .unwrap();
     assert!(
         poll_until(Duration::from_secs(10), || registrations
             .lock()
@@ -411,14 +407,9 @@ fn a_stop_while_a_registration_is_unanswered_withdraws_it() {
         }
         Some(ok_answer(""))
     });
-    let mut host = Launch::host(
-        binary("host"),
-        &stub("plain-echo"),
-        "127.0.0.1:0",
-        &format!("http://{registry}"),
-    )
-    .start()
-    .unwrap();
+    let mut host = host_with_fake_registry(&stub("plain-echo"), &registry)
+        .start()
+        .unwrap();
     let asked = |method: &str| {
         requests
             .lock()
@@ -513,6 +504,17 @@ where
     addr
 }
 
+/// A host of `plugin` on a free port, registered with the fake registry
+/// (see [`fake_http`]) at `registry`, an `IP:PORT`.
+fn host_with_fake_registry(plugin: &Path, registry: &str) -> Launch {
+    Launch::host(
+        binary("host"),
+        plugin,
+        "127.0.0.1:0",
+        &format!("http://{registry}"),
+    )
+}
+
 /// A whole HTTP/1.1 answer: 200 with `body`.
 fn ok_answer(body: &str) -> String {
     format!(
@@ -567,14 +569,9 @@ fn a_call_made_before_the_registration_answer_waits_for_it() {
             Some(ok_answer("{}"))
         }
     });
-    let visit = Launch::host(
-        binary("host"),
-        &plugin("visit"),
-        "127.0.0.1:0",
-        &format!("http://{slow_registry}"),
-    )
-    .start()
-    .unwrap();
+    let visit = host_with_fake_registry(&plugin("visit"), &slow_registry)
+        .start()
+        .unwrap();
     let reply = get(&visit.url("/"));
     assert_eq!(reply.status, 200, "{}\n{}", reply.text(), visit.log());
 }
@@ -657,16 +654,11 @@ fn a_stale_registry_answer_drops_no_instance() {
             Some(ok_answer(""))
         }
     });
-    let gateway = Launch::host(
-        binary("host"),
-        &plugin("gateway"),
-        "127.0.0.1:0",
-        &format!("http://{stale_registry}"),
-    )
-    .args(["--call-timeout", "1s"])
-    .rust_log("info,host::outbound=debug")
-    .start()
-    .unwrap();
+    let gateway = host_with_fake_registry(&plugin("gateway"), &stale_registry)
+        .args(["--call-timeout", "1s"])
+        .rust_log("info,host::outbound=debug")
+        .start()
+        .unwrap();
     let url = gateway.url("/x/");
     assert_eq!(get(&url).status, 504, "{}", gateway.log());
     assert!(poll_until(SETTLE, || asked.load(Ordering::SeqCst)));
